@@ -1,0 +1,36 @@
+# cbmflow: two commands on a fresh machine -> `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help setup demo test test-fast lint typecheck lock bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+setup:  ## venv, PostGIS, databases, schema, Airflow metadata (idempotent)
+	@bash scripts/setup.sh
+
+demo: setup  ## run the demo pipeline on the simulated Austrian season
+	@source scripts/airflow-env.sh && $(VENV)/bin/cbmflow demo
+
+test: setup  ## the whole suite: DAG integrity, unit, integration (PostGIS, S3), system (dag.test)
+	@$(PY) -m pytest tests
+
+test-fast: setup  ## unit tests only
+	@$(PY) -m pytest tests/unit tests/dags -q
+
+lint:  ## ruff (with the AIR rules) and mypy
+	@$(VENV)/bin/ruff check src dags plugins tests benchmarks
+	@$(VENV)/bin/mypy
+
+lock:  ## re-resolve requirements.in into the pinned requirements.txt (needs PyPI)
+	uv pip compile requirements.in --python-version 3.11 -o requirements.txt
+
+bench: setup  ## benchmarks (not tests): extraction, Denmark scale, classification
+	@$(PY) benchmarks/extract.py
+	@$(PY) benchmarks/denmark.py
+
+clean:  ## remove the venv and local Airflow home (databases stay)
+	rm -rf $(VENV) .airflow

@@ -1,0 +1,11 @@
+# Source me: the Airflow environment of this checkout (AIRFLOW_HOME in .airflow/).
+_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export AIRFLOW_HOME=${AIRFLOW_HOME:-$_root/.airflow}
+export AIRFLOW__CORE__DAGS_FOLDER=$_root/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER=$_root/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__EXECUTOR=${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-postgresql+psycopg2://postgres@127.0.0.1:5432/cbmflow_airflow}
+export CBMFLOW_HOME=$_root
+export PATH=$_root/.venv/bin:$PATH
+mkdir -p "$AIRFLOW_HOME"

@@ -1,0 +1,258 @@
+"""The scene catalogue in PostGIS: scene records, idempotent upsert, and the status queue.
+
+Status moves ``discovered -> processing -> ready -> extracted``; any step may go to ``failed``
+(with the attempt count and the last error), from where the scene can be retried.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg.rows import dict_row
+
+from cbmflow.errors import InputError, NotFound
+
+CardType = Literal["bs", "c6", "s2"]
+Status = Literal["discovered", "processing", "ready", "extracted", "failed"]
+STATUSES: tuple[str, ...] = ("discovered", "processing", "ready", "extracted", "failed")
+CARD_TYPES: tuple[str, ...] = ("bs", "c6", "s2")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One catalogued product: a raw scene to process or a CARD product to extract."""
+
+    product_id: str
+    mission: str
+    product_type: str
+    card_type: str
+    sensing_time: datetime
+    relative_orbit: int | None = None
+    orbit_direction: str | None = None
+    tile: str | None = None
+    footprint_wkt: str | None = None  # EPSG:4326
+    collection: str | None = None
+    source_assets: dict[str, str] = field(default_factory=dict)
+    assets: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, Any] = field(default_factory=dict)
+    simulated: bool = False
+    status: str = "discovered"
+    id: int | None = None
+    attempts: int = 0
+    last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.card_type not in CARD_TYPES:
+            raise InputError(f"scene {self.product_id}: card_type {self.card_type!r} not in {CARD_TYPES}")
+        if self.status not in STATUSES:
+            raise InputError(f"scene {self.product_id}: status {self.status!r} not in {STATUSES}")
+        if self.sensing_time.tzinfo is None:
+            raise InputError(f"scene {self.product_id}: sensing_time must be timezone-aware")
+
+    @property
+    def year(self) -> int:
+        """The sensing year (the signatures partition)."""
+        return self.sensing_time.year
+
+
+_COLUMNS = (
+    "product_id, collection, mission, product_type, card_type, sensing_time, relative_orbit, "
+    "orbit_direction, tile, footprint, source_assets, assets, properties, simulated, status"
+)
+
+
+def upsert(conn: psycopg.Connection, scenes: Iterable[Scene]) -> dict[str, int]:
+    """Insert new scenes and refresh metadata of known ones; returns product_id -> id.
+
+    Running it twice adds nothing. The status of a known scene is kept (its place in the
+    queue is not reset by re-discovery), except that CARD assets supplied for a scene that
+    was not yet ready make it ready.
+    """
+    ids: dict[str, int] = {}
+    with conn.cursor() as cur:
+        for s in scenes:
+            cur.execute(
+                f"""
+                INSERT INTO catalogue ({_COLUMNS})
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,
+                        ST_Multi(ST_GeomFromText(%s, 4326)), %s, %s, %s, %s, %s)
+                ON CONFLICT (product_id) DO UPDATE SET
+                    collection = EXCLUDED.collection,
+                    mission = EXCLUDED.mission,
+                    product_type = EXCLUDED.product_type,
+                    relative_orbit = EXCLUDED.relative_orbit,
+                    orbit_direction = EXCLUDED.orbit_direction,
+                    tile = EXCLUDED.tile,
+                    footprint = COALESCE(EXCLUDED.footprint, catalogue.footprint),
+                    source_assets = catalogue.source_assets || EXCLUDED.source_assets,
+                    assets = catalogue.assets || EXCLUDED.assets,
+                    properties = catalogue.properties || EXCLUDED.properties,
+                    updated_at = CASE WHEN (catalogue.source_assets, catalogue.assets, catalogue.properties)
+                                      IS DISTINCT FROM
+                                      (catalogue.source_assets || EXCLUDED.source_assets,
+                                       catalogue.assets || EXCLUDED.assets,
+                                       catalogue.properties || EXCLUDED.properties)
+                                 THEN now() ELSE catalogue.updated_at END
+                RETURNING id
+                """,
+                (
+                    s.product_id, s.collection, s.mission, s.product_type, s.card_type,
+                    s.sensing_time, s.relative_orbit, s.orbit_direction, s.tile, s.footprint_wkt,
+                    json.dumps(s.source_assets), json.dumps(s.assets), json.dumps(s.properties),
+                    s.simulated, s.status,
+                ),
+            )
+            row = cur.fetchone()
+            assert row is not None
+            ids[s.product_id] = int(row[0])
+    return ids
+
+
+def _row_to_scene(row: dict[str, Any]) -> Scene:
+    return Scene(
+        id=row["id"],
+        product_id=row["product_id"],
+        collection=row["collection"],
+        mission=row["mission"],
+        product_type=row["product_type"],
+        card_type=row["card_type"],
+        sensing_time=row["sensing_time"],
+        relative_orbit=row["relative_orbit"],
+        orbit_direction=row["orbit_direction"],
+        tile=row["tile"],
+        footprint_wkt=row["footprint_wkt"],
+        source_assets=row["source_assets"],
+        assets=row["assets"],
+        properties=row["properties"],
+        simulated=row["simulated"],
+        status=row["status"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+    )
+
+
+_SELECT = (
+    "SELECT id, product_id, collection, mission, product_type, card_type, sensing_time, "
+    "relative_orbit, orbit_direction, tile, ST_AsText(footprint) AS footprint_wkt, "
+    "source_assets, assets, properties, simulated, status, attempts, last_error FROM catalogue"
+)
+
+
+def get(conn: psycopg.Connection, scene_id: int) -> Scene:
+    """The scene with this catalogue id."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_SELECT + " WHERE id = %s", (scene_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"scene id {scene_id} is not in the catalogue")
+    return _row_to_scene(row)
+
+
+def get_by_product_id(conn: psycopg.Connection, product_id: str) -> Scene:
+    """The scene with this product id."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_SELECT + " WHERE product_id = %s", (product_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"scene {product_id} is not in the catalogue")
+    return _row_to_scene(row)
+
+
+def find(
+    conn: psycopg.Connection,
+    *,
+    card_type: str | None = None,
+    statuses: Sequence[str] | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    product_types: Sequence[str] | None = None,
+    aoi_wkt: str | None = None,
+    ids: Sequence[int] | None = None,
+    limit: int | None = None,
+) -> list[Scene]:
+    """Scenes matching all given filters, oldest first (end is exclusive)."""
+    where, params = [], []  # type: ignore[var-annotated]
+    if card_type:
+        where.append("card_type = %s")
+        params.append(card_type)
+    if statuses:
+        bad = set(statuses) - set(STATUSES)
+        if bad:
+            raise InputError(f"unknown status {sorted(bad)}; known: {STATUSES}")
+        where.append("status = ANY(%s)")
+        params.append(list(statuses))
+    if start:
+        where.append("sensing_time >= %s")
+        params.append(start)
+    if end:
+        where.append("sensing_time < %s")
+        params.append(end)
+    if product_types:
+        where.append("product_type = ANY(%s)")
+        params.append(list(product_types))
+    if aoi_wkt:
+        where.append("ST_Intersects(footprint, ST_GeomFromText(%s, 4326))")
+        params.append(aoi_wkt)
+    if ids is not None:
+        where.append("id = ANY(%s)")
+        params.append(list(ids))
+    query = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY sensing_time, id"
+    if limit:
+        query += f" LIMIT {int(limit)}"
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [_row_to_scene(r) for r in cur.execute(query, params)]  # type: ignore[arg-type]
+
+
+def claim(conn: psycopg.Connection, scene_id: int, from_statuses: Sequence[str]) -> bool:
+    """Move a scene to ``processing`` if it is in one of from_statuses; False if someone else has it."""
+    row = conn.execute(
+        "UPDATE catalogue SET status = 'processing', attempts = attempts + 1, updated_at = now() "
+        "WHERE id = %s AND status = ANY(%s) RETURNING id",
+        (scene_id, list(from_statuses)),
+    ).fetchone()
+    return row is not None
+
+
+def mark_ready(conn: psycopg.Connection, scene_id: int, assets: dict[str, str] | None = None) -> None:
+    """Record CARD assets (band -> URI) and mark the scene ``ready`` for extraction."""
+    conn.execute(
+        "UPDATE catalogue SET status = 'ready', last_error = NULL, updated_at = now(), "
+        "assets = assets || %s::jsonb WHERE id = %s",
+        (json.dumps(assets or {}), scene_id),
+    )
+
+
+def mark_extracted(conn: psycopg.Connection, scene_id: int) -> None:
+    """Mark the scene's signatures as written (call in the transaction that wrote them)."""
+    conn.execute(
+        "UPDATE catalogue SET status = 'extracted', last_error = NULL, updated_at = now() WHERE id = %s",
+        (scene_id,),
+    )
+
+
+def mark_failed(conn: psycopg.Connection, scene_id: int, error: str) -> None:
+    """Mark the scene ``failed`` with the error (truncated to 4000 characters)."""
+    conn.execute(
+        "UPDATE catalogue SET status = 'failed', last_error = %s, updated_at = now() WHERE id = %s",
+        (error[-4000:], scene_id),
+    )
+
+
+def set_status(conn: psycopg.Connection, scene_id: int, status: str) -> None:
+    """Set a scene's status directly (operators' reset, e.g. back to ``ready`` for reprocessing)."""
+    if status not in STATUSES:
+        raise InputError(f"unknown status {status!r}; known: {STATUSES}")
+    conn.execute(
+        "UPDATE catalogue SET status = %s, updated_at = now() WHERE id = %s", (status, scene_id)
+    )
+
+
+def counts(conn: psycopg.Connection) -> dict[tuple[str, str], int]:
+    """Number of scenes per (card_type, status)."""
+    return {
+        (r[0], r[1]): int(r[2])
+        for r in conn.execute("SELECT card_type, status, count(*) FROM catalogue GROUP BY 1, 2")
+    }
