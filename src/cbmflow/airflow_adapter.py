@@ -1,0 +1,99 @@
+"""The one place where cbmflow meets Airflow: error mapping, connections, Assets.
+
+The domain package never imports Airflow; DAG files call domain functions through :func:`run`,
+which maps the cbmflow error family onto Airflow's task outcomes:
+
+* ``outcome == "skip"``  -> ``AirflowSkipException`` (nothing to do; the task is skipped)
+* ``outcome == "fail"``  -> ``AirflowFailException`` (bad input or defect; no retry)
+* ``outcome == "retry"`` -> re-raised unchanged, so Airflow's retries (with backoff) apply
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from cbmflow.errors import CbmError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DB_CONN_ID = "cbmflow_db"
+S3_CONN_ID = "cbmflow_s3"
+
+
+def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call a domain function, translating cbmflow errors into Airflow task outcomes."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    try:
+        return fn(*args, **kwargs)
+    except CbmError as exc:
+        name = type(exc).__name__
+        if exc.outcome == "skip":
+            raise AirflowSkipException(f"{name}: {exc}") from exc
+        if exc.outcome == "fail":
+            raise AirflowFailException(f"{name}: {exc}") from exc
+        log.warning("transient %s, Airflow will retry: %s", name, exc)
+        raise
+
+
+def _connection(conn_id: str) -> Any | None:
+    try:
+        from airflow.sdk import BaseHook
+
+        return BaseHook.get_connection(conn_id)
+    except Exception:  # noqa: BLE001 - an undefined connection is simply not used
+        return None
+
+
+def configure() -> None:
+    """Export the results DB DSN and S3 settings from Airflow connections into the environment.
+
+    ``cbmflow_db`` (postgres) sets ``CBMFLOW_DSN``; ``cbmflow_s3`` (aws, ``endpoint_url`` in extra)
+    sets the standard ``AWS_*`` variables. Where a connection is not defined, the environment is
+    left as it is. Secrets are never logged.
+    """
+    db = _connection(DB_CONN_ID)
+    if db is not None and db.host:
+        user = db.login or "postgres"
+        auth = f"{user}:{db.password}@" if db.password else f"{user}@"
+        os.environ["CBMFLOW_DSN"] = f"postgresql://{auth}{db.host}:{db.port or 5432}/{db.schema or 'cbmflow'}"
+        log.info("results database from connection %s (host %s)", DB_CONN_ID, db.host)
+    s3 = _connection(S3_CONN_ID)
+    if s3 is not None:
+        extra = s3.extra_dejson or {}
+        endpoint = extra.get("endpoint_url") or (extra.get("service_config", {}).get("s3", {}) or {}).get("endpoint_url")
+        if not endpoint:
+            # An aws connection without endpoint_url silently falls back to real AWS: refuse.
+            from cbmflow.errors import ConfigError
+
+            raise ConfigError(f"Airflow connection {S3_CONN_ID} has no endpoint_url in its extra")
+        os.environ["AWS_ENDPOINT_URL"] = endpoint
+        if s3.login:
+            os.environ["AWS_ACCESS_KEY_ID"] = s3.login
+        if s3.password:
+            os.environ["AWS_SECRET_ACCESS_KEY"] = s3.password
+        if extra.get("region_name"):
+            os.environ["AWS_DEFAULT_REGION"] = extra["region_name"]
+        log.info("object storage from connection %s (endpoint %s)", S3_CONN_ID, endpoint)
+
+
+def card_ready_asset(card_type: str) -> Any:
+    """The Airflow Asset a CARD DAG publishes when new scenes of ``card_type`` are ready."""
+    from airflow.sdk import Asset
+
+    from cbmflow.catalogue import CARD_TYPES
+
+    if card_type not in CARD_TYPES:
+        raise ValueError(f"unknown card type {card_type!r}")
+    return Asset(name=f"cbmflow_card_{card_type}", uri=f"cbmflow://card/{card_type}", group="cbmflow")
+
+
+def signatures_asset() -> Any:
+    """The Airflow Asset ``extract_signatures`` publishes when signatures were written."""
+    from airflow.sdk import Asset
+
+    return Asset(name="cbmflow_signatures", uri="cbmflow://signatures", group="cbmflow")
