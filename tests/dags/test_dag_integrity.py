@@ -15,9 +15,9 @@ HEAVY = {"rasterio", "geopandas", "numpy", "pandas", "sklearn", "psycopg", "boto
 
 @pytest.fixture(scope="module")
 def dagbag():
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS_DIR), include_examples=False)
+    return DagBag(dag_folder=str(DAGS_DIR))
 
 
 def test_there_are_dags() -> None:
