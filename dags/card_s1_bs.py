@@ -1,0 +1,107 @@
+"""Daily Sentinel-1 CARD-BS: discover GRD scenes not yet ready -> process each -> publish the Asset."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
+
+from cbmflow.airflow_adapter import card_ready_asset
+
+DOC = """
+### card_s1_bs — Sentinel-1 CARD-BS (geocoded backscatter), daily
+
+**discover** selects the catalogue's S1 GRD scenes (`card_type='bs'`) sensed in the window
+`[start, end)` (default: the run's data interval) whose status is `discovered` or `failed`
+(plus `ready`/`extracted` with `reprocess=true`); with `stac_source` set it first runs a STAC
+search into the catalogue. **process** (one mapped task per scene, 3 retries with exponential
+backoff for transient errors) claims the scene, runs the engine — `sarsen` (native, runs here) or
+`snap` (graph `include/graphs/card_bs.xml` through `gpt`; fails at once where SNAP is not
+installed) — writes one COG per polarisation to
+`<card_root>/bs/<yyyy>/<mm>/<dd>/<product_id>_<BAND>.tif` and marks the scene `ready` (or
+`failed` with the error). **publish** emits the `cbmflow_card_bs` Asset that `extract_signatures`
+is scheduled on; **verify** fails the run if any scene is not ready, so failed orbits are visible.
+
+**Backfill failed orbits**: `airflow backfill create --dag-id card_s1_bs --from-date 2024-05-01
+--to-date 2024-05-31` (or *Trigger → Backfill* in the UI). Only scenes that are not `ready` are
+processed again; good ones are left alone. See `docs/operations.md`.
+"""
+
+
+@dag(
+    dag_id="card_s1_bs",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # daily, interval [D, D+1)
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=2,
+    tags=["cbmflow", "card", "s1"],
+    doc_md=DOC,
+    params={
+        "start": Param(None, type=["null", "string"], description="window start (ISO date); default data interval start"),
+        "end": Param(None, type=["null", "string"], description="window end, exclusive; default data interval end"),
+        "lookback_days": Param(2, type="integer", minimum=0,
+                               description="also retry unready scenes sensed up to N days before the window"),
+        "aoi": Param(None, type=["null", "string"], description="AOI footprint filter, WKT in EPSG:4326"),
+        "engine": Param("sarsen", enum=["sarsen", "snap"], description="CARD-BS engine"),
+        "runner": Param("gpt", enum=["gpt", "snappy"], description="SNAP runner (engine snap)"),
+        "card_root": Param(None, type=["null", "string"], description="CARD root URI; default $CBMFLOW_CARD_ROOT"),
+        "dem": Param(None, type=["null", "string"], description="DEM GeoTIFF path/URI (sarsen; SNAP External DEM)"),
+        "epsg": Param(None, type=["null", "integer"], description="output UTM EPSG; default the scene's zone"),
+        "resolution": Param(10, enum=[10, 20], description="pixel spacing in metres"),
+        "reprocess": Param(False, type="boolean", description="also redo ready/extracted scenes"),
+        "stac_source": Param(None, type=["null", "string"], description="STAC API URL or ItemCollection to discover first"),
+        "max_scenes": Param(None, type=["null", "integer"], description="limit the scenes per run"),
+    },
+)
+def card_s1_bs() -> None:
+    """Sentinel-1 CARD-BS."""
+
+    @task
+    def discover(params: dict | None = None, data_interval_start=None, data_interval_end=None) -> list[int]:  # type: ignore[no-untyped-def]
+        from cbmflow import card
+        from cbmflow.airflow_adapter import configure, run
+
+        configure()
+        p = params or {}
+        start, end = card.window(p.get("start"), p.get("end"), data_interval_start, data_interval_end,
+                                 lookback_days=int(p.get("lookback_days") or 0))
+        return run(card.discover, "bs", start=start, end=end, reprocess=bool(p.get("reprocess")),
+                   aoi_wkt=p.get("aoi"), stac_source=p.get("stac_source"), limit=p.get("max_scenes"))
+
+    @task(retries=3, retry_delay=timedelta(minutes=2), retry_exponential_backoff=True,
+          max_retry_delay=timedelta(hours=1), max_active_tis_per_dagrun=4)
+    def process(scene_id: int, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        from cbmflow import card
+        from cbmflow.airflow_adapter import configure, run
+
+        configure()
+        p = params or {}
+        return run(card.process_bs_scene, scene_id, card_root=p.get("card_root"), engine=p.get("engine", "sarsen"),
+                   reprocess=bool(p.get("reprocess")), dem=p.get("dem"), epsg=p.get("epsg"),
+                   resolution=float(p.get("resolution") or 10), runner=p.get("runner", "gpt"))
+
+    @task(outlets=[card_ready_asset("bs")], trigger_rule="all_done")
+    def publish(ids: list[int]) -> dict[str, list[int]]:
+        from cbmflow import card
+        from cbmflow.airflow_adapter import configure, run
+
+        configure()
+        return run(card.publish, ids)
+
+    @task(trigger_rule="all_done")
+    def verify(ids: list[int]) -> dict[str, int]:
+        from cbmflow import card
+        from cbmflow.airflow_adapter import configure, run
+
+        configure()
+        return run(card.raise_for_failed, ids)
+
+    ids = discover()
+    processed = process.expand(scene_id=ids)
+    published = publish(ids)  # type: ignore[arg-type]  # XComArg resolves to the list at run time
+    processed >> published >> verify(ids)  # type: ignore[arg-type]
+
+
+card_s1_bs()

@@ -1,0 +1,111 @@
+"""Daily Sentinel-1 CARD-COH6: pair SLC scenes (6, else 12 days) -> coherence per pair -> publish the Asset."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
+
+from cbmflow.airflow_adapter import card_ready_asset
+
+DOC = """
+### card_s1_coh6 — Sentinel-1 CARD-COH6 (6-day interferometric coherence), daily
+
+**discover** selects the catalogue's S1 SLC scenes (`card_type='c6'`) sensed in `[start, end)`
+(default: the run's data interval) whose status is `discovered` or `failed` (plus
+`ready`/`extracted` with `reprocess=true`) and pairs each (the *secondary*) with the *reference*
+of the same relative orbit and direction 6 days earlier, or 12 days earlier where no 6-day
+partner exists (no Sentinel-1B after 2021-12-23; Sentinel-1C from 2025). Scenes without a
+partner are logged and left `discovered`. **process** (one mapped task per pair, 3 retries with
+exponential backoff for transient errors) runs `include/graphs/card_coh6.xml` with SNAP `gpt`
+(per IW subswath Split → Orbit → Back-Geocoding → Coherence 5×20 → Deburst; Merge; Terrain-Correction
+20 m) and writes `COH_VV`/`COH_VH` COGs to
+`<card_root>/c6/<yyyy>/<mm>/<dd>/<secondary product_id>_<BAND>.tif`; the secondary's row becomes
+`ready`. Where SNAP is not installed each pair fails at once with what to install.
+**publish** emits the `cbmflow_card_c6` Asset; **verify** fails the run if any pair failed.
+
+**Backfill**: `airflow backfill create --dag-id card_s1_coh6 --from-date 2024-05-01 --to-date
+2024-05-31` or *Trigger → Backfill* in the UI: only scenes that are not `ready` are redone.
+See `docs/operations.md`.
+"""
+
+
+@dag(
+    dag_id="card_s1_coh6",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # daily, interval [D, D+1)
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["cbmflow", "card", "s1"],
+    doc_md=DOC,
+    params={
+        "start": Param(None, type=["null", "string"], description="window start (ISO date); default data interval start"),
+        "end": Param(None, type=["null", "string"], description="window end, exclusive; default data interval end"),
+        "lookback_days": Param(2, type="integer", minimum=0,
+                               description="also retry unready scenes sensed up to N days before the window"),
+        "aoi": Param(None, type=["null", "string"], description="AOI footprint filter, WKT in EPSG:4326"),
+        "runner": Param("gpt", enum=["gpt", "snappy"], description="SNAP runner"),
+        "card_root": Param(None, type=["null", "string"], description="CARD root URI; default $CBMFLOW_CARD_ROOT"),
+        "dem": Param(None, type=["null", "string"], description="external DEM GeoTIFF (default: SNAP's Copernicus 30 m)"),
+        "epsg": Param(None, type=["null", "integer"], description="output UTM EPSG; default the scene's zone"),
+        "reprocess": Param(False, type="boolean", description="also redo ready/extracted scenes"),
+        "stac_source": Param(None, type=["null", "string"], description="STAC API URL or ItemCollection to discover first"),
+    },
+)
+def card_s1_coh6() -> None:
+    """Sentinel-1 CARD-COH6."""
+
+    @task
+    def discover(params: dict | None = None, data_interval_start=None, data_interval_end=None) -> list[dict]:  # type: ignore[no-untyped-def]
+        from cbmflow import card
+        from cbmflow.airflow_adapter import configure, run
+
+        configure()
+        p = params or {}
+        start, end = card.window(p.get("start"), p.get("end"), data_interval_start, data_interval_end,
+                                 lookback_days=int(p.get("lookback_days") or 0))
+        return run(card.discover_pairs, start=start, end=end, reprocess=bool(p.get("reprocess")),
+                   aoi_wkt=p.get("aoi"), stac_source=p.get("stac_source"))
+
+    @task(retries=3, retry_delay=timedelta(minutes=5), retry_exponential_backoff=True,
+          max_retry_delay=timedelta(hours=2), max_active_tis_per_dagrun=2)
+    def process(pair: dict, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        from cbmflow import card
+        from cbmflow.airflow_adapter import configure, run
+
+        configure()
+        p = params or {}
+        return run(card.process_coh6_pair, pair["secondary_id"], pair["reference_id"], card_root=p.get("card_root"),
+                   reprocess=bool(p.get("reprocess")), dem=p.get("dem"), epsg=p.get("epsg"),
+                   runner=p.get("runner", "gpt"))
+
+    @task
+    def secondaries(pairs: list[dict]) -> list[int]:
+        return [int(pr["secondary_id"]) for pr in pairs]
+
+    @task(outlets=[card_ready_asset("c6")], trigger_rule="all_done")
+    def publish(ids: list[int]) -> dict[str, list[int]]:
+        from cbmflow import card
+        from cbmflow.airflow_adapter import configure, run
+
+        configure()
+        return run(card.publish, ids)
+
+    @task(trigger_rule="all_done")
+    def verify(ids: list[int]) -> dict[str, int]:
+        from cbmflow import card
+        from cbmflow.airflow_adapter import configure, run
+
+        configure()
+        return run(card.raise_for_failed, ids)
+
+    pairs = discover()
+    processed = process.expand(pair=pairs)
+    ids = secondaries(pairs)  # type: ignore[arg-type]
+    published = publish(ids)  # type: ignore[arg-type]  # XComArg resolves to the list at run time
+    processed >> published >> verify(ids)  # type: ignore[arg-type]
+
+
+card_s1_coh6()

@@ -1,0 +1,101 @@
+"""Daily Sentinel-2 CARD-2A: discover L2A/L1C scenes not yet ready -> harmonise each -> publish the Asset."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Param, dag, task
+from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
+
+from cbmflow.airflow_adapter import card_ready_asset
+
+DOC = """
+### card_s2_l2a — Sentinel-2 CARD-2A (harmonised L2A reflectance + SCL), daily
+
+**discover** selects the catalogue's S2 scenes (`card_type='s2'`) sensed in `[start, end)`
+(default: the run's data interval) whose status is `discovered` or `failed` (plus
+`ready`/`extracted` with `reprocess=true`); with `stac_source` set it first runs a STAC search.
+**process** (one mapped task per scene, 3 retries with exponential backoff for transient
+errors): an **L2A** scene is ingested directly from its band assets (B02, B03, B04, B08, B11,
+SCL); an **L1C** scene goes through Sen2Cor `L2A_Process --resolution 10` (fails at once where
+Sen2Cor is not installed). Reflectance of processing baseline 04.00+ (from 2022-01-25) loses the
++1000 offset (DN 0 stays no-data, DN below the offset becomes 1); 20 m bands are resampled to the
+10 m grid with nearest neighbour. COGs go to `<card_root>/s2/<yyyy>/<mm>/<dd>/<product_id>_<BAND>.tif`
+and the scene becomes `ready`. **publish** emits the `cbmflow_card_s2` Asset for
+`extract_signatures`; **verify** fails the run if any scene is not ready.
+
+**Backfill**: `airflow backfill create --dag-id card_s2_l2a --from-date 2024-05-01 --to-date
+2024-05-31` or *Trigger → Backfill* in the UI: only scenes that are not `ready` are redone.
+See `docs/operations.md`.
+"""
+
+
+@dag(
+    dag_id="card_s2_l2a",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),  # daily, interval [D, D+1)
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=2,
+    tags=["cbmflow", "card", "s2"],
+    doc_md=DOC,
+    params={
+        "start": Param(None, type=["null", "string"], description="window start (ISO date); default data interval start"),
+        "end": Param(None, type=["null", "string"], description="window end, exclusive; default data interval end"),
+        "lookback_days": Param(2, type="integer", minimum=0,
+                               description="also retry unready scenes sensed up to N days before the window"),
+        "aoi": Param(None, type=["null", "string"], description="AOI footprint filter, WKT in EPSG:4326"),
+        "card_root": Param(None, type=["null", "string"], description="CARD root URI; default $CBMFLOW_CARD_ROOT"),
+        "reprocess": Param(False, type="boolean", description="also redo ready/extracted scenes"),
+        "stac_source": Param(None, type=["null", "string"], description="STAC API URL or ItemCollection to discover first"),
+        "max_scenes": Param(None, type=["null", "integer"], description="limit the scenes per run"),
+    },
+)
+def card_s2_l2a() -> None:
+    """Sentinel-2 CARD-2A."""
+
+    @task
+    def discover(params: dict | None = None, data_interval_start=None, data_interval_end=None) -> list[int]:  # type: ignore[no-untyped-def]
+        from cbmflow import card
+        from cbmflow.airflow_adapter import configure, run
+
+        configure()
+        p = params or {}
+        start, end = card.window(p.get("start"), p.get("end"), data_interval_start, data_interval_end,
+                                 lookback_days=int(p.get("lookback_days") or 0))
+        return run(card.discover, "s2", start=start, end=end, reprocess=bool(p.get("reprocess")),
+                   aoi_wkt=p.get("aoi"), stac_source=p.get("stac_source"), limit=p.get("max_scenes"))
+
+    @task(retries=3, retry_delay=timedelta(minutes=2), retry_exponential_backoff=True,
+          max_retry_delay=timedelta(hours=1), max_active_tis_per_dagrun=4)
+    def process(scene_id: int, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        from cbmflow import card
+        from cbmflow.airflow_adapter import configure, run
+
+        configure()
+        p = params or {}
+        return run(card.process_s2_scene, scene_id, card_root=p.get("card_root"), reprocess=bool(p.get("reprocess")))
+
+    @task(outlets=[card_ready_asset("s2")], trigger_rule="all_done")
+    def publish(ids: list[int]) -> dict[str, list[int]]:
+        from cbmflow import card
+        from cbmflow.airflow_adapter import configure, run
+
+        configure()
+        return run(card.publish, ids)
+
+    @task(trigger_rule="all_done")
+    def verify(ids: list[int]) -> dict[str, int]:
+        from cbmflow import card
+        from cbmflow.airflow_adapter import configure, run
+
+        configure()
+        return run(card.raise_for_failed, ids)
+
+    ids = discover()
+    processed = process.expand(scene_id=ids)
+    published = publish(ids)  # type: ignore[arg-type]  # XComArg resolves to the list at run time
+    processed >> published >> verify(ids)  # type: ignore[arg-type]
+
+
+card_s2_l2a()
