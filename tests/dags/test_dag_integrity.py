@@ -36,7 +36,7 @@ def test_one_dag_per_file_named_like_the_file(dagbag, path: Path) -> None:
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
 def test_dag_documented_tagged_and_acyclic(dagbag, path: Path) -> None:
-    dag = dagbag.get_dag(path.stem)
+    dag = dagbag.dags[path.stem]
     assert dag.doc_md and len(dag.doc_md.strip()) > 80, f"{path.stem} needs a real doc_md"
     assert "cbmflow" in dag.tags
     assert dag.catchup is False

@@ -1,0 +1,722 @@
+"""Per-parcel signatures: count, mean, std, min, max, p25, p50, p75 of every band of a scene.
+
+The engine rasterises each parcel set once per raster grid (:mod:`cbmflow.pixelindex`) and
+reuses that index for every scene on the grid: a scene's statistics are then one windowed read
+per row strip, one gather of the parcel pixels and one sort of (parcel, value) keys, from which
+counts, sums, minima, maxima and percentiles fall out as segment operations.
+
+Definitions (identical to rasterstats ``zonal_stats`` with ``all_touched=False``):
+
+* a pixel belongs to a parcel when its centre lies inside the parcel (after the inward buffer);
+* nodata and NaN pixels are excluded; a parcel with no valid pixel yields no row;
+* ``std`` is the population standard deviation (ddof=0);
+* ``p25/p50/p75`` are numpy's default (linear) percentiles of the valid pixel values.
+
+Statistics are computed in float64 and stored as float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+
+from cbmflow import bands as bands_mod
+from cbmflow.errors import CbmError, CorruptData, InputError, NotFound
+from cbmflow.pixelindex import Grid, IndexCache, PixelIndex, build_index, default_cache
+
+log = logging.getLogger(__name__)
+
+STAT_COLUMNS: tuple[str, ...] = ("count", "mean", "std", "min", "max", "p25", "p50", "p75")
+PERCENTILES: tuple[float, ...] = (25.0, 50.0, 75.0)
+SCL_N_CLASSES = 12
+S1_TILE_M = 20_000.0  # fixed tiling of an AOI's UTM grid for S1 CARD units
+# Raster dtypes whose values are exact in float32 (the fast single-sort path applies).
+_F32_EXACT = {"uint8", "int8", "uint16", "int16", "float32"}
+# Decode compressed blocks on every core (GDAL >= 3.6 decodes a multi-block window in parallel).
+# Every block is read once per scene, so GDAL's block cache (default 5 % of RAM) only costs memory.
+READ_ENV: dict[str, Any] = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 128 * 2**20}
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics on an index
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ZonalResult:
+    """Statistics of the parcels with at least one valid pixel (arrays aligned by position)."""
+
+    pid: np.ndarray  # int64 parcel ids (index labels mapped to ids)
+    count: np.ndarray  # int32
+    mean: np.ndarray  # float64
+    std: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    p25: np.ndarray
+    p50: np.ndarray
+    p75: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.pid.size)
+
+    def to_frame(self, id_name: str = "pid") -> Any:
+        """The result as a pandas DataFrame (statistics as float32, as stored)."""
+        import pandas as pd
+
+        data: dict[str, Any] = {id_name: self.pid, "count": self.count.astype(np.int32)}
+        for col in STAT_COLUMNS[1:]:
+            data[col] = getattr(self, col).astype(np.float32)
+        return pd.DataFrame(data)
+
+
+def _float32_sort_keys(v: np.ndarray) -> np.ndarray:
+    """Order-preserving uint32 keys of float32 values (no NaN), computed in place when v is float32."""
+    u = np.ascontiguousarray(v, dtype=np.float32).view(np.uint32)
+    m = u >> np.uint32(31)  # 1 for negative values
+    np.negative(m, out=m)  # 0xFFFFFFFF for negative, 0 otherwise
+    m |= np.uint32(0x80000000)
+    u ^= m  # negative: all bits flipped; positive: sign bit set
+    return u
+
+
+def _float32_from_keys(k: np.ndarray) -> np.ndarray:
+    """Invert :func:`_float32_sort_keys` in place on a uint32 array."""
+    m = k >> np.uint32(31)  # 1 where the value was positive
+    m *= np.uint32(0x7FFFFFFF)
+    np.subtract(np.uint32(0xFFFFFFFF), m, out=m)  # positive: 0x80000000, negative: 0xFFFFFFFF
+    k ^= m
+    return k.view(np.float32)
+
+
+def zonal_from_values(index: PixelIndex, values: np.ndarray, valid: np.ndarray) -> ZonalResult:
+    """Per-parcel statistics from the index-aligned pixel values and their validity."""
+    n = index.n_parcels
+    lab = index.lab[valid]
+    v = values[valid]
+    cnt = np.bincount(lab, minlength=n)
+    present = cnt > 0
+    c = cnt[present]
+    if v.size == 0:
+        empty = np.zeros(0)
+        return ZonalResult(index.pids[:0], c.astype(np.int32), empty, empty, empty, empty, empty, empty, empty)
+    if values.dtype.name in _F32_EXACT:
+        keys = lab.astype(np.uint64)
+        del lab
+        keys <<= np.uint64(32)
+        keys |= _float32_sort_keys(v.astype(np.float32, copy=False))  # v is our own copy
+        del v
+        keys.sort()
+        low = keys.astype(np.uint32)  # the low 32 bits (the cast truncates)
+        del keys
+        s = _float32_from_keys(low).astype(np.float64)
+        del low
+    else:  # float64 / 32-bit integers: exact two-key sort
+        order = np.lexsort((v, lab))
+        s = v[order].astype(np.float64)
+        del order, v, lab
+    ends = np.cumsum(c)
+    starts = ends - c
+    mean = np.add.reduceat(s, starts) / c
+    dev = np.repeat(mean, c)  # in place: one extra float64 array at most
+    np.subtract(s, dev, out=dev)
+    np.square(dev, out=dev)
+    std = np.sqrt(np.add.reduceat(dev, starts) / c)
+    del dev
+    pct = []
+    for q in PERCENTILES:
+        qq = q / 100.0
+        vi = c * qq + (1.0 - qq) - 1.0  # numpy's 'linear' method (alpha = beta = 1)
+        prev = np.floor(vi)
+        gamma = vi - prev
+        lo = np.clip(prev.astype(np.int64), 0, c - 1)
+        hi = np.clip(prev.astype(np.int64) + 1, 0, c - 1)
+        a, b = s[starts + lo], s[starts + hi]
+        diff = b - a
+        r = a + diff * gamma
+        r = np.where(gamma >= 0.5, b - diff * (1.0 - gamma), r)
+        pct.append(r)
+    return ZonalResult(
+        pid=index.pids[present], count=c.astype(np.int32), mean=mean, std=std,
+        min=s[starts], max=s[ends - 1], p25=pct[0], p50=pct[1], p75=pct[2],
+    )
+
+
+def gather(src: Any, band: int, index: PixelIndex, uri: str = "") -> np.ndarray:
+    """The values of the index's pixels in one band, read strip by strip (bounded memory)."""
+    from rasterio.errors import RasterioIOError
+    from rasterio.windows import Window
+
+    out = np.empty(index.pix.size, dtype=src.dtypes[band - 1])
+    w = index.grid.width
+    for r0, r1, c0, c1, a, b in index.default_strips:
+        try:
+            arr = src.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
+        except RasterioIOError as exc:
+            raise CorruptData(f"raster {uri or src.name} cannot be read (rows {r0}-{r1}): {exc}") from exc
+        p = index.pix[a:b]
+        rows, cols = np.divmod(p, w)
+        out[a:b] = arr.ravel()[(rows - r0) * (c1 - c0) + (cols - c0)]
+    return out
+
+
+def valid_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
+    """True where a value is neither nodata nor NaN."""
+    ok = np.ones(values.shape, dtype=bool)
+    if values.dtype.kind == "f":
+        ok &= ~np.isnan(values)
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+        ok &= values != nodata
+    return ok
+
+
+def scl_histogram(index: PixelIndex, scl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-parcel counts of SCL classes 0..11: (pids, counts[n, 12]) of parcels with any class 1..11."""
+    cls = scl.astype(np.int64)
+    ok = (cls >= 0) & (cls < SCL_N_CLASSES)
+    flat = index.lab[ok].astype(np.int64) * SCL_N_CLASSES + cls[ok]
+    hist = np.bincount(flat, minlength=index.n_parcels * SCL_N_CLASSES).reshape(index.n_parcels, SCL_N_CLASSES)
+    keep = hist[:, 1:].sum(axis=1) > 0
+    return index.pids[keep], hist[keep].astype(np.int32)
+
+
+# --------------------------------------------------------------------------------------------
+# Parcels and indexes
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_parcels(
+    gdf: Any, crs: Any, *, buffer: float = 0.0, min_area: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Geometries in the raster CRS after the minimum area filter and inward buffer, and their row positions."""
+    if gdf.crs is None:
+        raise InputError("the parcels have no CRS; set one before extracting")
+    work = gdf
+    if buffer or min_area:
+        # Area and buffer are metric: use the parcels' CRS when projected, else their UTM zone.
+        if not gdf.crs.is_projected:
+            work = gdf.to_crs(gdf.estimate_utm_crs())
+    geoms = np.asarray(work.geometry.values, dtype=object)
+    import shapely
+
+    keep = np.ones(len(geoms), dtype=bool)
+    keep &= ~shapely.is_missing(geoms)
+    if min_area:
+        keep &= shapely.area(geoms) >= float(min_area)
+    if buffer:
+        geoms = shapely.buffer(geoms, -abs(float(buffer)))
+    pos = np.flatnonzero(keep)
+    geoms = geoms[pos]
+    import geopandas as gpd
+
+    series = gpd.GeoSeries(geoms, crs=work.crs)
+    if crs is not None and not series.crs.equals(crs):
+        series = series.to_crs(crs)
+    return np.asarray(series.values, dtype=object), pos
+
+
+def _parcel_hash(gdf: Any, id_col: str, buffer: float, min_area: float) -> str:
+    import shapely
+
+    h = hashlib.sha1()
+    h.update(str(gdf.crs.to_wkt() if gdf.crs else "").encode())
+    h.update(f"{buffer}|{min_area}".encode())
+    h.update(np.asarray(gdf[id_col].astype(str)).astype("U").tobytes())
+    for wkb in shapely.to_wkb(np.asarray(gdf.geometry.values, dtype=object)):
+        h.update(wkb or b"")
+    return h.hexdigest()[:20]
+
+
+def index_for(
+    grid: Grid,
+    key: str,
+    make: Callable[[], tuple[np.ndarray, np.ndarray]],
+    cache: IndexCache | None,
+) -> PixelIndex:
+    """The cached index of a parcel set on a grid, built with ``make() -> (geoms, pids)`` on a miss."""
+    cache = cache if cache is not None else default_cache()
+    idx = cache.get(key, grid)
+    if idx is None:
+        geoms, pids = make()
+        idx = build_index(grid, geoms, pids)
+        cache.put(key, idx)
+        log.info("built pixel index %s on grid %s: %d parcels, %d pixels, %d pass(es)",
+                 key, grid.key(), idx.n_parcels, idx.pix.size, idx.passes)
+    return idx
+
+
+# --------------------------------------------------------------------------------------------
+# Ad-hoc extraction
+# --------------------------------------------------------------------------------------------
+
+
+def _open(uri: str) -> Any:
+    from cbmflow import storage
+
+    return storage.open_raster(uri)
+
+
+def _band_number(src: Any, band: int | str, uri: str) -> int:
+    if isinstance(band, int) or (isinstance(band, str) and band.isdigit()):
+        b = int(band)
+        if not 1 <= b <= src.count:
+            raise InputError(f"raster {uri} has {src.count} band(s); band {b} does not exist")
+        return b
+    names = [d or "" for d in src.descriptions]
+    if band in names:
+        return names.index(band) + 1
+    if src.count == 1:
+        return 1  # a single-band CARD COG named by its band code
+    raise InputError(f"raster {uri} has no band {band!r}; bands: {', '.join(n or str(i + 1) for i, n in enumerate(names))}")
+
+
+def _cloud_valid(mask: Any, src: Any, index: PixelIndex, uri: str) -> np.ndarray:
+    """True where the pixel is not masked (mask: SCL raster URI or boolean array, True = masked)."""
+    if isinstance(mask, np.ndarray):
+        if mask.shape != (src.height, src.width):
+            raise InputError(f"mask shape {mask.shape} differs from raster {uri} shape {(src.height, src.width)}")
+        return ~mask.ravel()[index.pix]
+    scl = _scl_on_grid(str(mask), index)
+    return ~np.isin(scl, list(bands_mod.SCL_CLOUDY))
+
+
+def _scl_on_grid(scl_uri: str, index: PixelIndex) -> np.ndarray:
+    """SCL values at the index's pixels; resampled (nearest) when SCL is on another grid."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    with _open(scl_uri) as scl:
+        if Grid.of(scl) == index.grid:
+            return gather(scl, 1, index, scl_uri)
+        with WarpedVRT(scl, crs=index.grid.crs_wkt, transform=index.grid.affine, width=index.grid.width,
+                       height=index.grid.height, resampling=Resampling.nearest, nodata=0) as vrt:
+            return gather(vrt, 1, index, scl_uri)
+
+
+def extract_stats(
+    raster_uri: str,
+    parcels_gdf: Any,
+    *,
+    id_col: str = "pid",
+    band: int | str = 1,
+    buffer: float = 0.0,
+    min_area: float = 0.0,
+    mask: Any = None,
+    index_cache: IndexCache | None = None,
+) -> Any:
+    """Per-parcel statistics of one raster band: DataFrame parcel_id, count, mean, std, min, max, p25, p50, p75."""
+    from cbmflow import storage
+
+    if id_col not in parcels_gdf.columns:
+        raise InputError(f"parcels have no column {id_col!r}; available: {', '.join(map(str, parcels_gdf.columns))}")
+    ids = np.asarray(parcels_gdf[id_col])
+    with storage.rasterio_env(None, **READ_ENV), _open(raster_uri) as src:
+        grid = Grid.of(src)
+        if src.crs is None:
+            raise InputError(f"raster {raster_uri} has no CRS")
+        b = _band_number(src, band, raster_uri)
+        key = _parcel_hash(parcels_gdf, id_col, buffer, min_area)
+
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            geoms, pos = prepare_parcels(parcels_gdf, src.crs, buffer=buffer, min_area=min_area)
+            return geoms, pos.astype(np.int64)
+
+        index = index_for(grid, key, make, index_cache)
+        if index.pix.size == 0:
+            log.warning("raster %s covers none of the %d parcels: no statistics", raster_uri, len(parcels_gdf))
+        values = gather(src, b, index, raster_uri)
+        ok = valid_mask(values, src.nodatavals[b - 1])
+        if mask is not None:
+            ok &= _cloud_valid(mask, src, index, raster_uri)
+        res = zonal_from_values(index, values, ok)
+    frame = res.to_frame("parcel_id")
+    frame["parcel_id"] = ids[res.pid] if len(res) else ids[:0]
+    return frame
+
+
+# --------------------------------------------------------------------------------------------
+# Scenes from the catalogue into PostGIS
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AoiInfo:
+    """The AOI facts extraction needs."""
+
+    name: str
+    epsg: int
+    parcels_version: int
+
+
+def _get_aoi(conn: Any, name: str) -> AoiInfo:
+    try:
+        from cbmflow import parcels as parcels_mod
+
+        a = parcels_mod.get_aoi(conn, name)
+        return AoiInfo(a.name, int(a.epsg), int(a.parcels_version))
+    except (ImportError, AttributeError):
+        row = conn.execute("SELECT name, epsg, parcels_version FROM aois WHERE name = %s", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"AOI {name!r} does not exist") from None
+        return AoiInfo(row[0], int(row[1]), int(row[2]))
+
+
+def _load_parcels(conn: Any, aoi: AoiInfo, year: int, bbox: Sequence[float] | None) -> Any:
+    try:
+        from cbmflow import parcels as parcels_mod
+
+        box = (float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])) if bbox else None
+        return parcels_mod.load_parcels(conn, aoi.name, year, bbox=box)
+    except (ImportError, AttributeError):
+        import geopandas as gpd
+        import shapely
+
+        q = "SELECT pid, parcel_id, ST_AsBinary(geom) FROM parcels WHERE aoi = %s AND year = %s"
+        params: list[Any] = [aoi.name, year]
+        if bbox:
+            q += " AND geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)"
+            params += [*map(float, bbox), aoi.epsg]
+        rows = conn.execute(q + " ORDER BY pid", params).fetchall()
+        return gpd.GeoDataFrame(
+            {"pid": [r[0] for r in rows], "parcel_id": [r[1] for r in rows]},
+            geometry=shapely.from_wkb([bytes(r[2]) for r in rows]) if rows else [],
+            crs=f"EPSG:{aoi.epsg}",
+        )
+
+
+def _scene_stats(
+    scene: Any, parcels: Any, parcel_key: str, *, buffer: float, min_area: float, cloud_mask: bool,
+    cache: IndexCache | None,
+) -> tuple[dict[str, ZonalResult], tuple[np.ndarray, np.ndarray] | None]:
+    """All bands of a scene: statistics per band name, and the SCL histogram for S2."""
+    from cbmflow import storage
+
+    wanted = bands_mod.CARD_BANDS[scene.card_type]
+    missing = [b for b in wanted if b not in scene.assets]
+    if missing:
+        raise InputError(f"scene {scene.id} ({scene.product_id}) has no asset for band(s) {missing}; "
+                         f"assets: {sorted(scene.assets)}")
+    pids = np.asarray(parcels["pid"], dtype=np.int64)
+
+    def index_of(src: Any) -> PixelIndex:
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            geoms, pos = prepare_parcels(parcels, src.crs, buffer=buffer, min_area=min_area)
+            return geoms, pids[pos]
+
+        return index_for(Grid.of(src), parcel_key, make, cache)
+
+    out: dict[str, ZonalResult] = {}
+    hist = None
+    scl_index = None
+    scl_values = None
+    with storage.rasterio_env(None, **READ_ENV):
+        if "SCL" in wanted:
+            uri = scene.assets["SCL"]
+            with _open(uri) as scl:
+                scl_index = index_of(scl)
+                scl_values = gather(scl, 1, scl_index, uri)
+                hist = scl_histogram(scl_index, scl_values)
+        for band in wanted:
+            if band == "SCL":
+                continue
+            uri = scene.assets[band]
+            with _open(uri) as src:
+                if src.crs is None:
+                    raise CorruptData(f"raster {uri} of scene {scene.id} has no CRS")
+                index = index_of(src)
+                values = gather(src, 1, index, uri)
+                ok = valid_mask(values, src.nodatavals[0])
+                if cloud_mask and "SCL" in wanted:
+                    if scl_index is not None and scl_index.grid == index.grid and scl_values is not None:
+                        scl_here = scl_values
+                    else:
+                        scl_here = _scl_on_grid(scene.assets["SCL"], index)
+                    ok &= ~np.isin(scl_here, list(bands_mod.SCL_CLOUDY))
+                out[band] = zonal_from_values(index, values, ok)
+    return out, hist
+
+
+def extract_scenes(
+    scene_ids: list[int],
+    *,
+    aoi: str,
+    year: int,
+    dsn: str | None = None,
+    reprocess: bool = False,
+    buffer: float = 0.0,
+    min_area: float = 0.0,
+    cloud_mask: bool = False,
+    tile_bbox: tuple[float, float, float, float] | Sequence[float] | None = None,
+    index_cache: IndexCache | None = None,
+) -> dict[str, Any]:
+    """Extract and store the signatures of catalogue scenes; one scene's failure does not stop the others."""
+    from cbmflow import catalogue, db, sink
+
+    summary: dict[str, Any] = {"extracted": [], "failed": {}, "rows": 0, "skipped": [], "bands": {}}
+    from_statuses = ["ready", "failed", "extracted"] if reprocess else ["ready"]
+    conn = db.connect(dsn)
+    try:
+        info = _get_aoi(conn, aoi)
+        parcels = _load_parcels(conn, info, year, tile_bbox)
+        conn.commit()
+        bbox_key = ",".join(f"{v:.0f}" for v in tile_bbox) if tile_bbox else "all"
+        parcel_key = f"{info.name}-{year}-v{info.parcels_version}-b{buffer:g}-a{min_area:g}-{bbox_key}"
+        for sid in scene_ids:
+            with conn.transaction():
+                claimed = catalogue.claim(conn, sid, from_statuses)
+            if not claimed:
+                summary["skipped"].append(sid)
+                continue
+            try:
+                scene = catalogue.get(conn, sid)
+                conn.commit()
+                if len(parcels) == 0:
+                    log.warning("scene %s: AOI %s has no parcels for %s in this unit", sid, aoi, year)
+                stats, hist = _scene_stats(scene, parcels, parcel_key, buffer=buffer, min_area=min_area,
+                                           cloud_mask=cloud_mask, cache=index_cache)
+                with conn.transaction():
+                    n = sink.write_scene(conn, sid, scene.year, stats, scl_hist=hist)
+                    catalogue.mark_extracted(conn, sid)
+                if n == 0:
+                    log.warning("scene %s (%s) covers no parcel with valid pixels: zero rows", sid, scene.product_id)
+                summary["extracted"].append(sid)
+                summary["rows"] += n
+                for band, res in stats.items():
+                    summary["bands"][band] = summary["bands"].get(band, 0) + len(res)
+            except Exception as exc:  # noqa: BLE001 - one scene's failure must not stop the unit
+                conn.rollback()
+                name = type(exc).__name__
+                msg = f"scene {sid}: {name}: {exc}"
+                if not isinstance(exc, CbmError):
+                    log.exception("scene %s failed unexpectedly", sid)
+                else:
+                    log.error("%s", msg)
+                with conn.transaction():
+                    catalogue.mark_failed(conn, sid, msg)
+                summary["failed"][str(sid)] = msg
+    finally:
+        conn.close()
+    log.info("extracted %d scene(s), %d rows; failed %d; skipped %d", len(summary["extracted"]),
+             summary["rows"], len(summary["failed"]), len(summary["skipped"]))
+    return summary
+
+
+def _as_dt(value: Any, field: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    try:
+        d = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise InputError(f"{field} {value!r} is not an ISO date") from None
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+def _footprint_bounds(footprint_wkt: str | None, epsg: int) -> tuple[float, float, float, float] | None:
+    if not footprint_wkt:
+        return None
+    import shapely
+    from pyproj import Transformer
+    from shapely.ops import transform
+
+    g = shapely.from_wkt(footprint_wkt)
+    t = Transformer.from_crs(4326, epsg, always_xy=True)
+    x0, y0, x1, y1 = transform(t.transform, g).bounds
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def plan_units(
+    *,
+    card_type: str | None,
+    start: Any = None,
+    end: Any = None,
+    reprocess: bool = False,
+    aoi: str,
+    year: int,
+    dsn: str | None = None,
+    batch_size: int = 25,
+    max_units: int = 512,
+) -> list[dict[str, Any]]:
+    """Work units for the extraction DAG: small JSON dicts of (tile, batch of scene ids) to map over."""
+    from cbmflow import catalogue, db
+
+    if card_type in (None, "", "all"):
+        types: list[str] = list(catalogue.CARD_TYPES)
+    elif card_type in catalogue.CARD_TYPES:
+        types = [card_type]
+    else:
+        raise InputError(f"card_type {card_type!r} unknown; use one of {', '.join(catalogue.CARD_TYPES)} or all")
+    statuses = ["ready", "failed", "extracted"] if reprocess else ["ready"]
+    s, e = _as_dt(start, "start"), _as_dt(end, "end")
+    if s is None:
+        s = datetime(year, 1, 1, tzinfo=UTC)
+    if e is None:
+        e = datetime(year + 1, 1, 1, tzinfo=UTC)
+    with db.connect(dsn) as conn:
+        info = _get_aoi(conn, aoi)
+        scenes = [sc for t in types for sc in catalogue.find(conn, card_type=t, statuses=statuses, start=s, end=e)]
+        row = conn.execute(
+            "SELECT ST_AsText(ST_Transform(ST_SetSRID(ST_Extent(geom)::geometry, %s), 4326)) "
+            "FROM parcels WHERE aoi = %s AND year = %s", (info.epsg, info.name, int(year))).fetchone()
+    if not row or row[0] is None:
+        log.warning("AOI %s has no parcels for %s: nothing to plan", aoi, year)
+        return []
+    import shapely
+
+    extent = shapely.from_wkt(row[0])
+    # Scenes whose footprint misses the AOI's parcels are left for other AOIs (no footprint: kept).
+    scenes = [sc for sc in scenes if not sc.footprint_wkt or shapely.from_wkt(sc.footprint_wkt).intersects(extent)]
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for sc in scenes:
+        if sc.tile:
+            tile = sc.tile
+        else:  # S1 CARD without a tile id: the fixed 20 km tile of the AOI grid holding its footprint centre
+            b = _footprint_bounds(sc.footprint_wkt, info.epsg)
+            if b is None:
+                tile = "all"
+            else:
+                cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+                tile = f"E{int(cx // S1_TILE_M)}N{int(cy // S1_TILE_M)}"
+        groups.setdefault((sc.card_type, tile), []).append(sc)
+    total = sum(len(v) for v in groups.values())
+    size = max(1, int(batch_size))
+    while sum(math.ceil(len(v) / size) for v in groups.values()) > max_units:
+        size *= 2
+    units: list[dict[str, Any]] = []
+    for (ct, tile), scs in sorted(groups.items()):
+        for i in range(0, len(scs), size):
+            batch = scs[i: i + size]
+            boxes = [b for b in (_footprint_bounds(x.footprint_wkt, info.epsg) for x in batch) if b]
+            bbox = ([min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                     max(b[3] for b in boxes)] if boxes and ct == "s2" else None)
+            units.append({"scene_ids": [int(x.id) for x in batch], "aoi": aoi, "year": int(year),
+                          "card_type": ct, "tile": tile, "tile_bbox": bbox})
+    log.info("planned %d unit(s) for %d scene(s) (batch size %d)", len(units), total, size)
+    return units
+
+
+def extract_all(
+    *,
+    aoi: str,
+    year: int,
+    card_type: str | None = None,
+    start: Any = None,
+    end: Any = None,
+    reprocess: bool = False,
+    dsn: str | None = None,
+    buffer: float = 0.0,
+    min_area: float = 0.0,
+    cloud_mask: bool = False,
+) -> dict[str, Any]:
+    """Plan and run every unit in this process (what the DAG does, without Airflow); returns the merged summary."""
+    cache = IndexCache()
+    total: dict[str, Any] = {"extracted": [], "failed": {}, "rows": 0, "skipped": [], "bands": {}, "units": 0}
+    for unit in plan_units(card_type=card_type, start=start, end=end, reprocess=reprocess, aoi=aoi, year=year, dsn=dsn):
+        r = extract_scenes(unit["scene_ids"], aoi=aoi, year=year, dsn=dsn, reprocess=reprocess, buffer=buffer,
+                           min_area=min_area, cloud_mask=cloud_mask, tile_bbox=unit["tile_bbox"], index_cache=cache)
+        total["units"] += 1
+        total["extracted"] += r["extracted"]
+        total["skipped"] += r["skipped"]
+        total["failed"].update(r["failed"])
+        total["rows"] += r["rows"]
+        for band, n in r["bands"].items():
+            total["bands"][band] = total["bands"].get(band, 0) + n
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _cli_extract(args: argparse.Namespace) -> int:
+    import geopandas as gpd
+    import pandas as pd
+
+    from cbmflow import storage
+
+    try:
+        parcels = gpd.read_file(args.parcels)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"cannot read parcels {args.parcels}: {exc}") from exc
+    out = str(args.out)
+    if not out.endswith((".parquet", ".csv")):
+        raise InputError(f"--out {out}: use a .parquet or .csv file name")
+    with storage.rasterio_env(), _open(args.raster) as src:
+        names = [d or "" for d in src.descriptions]
+        count = src.count
+    if args.band:
+        selected = [(args.band, _band_sel(args.band, names, count, args.raster))]
+    else:
+        selected = [(names[i] or str(i + 1), i + 1) for i in range(count)]
+    cache = IndexCache()
+    frames = []
+    for label, number in selected:
+        df = extract_stats(args.raster, parcels, id_col=args.id_col, band=number, buffer=args.buffer,
+                           min_area=args.min_area, mask=args.scl, index_cache=cache)
+        df.insert(1, "band", label)
+        frames.append(df)
+    result = pd.concat(frames, ignore_index=True)
+    if out.endswith(".parquet"):
+        result.to_parquet(out, index=False)
+    else:
+        result.to_csv(out, index=False)
+    print(f"{len(result)} rows ({len(selected)} band(s), {result['parcel_id'].nunique()} parcels) -> {out}")
+    return 0
+
+
+def _band_sel(band: str, names: list[str], count: int, uri: str) -> int:
+    if band.isdigit() and 1 <= int(band) <= count:
+        return int(band)
+    if band in names:
+        return names.index(band) + 1
+    if count == 1:
+        return 1
+    raise InputError(f"raster {uri} has no band {band!r}; bands: {', '.join(n or str(i + 1) for i, n in enumerate(names))}")
+
+
+def _cli_signatures(args: argparse.Namespace) -> int:
+    out = extract_all(aoi=args.aoi, year=args.year, card_type=args.card_type, start=args.start, end=args.end,
+                      reprocess=args.reprocess, buffer=args.buffer, min_area=args.min_area, cloud_mask=args.cloud_mask)
+    print(f"signatures {args.aoi} {args.year}: {len(out['extracted'])} scene(s) extracted in {out['units']} unit(s), "
+          f"{out['rows']} rows, {len(out['skipped'])} skipped, {len(out['failed'])} failed")
+    for band, n in sorted(out["bands"].items()):
+        print(f"  {band:<7} {n} rows")
+    for sid, msg in sorted(out["failed"].items()):
+        print(f"  failed {sid}: {msg}")
+    return 1 if out["failed"] else 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add the ``extract`` (ad-hoc raster) and ``signatures`` (catalogue scenes into PostGIS) sub-commands."""
+    p = subparsers.add_parser("signatures", help="extract the catalogue's ready scenes of an AOI into PostGIS")
+    p.add_argument("--aoi", required=True)
+    p.add_argument("--year", type=int, required=True)
+    p.add_argument("--card-type", choices=["bs", "c6", "s2", "all"], default="all")
+    p.add_argument("--start", help="first sensing date (ISO)")
+    p.add_argument("--end", help="end sensing date (ISO, exclusive)")
+    p.add_argument("--reprocess", action="store_true", help="re-extract extracted and failed scenes")
+    p.add_argument("--buffer", type=float, default=0.0)
+    p.add_argument("--min-area", type=float, default=0.0)
+    p.add_argument("--cloud-mask", action="store_true", help="exclude cloudy SCL classes from S2 bands")
+    p.set_defaults(func=_cli_signatures)
+    p = subparsers.add_parser("extract", help="per-parcel statistics of a raster (Parquet or CSV)")
+    p.add_argument("--raster", required=True, help="raster path or s3:// URI")
+    p.add_argument("--band", help="band name (description) or number; default every band")
+    p.add_argument("--parcels", required=True, help="parcel file (GeoPackage, GeoJSON, Shapefile, ...)")
+    p.add_argument("--id-col", required=True, help="the parcels' id column")
+    p.add_argument("--out", required=True, help="output .parquet or .csv")
+    p.add_argument("--buffer", type=float, default=0.0, help="inward buffer in metres (default 0)")
+    p.add_argument("--min-area", type=float, default=0.0, help="skip parcels smaller than this (m²)")
+    p.add_argument("--scl", help="SCL raster: pixels of cloudy classes are excluded")
+    p.set_defaults(func=_cli_extract)

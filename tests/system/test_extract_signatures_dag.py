@@ -1,0 +1,112 @@
+"""``extract_signatures`` end to end under ``dag.test()``: moto S3 rasters -> real PostGIS signatures.
+
+A tiny simulated CARD archive (labelled SIM): 40 x 40 px on a 10 m EPSG:32633 grid, 3 parcels on
+it and 1 outside; two S1 CARD-BS scenes, one S1 scene whose VV COG is corrupt, one S2 scene with a
+20 m SCL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from affine import Affine
+from shapely.geometry import box
+
+from cbmflow import catalogue, cog, storage
+from cbmflow.catalogue import Scene
+
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
+X0, Y0, CRS = 500000.0, 5000000.0, "EPSG:32633"
+R, C = np.mgrid[0:40, 0:40]
+PARCELS = {
+    "P1": box(X0, Y0 - 100, X0 + 100, Y0),
+    "P2": box(X0 + 200, Y0 - 100, X0 + 300, Y0),
+    "P3": box(X0, Y0 - 300, X0 + 100, Y0 - 200),
+    "P4": box(X0 + 5000, Y0, X0 + 5100, Y0 + 100),
+}
+
+
+def build_archive(conn: psycopg.Connection, base: str) -> dict[str, int]:
+    conn.execute("INSERT INTO aois (name, epsg, parcels_version) VALUES ('sys', 32633, 1)")
+    for pid, g in PARCELS.items():
+        conn.execute(
+            "INSERT INTO parcels (aoi, year, parcel_id, crop_code, area_m2, geom, source) "
+            "VALUES ('sys', 2025, %s, 'X', %s, ST_Multi(ST_GeomFromText(%s, 32633)), 'test')",
+            (pid, g.area, g.wkt))
+    t10, t20 = Affine(10, 0, X0, 0, -10, Y0), Affine(20, 0, X0, 0, -20, Y0)
+    scenes = []
+    for i, kind in enumerate(("ok", "ok2", "corrupt")):
+        name = f"SIM_S1A_CARD_BS_2025050{i + 1}_{kind}"
+        assets = {}
+        for band, scale in (("VV", 1.0), ("VH", 0.5)):
+            uri = f"{base}/bs/{name}_{band}.tif"
+            if kind == "corrupt" and band == "VV":
+                storage.write_bytes(uri, b"II*\x00" + b"\x00" * 32)
+            else:
+                cog.write_cog(uri, (scale * (40 * R + C + i) / 1000).astype(np.float32), crs=CRS,
+                              transform=t10, nodata=float("nan"), tags={"CBMFLOW_SIMULATED": "true"})
+            assets[band] = uri
+        scenes.append(Scene(product_id=name, mission="S1A", product_type="CARD-BS", card_type="bs",
+                            sensing_time=datetime(2025, 5, i + 1, 5, tzinfo=UTC), tile="E25N250",
+                            orbit_direction="ascending", assets=assets, simulated=True, status="ready"))
+    name = "SIM_S2A_CARD_2A_20250503"
+    assets = {}
+    for band in ("B02", "B03", "B04", "B08", "B11"):
+        assets[band] = f"{base}/s2/{name}_{band}.tif"
+        cog.write_cog(assets[band], (40 * R + C + 1).astype(np.uint16), crs=CRS, transform=t10, nodata=0)
+    scl = np.full((20, 20), 4, dtype=np.uint8)
+    scl[0:2, 0:5] = 9
+    assets["SCL"] = f"{base}/s2/{name}_SCL.tif"
+    cog.write_cog(assets["SCL"], scl, crs=CRS, transform=t20, nodata=0)
+    scenes.append(Scene(product_id=name, mission="S2A", product_type="CARD-2A", card_type="s2",
+                        sensing_time=datetime(2025, 5, 3, 10, tzinfo=UTC), tile="33TWL",
+                        assets=assets, simulated=True, status="ready"))
+    ids = catalogue.upsert(conn, scenes)
+    conn.commit()
+    return ids
+
+
+def run_dag(conf: dict) -> str:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "extract_signatures.py"))
+    assert bag.import_errors == {}
+    dr = bag.get_dag("extract_signatures").test(run_conf=conf)
+    return str(dr.state)
+
+
+def test_dag_extracts_replaces_and_skips(airflow_db: str, conn: psycopg.Connection, s3_bucket: str) -> None:
+    ids = build_archive(conn, f"{s3_bucket}/sim")
+    corrupt = next(v for k, v in ids.items() if k.endswith("corrupt"))
+    conf = {"aoi": "sys", "year": 2025, "card_type": "all", "reprocess": False, "batch_size": 2}
+
+    state = run_dag(conf)
+    assert state == "failed"  # the corrupt scene is reported by summarise after the others were written
+    status = dict(conn.execute("SELECT id, status FROM catalogue").fetchall())
+    assert status.pop(corrupt) == "failed"
+    assert set(status.values()) == {"extracted"}
+    err = conn.execute("SELECT last_error FROM catalogue WHERE id = %s", (corrupt,)).fetchone()[0]
+    assert "corrupt_VV.tif" in err and f"scene {corrupt}" in err
+    per_band = dict(conn.execute("SELECT band, count(*) FROM signatures GROUP BY band").fetchall())
+    assert per_band == {1: 6, 2: 6, 11: 3, 12: 3, 13: 3, 17: 3, 20: 3}  # 3 parcels x 2 scenes; 3 x 1 S2
+    assert conn.execute("SELECT count(*) FROM scl_histograms").fetchone()[0] == 3
+    stamp = dict(conn.execute("SELECT id, updated_at FROM catalogue").fetchall())
+    conn.commit()
+
+    # no reprocess: nothing to claim, nothing touched
+    assert run_dag(conf) == "success"
+    assert dict(conn.execute("SELECT id, updated_at FROM catalogue").fetchall()) == stamp
+    assert conn.execute("SELECT count(*) FROM signatures").fetchone()[0] == 27
+    conn.commit()
+
+    # reprocess (backfill): every row replaced, none duplicated; the corrupt scene fails again
+    assert run_dag(dict(conf, reprocess=True)) == "failed"
+    assert conn.execute("SELECT count(*) FROM signatures").fetchone()[0] == 27
+    assert conn.execute("SELECT count(DISTINCT (pid, obsid, band)) FROM signatures").fetchone()[0] == 27
+    assert conn.execute("SELECT attempts FROM catalogue WHERE id = %s", (corrupt,)).fetchone()[0] == 2
