@@ -300,6 +300,23 @@ def _calibration_label(correct_radiometry: str | None) -> str:
     return f"gamma0 terrain-flattened (sarsen RTC, area integration {correct_radiometry})"
 
 
+
+def _chunk_size(width: int, height: int, base: int = 1024, min_tail: int = 256) -> int:
+    """A dask chunk size (a multiple of 16) whose last chunk in each dimension is empty or >= min_tail.
+
+    sarsen's geocoding uses overlapping blocks, so a tiny remainder chunk (e.g. 111 rows after
+    1024-row chunks) fails with "Overlap depth is larger than smallest chunksize"; sarsen also
+    uses the chunk size as the GeoTIFF block size, which must be a multiple of 16.
+    """
+    longest = max(width, height, 1)
+    if longest <= 2 * base:
+        return -(-longest // 16) * 16
+    for size in range(base, 2 * base + 1, 16):
+        if all(n % size == 0 or n % size >= min_tail for n in (width, height)):
+            return size
+    return 2 * base
+
+
 def sarsen_backscatter(
     safe_path: str | Path,
     dem_path: str | Path,
@@ -367,7 +384,7 @@ def sarsen_backscatter(
                 with dask.config.set(scheduler="synchronous"):
                     sarsen.terrain_correction(
                         product, str(dem_grid), output_urlpath=str(raw),
-                        correct_radiometry=correct_radiometry, chunks=1024,
+                        correct_radiometry=correct_radiometry, chunks=_chunk_size(width, height),
                     )
             except CbmError:
                 raise

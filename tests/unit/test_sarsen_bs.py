@@ -239,3 +239,12 @@ def test_safe_copy_without_measurement_has_no_polarisation(tmp_path: Path, grd: 
     shutil.copytree(grd, safe, ignore=shutil.ignore_patterns("*.tiff"))
     with pytest.raises(InputError, match="VV not in .*available: none"):
         sarsen_bs.sarsen_backscatter(safe, rome_dem, out_uri=str(tmp_path / "out"))
+
+
+def test_chunk_size_never_leaves_a_tiny_tail() -> None:
+    from cbmflow.sarsen_bs import _chunk_size
+
+    assert _chunk_size(1135, 900) == 1136  # small grids: one chunk, a multiple of 16
+    for w, h in ((3183, 2159), (10980, 10980), (4097, 2049), (2049, 5000)):
+        c = _chunk_size(w, h)
+        assert c % 16 == 0 and all(n % c == 0 or n % c >= 256 for n in (w, h)), (w, h, c)
