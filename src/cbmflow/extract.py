@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from cbmflow import bands as bands_mod
-from cbmflow.errors import CbmError, CorruptData, InputError, NotFound
+from cbmflow.errors import CbmError, CorruptData, InputError
+from cbmflow.parcels import get_aoi, load_parcels
 from cbmflow.pixelindex import Grid, IndexCache, PixelIndex, build_index, default_cache
 
 log = logging.getLogger(__name__)
@@ -346,51 +347,6 @@ def extract_stats(
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AoiInfo:
-    """The AOI facts extraction needs."""
-
-    name: str
-    epsg: int
-    parcels_version: int
-
-
-def _get_aoi(conn: Any, name: str) -> AoiInfo:
-    try:
-        from cbmflow import parcels as parcels_mod
-
-        a = parcels_mod.get_aoi(conn, name)
-        return AoiInfo(a.name, int(a.epsg), int(a.parcels_version))
-    except (ImportError, AttributeError):
-        row = conn.execute("SELECT name, epsg, parcels_version FROM aois WHERE name = %s", (name,)).fetchone()
-        if row is None:
-            raise NotFound(f"AOI {name!r} does not exist") from None
-        return AoiInfo(row[0], int(row[1]), int(row[2]))
-
-
-def _load_parcels(conn: Any, aoi: AoiInfo, year: int, bbox: Sequence[float] | None) -> Any:
-    try:
-        from cbmflow import parcels as parcels_mod
-
-        box = (float(bbox[0]), float(bbox[1]), float(bbox[2]), float(bbox[3])) if bbox else None
-        return parcels_mod.load_parcels(conn, aoi.name, year, bbox=box)
-    except (ImportError, AttributeError):
-        import geopandas as gpd
-        import shapely
-
-        q = "SELECT pid, parcel_id, ST_AsBinary(geom) FROM parcels WHERE aoi = %s AND year = %s"
-        params: list[Any] = [aoi.name, year]
-        if bbox:
-            q += " AND geom && ST_MakeEnvelope(%s, %s, %s, %s, %s)"
-            params += [*map(float, bbox), aoi.epsg]
-        rows = conn.execute(q + " ORDER BY pid", params).fetchall()
-        return gpd.GeoDataFrame(
-            {"pid": [r[0] for r in rows], "parcel_id": [r[1] for r in rows]},
-            geometry=shapely.from_wkb([bytes(r[2]) for r in rows]) if rows else [],
-            crs=f"EPSG:{aoi.epsg}",
-        )
-
-
 def _scene_stats(
     scene: Any, parcels: Any, parcel_key: str, *, buffer: float, min_area: float, cloud_mask: bool,
     cache: IndexCache | None,
@@ -463,8 +419,9 @@ def extract_scenes(
     from_statuses = ["ready", "failed", "extracted"] if reprocess else ["ready"]
     conn = db.connect(dsn)
     try:
-        info = _get_aoi(conn, aoi)
-        parcels = _load_parcels(conn, info, year, tile_bbox)
+        info = get_aoi(conn, aoi)
+        box = tuple(float(v) for v in tile_bbox) if tile_bbox else None
+        parcels = load_parcels(conn, info, year, bbox=box)  # type: ignore[arg-type]
         conn.commit()
         bbox_key = ",".join(f"{v:.0f}" for v in tile_bbox) if tile_bbox else "all"
         parcel_key = f"{info.name}-{year}-v{info.parcels_version}-b{buffer:g}-a{min_area:g}-{bbox_key}"
@@ -563,7 +520,7 @@ def plan_units(
     if e is None:
         e = datetime(year + 1, 1, 1, tzinfo=UTC)
     with db.connect(dsn) as conn:
-        info = _get_aoi(conn, aoi)
+        info = get_aoi(conn, aoi)
         scenes = [sc for t in types for sc in catalogue.find(conn, card_type=t, statuses=statuses, start=s, end=e)]
         row = conn.execute(
             "SELECT ST_AsText(ST_Transform(ST_SetSRID(ST_Extent(geom)::geometry, %s), 4326)) "
