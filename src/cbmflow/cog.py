@@ -34,47 +34,53 @@ def write_cog(
     band_names: list[str] | None = None,
     tags: dict[str, str] | None = None,
     overview_resampling: str | None = None,
+    level: int | None = None,
 ) -> str:
     """Write a (bands, rows, cols) or (rows, cols) array as a COG at a local or S3 URI."""
-    import rasterio
+    from rasterio.io import MemoryFile
 
     arr = data[np.newaxis] if data.ndim == 2 else data
     count, height, width = arr.shape
-    opts = dict(COG_OPTIONS)
+    options: dict[str, Any] = {}
     if overview_resampling:
-        opts["overview_resampling"] = overview_resampling
-    with tempfile.TemporaryDirectory(prefix="cbmflow-cog-") as tmp:
-        mem_path = os.path.join(tmp, "src.tif")
-        profile = {
-            "driver": "GTiff", "width": width, "height": height, "count": count,
-            "dtype": arr.dtype.name, "crs": crs, "transform": transform, "nodata": nodata,
-            "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "ZSTD",
-        }
-        with rasterio.open(mem_path, "w", **profile) as dst:
+        options["overview_resampling"] = overview_resampling
+    if level is not None:
+        options["level"] = level
+    # Staged uncompressed in memory, so the data is compressed once (by the COG copy).
+    with MemoryFile() as mem:
+        with mem.open(driver="GTiff", width=width, height=height, count=count, dtype=arr.dtype.name,
+                      crs=crs, transform=transform, nodata=nodata) as dst:
             dst.write(arr)
-            if band_names:
-                for i, n in enumerate(band_names, start=1):
-                    dst.set_band_description(i, n)
+            for i, n in enumerate(band_names or [], start=1):
+                dst.set_band_description(i, n)
             if tags:
                 dst.update_tags(**tags)
-        return to_cog(mem_path, uri, **({"overview_resampling": overview_resampling} if overview_resampling else {}))
+        with mem.open() as src:
+            return _copy(src, uri, options)
 
 
 def to_cog(src_path: str | os.PathLike[str], uri: str, **options: Any) -> str:
     """Convert any GDAL-readable raster into a COG with overviews at a local or S3 URI."""
     import rasterio
+
+    with rasterio.open(src_path) as src:
+        return _copy(src, uri, options)
+
+
+def _copy(src: Any, uri: str, options: dict[str, Any]) -> str:
     from rasterio.shutil import copy as rio_copy
 
     opts = dict(COG_OPTIONS, **options)
     driver = opts.pop("driver")
     target = storage.parse(uri)
+    if not target.is_s3:
+        Path(target.key).parent.mkdir(parents=True, exist_ok=True)
+        rio_copy(src, target.key, driver=driver, **opts)
+        return str(target)
     with tempfile.TemporaryDirectory(prefix="cbmflow-cog-") as tmp:
-        local = Path(target.key) if not target.is_s3 else Path(tmp) / "out.tif"
-        local.parent.mkdir(parents=True, exist_ok=True)
-        with rasterio.open(src_path) as src:
-            rio_copy(src, str(local), driver=driver, **opts)
-        if target.is_s3:
-            storage.upload(local, uri)
+        local = Path(tmp) / "out.tif"
+        rio_copy(src, str(local), driver=driver, **opts)
+        storage.upload(local, uri)
     return str(target)
 
 

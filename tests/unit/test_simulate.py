@@ -139,7 +139,7 @@ def test_items_carry_the_brief_properties(tiny: SimulationResult) -> None:
         assert all(a.roles == ["data"] for a in item.assets.values())
     bs = [i for i in items if i.properties["cbmflow:card_type"] == "bs"]
     assert {i.properties["sat:orbit_state"] for i in bs} == {"ascending", "descending"}
-    assert [i.id for i in bs][0] == "S1A_SIM_BS_20250601T165030_R073_ASC"
+    assert [i.id for i in bs][0] == "S1A_SIM_TINY_BS_20250601T165030_R073_ASC"
     assert {i.properties["cbmflow:card_type"] for i in items} == {"bs", "c6", "s2"}
 
 
@@ -260,7 +260,7 @@ def test_cli_parcels_then_season(tmp_path: Path) -> None:
     truth = pd.read_parquet(tmp_path / "arch/syn/2024/truth.parquet")
     assert truth["mislabelled"].sum() == 3
     assert sorted(p.name for p in (tmp_path / "arch/syn/2024/bs").iterdir()) == [
-        "S1A_SIM_BS_20240501T165030_R073_ASC_VV.tif"]
+        "S1A_SIM_SYN_BS_20240501T165030_R073_ASC_VV.tif"]
     assert cli.main(["simulate", "--aoi", "x"]) == 2  # missing options: one clear error
 
 
@@ -308,3 +308,12 @@ def test_grassland_matches_jrc_ranges(grass_season: tuple[SimulationResult, gpd.
         refl = df[df["band"] == band]["mean"] / 10000
         inside = refl.between(ref[f"{band}_clear_p01"], ref[f"{band}_clear_p99"]).mean()
         assert inside >= 0.9
+
+
+def test_two_aois_simulated_for_the_same_dates_have_distinct_product_ids() -> None:
+    from cbmflow.simulate import _schedule
+
+    a = {x.product_id for x in _schedule(2025, "05-01", "05-20", ("bs", "c6", "s2"), 6, 5, "33UWP", "at")}
+    b = {x.product_id for x in _schedule(2025, "05-01", "05-20", ("bs", "c6", "s2"), 6, 5, "33UWP", "sim")}
+    assert a and b and not (a & b)
+    assert all("_SIM_AT_" in p for p in a)
