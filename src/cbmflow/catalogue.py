@@ -174,7 +174,8 @@ def find(
     limit: int | None = None,
 ) -> list[Scene]:
     """Scenes matching all given filters, oldest first (end is exclusive)."""
-    where, params = [], []  # type: ignore[var-annotated]
+    where: list[str] = []
+    params: list[Any] = []
     if card_type:
         where.append("card_type = %s")
         params.append(card_type)

@@ -232,10 +232,15 @@ def classify(aoi: str, season: int, truth_uri: str, reports: Path) -> None:
 
     _run_dag("classify_outliers", {"aoi": aoi, "year": season, "truth_uri": truth_uri})
     with db.connect() as conn:
-        run_id, metrics, report = conn.execute(
+        row = conn.execute(
             "SELECT run_id, metrics, report_uri FROM classification_runs WHERE aoi = %s AND year = %s "
             "ORDER BY run_id DESC LIMIT 1", (aoi, season)).fetchone()
-        flags = dict(conn.execute(
+        if row is None:
+            from cbmflow.errors import ProcessingError
+
+            raise ProcessingError(f"classify_outliers stored no run for {aoi} {season}")
+        run_id, metrics, report = row
+        flags: dict[str, int] = dict(conn.execute(
             "SELECT flag, count(*) FROM parcel_flags WHERE run_id = %s GROUP BY flag", (run_id,)).fetchall())
     total = sum(flags.values()) or 1
     print(f"   run {run_id}: " + ", ".join(f"{f} {flags.get(f, 0)} ({100 * flags.get(f, 0) / total:.1f} %)"

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -30,7 +30,7 @@ def test_year_partition_created_and_rows_routed(conn) -> None:
 def _scene(pid: str, status: str = "discovered") -> catalogue.Scene:
     return catalogue.Scene(
         product_id=pid, mission="S1A", product_type="GRD", card_type="bs",
-        sensing_time=datetime(2024, 5, 1, 5, 30, tzinfo=timezone.utc), relative_orbit=44,
+        sensing_time=datetime(2024, 5, 1, 5, 30, tzinfo=UTC), relative_orbit=44,
         orbit_direction="ascending", footprint_wkt="POLYGON((10 55,11 55,11 56,10 56,10 55))",
         source_assets={"safe": "s3://raw/x.zip"}, status=status,
     )

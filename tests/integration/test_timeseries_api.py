@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -20,11 +20,11 @@ def one_parcel_two_scenes(conn) -> int:
     ).fetchone()[0]
     ids = catalogue.upsert(conn, [
         catalogue.Scene(product_id=f"S1A_SIM_{d}", mission="S1A", product_type="CARD-BS", card_type="bs",
-                        sensing_time=datetime(2025, 5, d, 5, tzinfo=timezone.utc), status="extracted")
+                        sensing_time=datetime(2025, 5, d, 5, tzinfo=UTC), status="extracted")
         for d in (7, 1)
     ])
     db.ensure_year_partition(conn, 2025)
-    for (name, obsid), mean in zip(sorted(ids.items()), (0.05, 0.07)):
+    for (_name, obsid), mean in zip(sorted(ids.items()), (0.05, 0.07), strict=True):
         for band in (1, 2):
             conn.execute(
                 "INSERT INTO signatures (pid, obsid, band, year, count, mean, std, min, max, p25, p50, p75) "
