@@ -1,0 +1,379 @@
+"""Season analytics end to end: period means -> features -> classification & flags -> report.
+
+Runs are stored in ``classification_runs`` and ``parcel_flags``; the report is HTML + PNGs in a
+folder (local or S3). Commands: ``cbmflow classify`` (any wide features file) and
+``cbmflow season periods|classify`` (from the results database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg.types.json import Jsonb
+
+from cbmflow import db, storage
+from cbmflow.classify import FLAG_COLUMNS, classify_frame, evaluate_flags
+from cbmflow.config import project_root
+from cbmflow.errors import CorruptData, InputError, NotFound
+from cbmflow.features import build_features
+from cbmflow.periods import compute_period_means
+from cbmflow.report import write_report
+
+__all__ = [
+    "SeasonRun", "add_crop_groups", "classify_file", "classify_season", "evaluate_flags", "read_parquet",
+    "register_cli", "report_run", "run_season", "season_features", "season_periods",
+    "store_run", "write_parquet",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SeasonRun:
+    """The outcome of one season's classification run."""
+
+    run_id: int
+    report_uri: str | None
+    flag_counts: dict[str, int]
+    n_classified: int
+    excluded: dict[str, int]
+    evaluation: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def work_dir() -> str:
+    """Base folder/URI for intermediate files ($CBMFLOW_WORK_DIR, else <project>/work)."""
+    return os.environ.get("CBMFLOW_WORK_DIR") or str(project_root() / "work")
+
+
+def reports_dir() -> str:
+    """Base folder/URI for reports ($CBMFLOW_REPORT_DIR, else <project>/reports)."""
+    return os.environ.get("CBMFLOW_REPORT_DIR") or str(project_root() / "reports")
+
+
+def read_parquet(uri: str) -> pd.DataFrame:
+    """A parquet table from a local path or s3:// URI."""
+    u = storage.parse(uri)
+    if not u.is_s3 and not os.path.exists(u.key):
+        raise NotFound(f"file {uri} does not exist")
+    try:
+        data = storage.read_bytes(uri)
+        return pd.read_parquet(io.BytesIO(data))
+    except (OSError, ValueError) as exc:
+        raise CorruptData(f"{uri} is not a readable parquet file: {exc}") from exc
+
+
+def write_parquet(df: pd.DataFrame, uri: str) -> str:
+    """Write a table as parquet to a local path or s3:// URI; returns the URI."""
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return storage.write_bytes(uri, buf.getvalue())
+
+
+def classify_file(
+    features_uri: str,
+    out_uri: str,
+    *,
+    report_dir: str | None = None,
+    truth_uri: str | None = None,
+    class_col: str | None = None,
+    min_class_size: int = 20,
+    min_area: float | None = None,
+    estimator: str = "et",
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Classify a wide features parquet (parcel_id, crop, numeric features) and write the flags parquet."""
+    df = read_parquet(features_uri)
+    flags, metrics = classify_frame(
+        df, class_col=class_col, min_class_size=min_class_size, min_area=min_area, estimator=estimator, seed=seed,
+        n_jobs=n_jobs,
+    )
+    write_parquet(flags[list(FLAG_COLUMNS)], out_uri)
+    if truth_uri:
+        metrics["evaluation"] = evaluate_flags(flags, read_parquet(truth_uri))
+    if report_dir:
+        metrics["report_uri"] = write_report(
+            report_dir, flags, metrics, df, title=f"Classification of {os.path.basename(features_uri)}",
+            evaluation=metrics.get("evaluation"), seed=seed,
+        )
+    return flags, metrics
+
+
+def season_periods(
+    aoi: str, year: int, *, period_days: int = 5, cloud_max: float | None = None, dsn: str | None = None
+) -> int:
+    """Recompute the period means of a season in the results database; returns rows written."""
+    with db.connect(dsn) as conn:
+        n = compute_period_means(conn, aoi, year, period_days=period_days, cloud_max=cloud_max)
+        conn.commit()
+    return n
+
+
+def season_features(aoi: str, year: int, out_uri: str | None = None, *, dsn: str | None = None) -> dict[str, Any]:
+    """Build a season's feature table and write it as parquet; returns uri, parcel and exclusion counts."""
+    with db.connect(dsn) as conn:
+        feats = build_features(conn, aoi, year)
+    out_uri = out_uri or storage.join(work_dir(), aoi, str(year), "features.parquet")
+    write_parquet(feats, out_uri)
+    excluded = dict(feats.attrs.get("excluded", {}))
+    # Exclusion counts travel with the file too (pandas keeps attrs in parquet metadata).
+    return {"uri": out_uri, "n_parcels": len(feats), "excluded": excluded}
+
+
+def store_run(
+    conn: psycopg.Connection,
+    aoi: str | None,
+    year: int | None,
+    flags: pd.DataFrame,
+    metrics: dict[str, Any],
+    params: dict[str, Any],
+) -> int:
+    """Insert a classification run and its per-parcel flags; returns the run id."""
+    if "pid" not in flags.columns:
+        raise InputError("flags have no 'pid' column: only database parcels can be stored in parcel_flags")
+    row = conn.execute(
+        "INSERT INTO classification_runs (aoi, year, params, metrics) VALUES (%s, %s, %s, %s) RETURNING run_id",
+        (aoi, year, Jsonb(params), Jsonb(metrics)),
+    ).fetchone()
+    assert row is not None
+    run_id = int(row[0])
+    cols = ["pid", "parcel_id", "declared", "declared_class", "predicted", "probability",
+            "declared_probability", "agree_count", "n_predictions", "flag"]
+    with conn.cursor() as cur, cur.copy(
+        "COPY parcel_flags (run_id, pid, parcel_id, declared, declared_class, predicted, probability, "
+        "declared_probability, agree_count, n_predictions, flag) FROM STDIN"
+    ) as copy:
+        for rec in flags[cols].itertuples(index=False):
+            copy.write_row((run_id, int(rec[0]), str(rec[1]), str(rec[2]), str(rec[3]), str(rec[4]),
+                            float(rec[5]), float(rec[6]), int(rec[7]), int(rec[8]), str(rec[9])))
+    return run_id
+
+
+def add_crop_groups(feats: pd.DataFrame) -> tuple[pd.DataFrame, str | None, str]:
+    """Add a ``crop_group`` column (cbmflow.crops groups of the declared names); returns the class column and a note."""
+    from cbmflow.crops import crop_group
+
+    names = feats["crop_name"] if "crop_name" in feats.columns else feats["crop"]
+    names = names.where(names.notna() & (names.astype(str).str.strip() != ""), feats["crop"])
+    groups = [crop_group(str(v)) if pd.notna(v) else None for v in names]
+    out = feats.assign(crop_group=groups)
+    known = {g for g in groups if g is not None and g != "other"}
+    if len(known) < 2:
+        return feats, None, (
+            "crop names map to fewer than 2 known crop groups; classifying declared crops instead"
+        )
+    return out, "crop_group", f"classes are crop groups ({', '.join(sorted(known))})"
+
+
+def classify_season(
+    aoi: str,
+    year: int,
+    features_uri: str,
+    *,
+    by: str = "group",
+    min_class_size: int = 20,
+    min_area: float | None = None,
+    estimator: str = "et",
+    seed: int = 0,
+    truth_uri: str | None = None,
+    n_jobs: int = 1,
+    dsn: str | None = None,
+) -> int:
+    """Classify a season's stored features, flag every parcel and store the run; returns the run id."""
+    if by not in ("group", "crop"):
+        raise InputError(f"by must be 'group' or 'crop', got {by!r}")
+    feats = read_parquet(features_uri)
+    class_col: str | None = None
+    note = "classes are declared crops"
+    if by == "group":
+        feats, class_col, note = add_crop_groups(feats)
+    flags, metrics = classify_frame(
+        feats, class_col=class_col, min_class_size=min_class_size, min_area=min_area,
+        estimator=estimator, seed=seed, n_jobs=n_jobs,
+    )
+    metrics["messages"] = [note] + list(metrics.get("messages", []))
+    if truth_uri:
+        metrics["evaluation"] = evaluate_flags(flags, read_parquet(truth_uri))
+    metrics["features_uri"] = features_uri
+    params = dict(metrics["params"], features_uri=features_uri, truth_uri=truth_uri)
+    with db.connect(dsn) as conn:
+        run_id = store_run(conn, aoi, year, flags, metrics, params)
+        conn.commit()
+    log.info("classification run %d for %s %s: %s", run_id, aoi, year, metrics["flag_counts"])
+    return run_id
+
+
+def report_run(run_id: int, *, out_dir: str | None = None, dsn: str | None = None) -> str:
+    """Write the report of a stored run (using its features file) and record its URI; returns it."""
+    with db.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT aoi, year, metrics FROM classification_runs WHERE run_id = %s", (run_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"classification run {run_id} does not exist")
+        aoi, year, metrics = row
+        flags = pd.DataFrame(
+            conn.execute(
+                "SELECT pid, parcel_id, declared, declared_class, predicted, probability, "
+                "declared_probability, agree_count, n_predictions, flag FROM parcel_flags "
+                "WHERE run_id = %s ORDER BY pid",
+                (run_id,),
+            ).fetchall(),
+            columns=["pid", "parcel_id", "declared", "declared_class", "predicted", "probability",
+                     "declared_probability", "agree_count", "n_predictions", "flag"],
+        )
+    features = None
+    furi = metrics.get("features_uri")
+    if furi:
+        try:
+            features = read_parquet(furi)
+        except NotFound:
+            log.warning("features file %s of run %d is gone: report without time series", furi, run_id)
+    out_dir = out_dir or storage.join(reports_dir(), str(aoi), str(year), f"run_{run_id}")
+    uri = write_report(
+        out_dir, flags, metrics, features, title=f"cbmflow classification run {run_id}: {aoi} {year}",
+        evaluation=metrics.get("evaluation"),
+    )
+    with db.connect(dsn) as conn:
+        conn.execute("UPDATE classification_runs SET report_uri = %s WHERE run_id = %s", (uri, run_id))
+        conn.commit()
+    return uri
+
+
+def run_season(
+    aoi: str,
+    year: int,
+    *,
+    period_days: int = 5,
+    cloud_max: float | None = None,
+    compute_periods: bool = True,
+    by: str = "group",
+    min_class_size: int = 20,
+    min_area: float | None = None,
+    estimator: str = "et",
+    seed: int = 0,
+    truth_uri: str | None = None,
+    report_dir: str | None = None,
+    n_jobs: int = 1,
+    dsn: str | None = None,
+) -> SeasonRun:
+    """Period means, features, classification, flags and report for one season; returns the run."""
+    if compute_periods:
+        season_periods(aoi, year, period_days=period_days, cloud_max=cloud_max, dsn=dsn)
+    feats = season_features(aoi, year, dsn=dsn)
+    run_id = classify_season(
+        aoi, year, feats["uri"], by=by, min_class_size=min_class_size, min_area=min_area,
+        estimator=estimator, seed=seed, truth_uri=truth_uri, n_jobs=n_jobs, dsn=dsn,
+    )
+    uri = report_run(run_id, out_dir=report_dir, dsn=dsn)
+    with db.connect(dsn) as conn:
+        row = conn.execute("SELECT metrics FROM classification_runs WHERE run_id = %s", (run_id,)).fetchone()
+    metrics = row[0] if row else {}
+    return SeasonRun(
+        run_id=run_id, report_uri=uri, flag_counts=metrics.get("flag_counts", {}),
+        n_classified=metrics.get("n_classified", 0), excluded=metrics.get("excluded", {}),
+        evaluation=metrics.get("evaluation"), metrics=metrics,
+    )
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def _print_summary(metrics: dict[str, Any]) -> None:
+    c = metrics["flag_counts"]
+    print(f"classified {metrics['n_classified']} parcels, {len(metrics['classes'])} classes, "
+          f"accuracy {metrics['accuracy']:.3f}; green {c['green']} yellow {c['yellow']} "
+          f"red {c['red']} ({metrics['red_pct']:.1f} % red)")
+    excl = {k: v for k, v in metrics.get("excluded", {}).items() if v}
+    if excl:
+        print("excluded: " + ", ".join(f"{k} {v}" for k, v in excl.items()))
+    for m in metrics.get("messages", []):
+        print(m)
+    ev = metrics.get("evaluation")
+    if ev:
+        print(f"red flags vs truth: precision {ev['precision']:.3f}, recall {ev['recall']:.3f}, "
+              f"{ev['red_pct']:.1f} % red")
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    _, metrics = classify_file(
+        args.features, args.out, report_dir=args.report, truth_uri=args.truth, class_col=args.class_col,
+        min_class_size=args.min_class_size, min_area=args.min_area, estimator=args.estimator,
+        seed=args.seed, n_jobs=args.n_jobs,
+    )
+    _print_summary(metrics)
+    print(f"flags: {args.out}")
+    if metrics.get("report_uri"):
+        print(f"report: {metrics['report_uri']}")
+    return 0
+
+
+def _cmd_periods(args: argparse.Namespace) -> int:
+    n = season_periods(args.aoi, args.year, period_days=args.period_days, cloud_max=args.cloud_max,
+                       dsn=args.dsn)
+    print(f"period means {args.aoi} {args.year}: {n} rows ({args.period_days}-day periods)")
+    return 0
+
+
+def _cmd_season_classify(args: argparse.Namespace) -> int:
+    run = run_season(
+        args.aoi, args.year, period_days=args.period_days, cloud_max=args.cloud_max,
+        compute_periods=not args.skip_periods, by=args.by, min_class_size=args.min_class_size,
+        min_area=args.min_area, estimator=args.estimator, seed=args.seed, truth_uri=args.truth,
+        report_dir=args.report, n_jobs=args.n_jobs, dsn=args.dsn,
+    )
+    _print_summary(run.metrics)
+    print(f"run: {run.run_id}")
+    print(f"report: {run.report_uri}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-class-size", type=int, default=20, help="parcels a class needs (default 20)")
+    p.add_argument("--min-area", type=float, default=None, help="exclude parcels under this area (m2)")
+    p.add_argument("--estimator", default="et", choices=["hgb", "rf", "et"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--truth", default=None, help="truth parquet (parcel_id, mislabelled) to evaluate")
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add `classify` and `season periods|classify` to the cbmflow command."""
+    p = subparsers.add_parser("classify", help="classify parcels from a wide features parquet and flag outliers")
+    p.add_argument("--features", required=True, help="parquet: parcel_id, crop, numeric feature columns")
+    p.add_argument("--out", required=True, help="output parquet: parcel_id, declared, predicted, probability, flag")
+    p.add_argument("--report", default=None, help="folder (local or s3://) for the HTML report")
+    p.add_argument("--class-col", default=None,
+                   help="column with the class of each declaration (e.g. a crop group); default: the crop")
+    _common(p)
+    p.set_defaults(func=_cmd_classify)
+
+    s = subparsers.add_parser("season", help="season analytics from the results database")
+    ssub = s.add_subparsers(dest="season_command", required=True)
+    sp = ssub.add_parser("periods", help="(re)compute period means from signatures")
+    sp.add_argument("--aoi", required=True)
+    sp.add_argument("--year", type=int, required=True)
+    sp.add_argument("--period-days", type=int, default=5)
+    sp.add_argument("--cloud-max", type=float, default=None, help="max cloudy fraction for S2 observations")
+    sp.add_argument("--dsn", default=None)
+    sp.set_defaults(func=_cmd_periods)
+    sc = ssub.add_parser("classify", help="period means -> features -> classify & flag -> report")
+    sc.add_argument("--aoi", required=True)
+    sc.add_argument("--year", type=int, required=True)
+    sc.add_argument("--period-days", type=int, default=5)
+    sc.add_argument("--cloud-max", type=float, default=None)
+    sc.add_argument("--skip-periods", action="store_true", help="use the stored period means as they are")
+    sc.add_argument("--by", default="group", choices=["group", "crop"],
+                    help="classes: crop groups of the declared crop names (default) or declared crops")
+    sc.add_argument("--report", default=None, help="report folder (default $CBMFLOW_REPORT_DIR/<aoi>/<year>/run_<id>)")
+    sc.add_argument("--dsn", default=None)
+    _common(sc)
+    sc.set_defaults(func=_cmd_season_classify)
