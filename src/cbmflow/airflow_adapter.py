@@ -97,3 +97,27 @@ def signatures_asset() -> Any:
     from airflow.sdk import Asset
 
     return Asset(name="cbmflow_signatures", uri="cbmflow://signatures", group="cbmflow")
+
+
+def test_dag(dag_id: str, conf: dict[str, Any], *, dags_folder: str, retries: int | None = 0) -> Any:
+    """Run one DAG in-process with ``dag.test()``; raise ProcessingError unless it succeeds.
+
+    ``retries=0`` (the default) makes a failing task fail the run at once instead of waiting out
+    its retry delay, which is what a demo or a script wants.
+    """
+    from airflow.dag_processing.dagbag import DagBag
+
+    from cbmflow.errors import ProcessingError
+
+    bag = DagBag(dag_folder=dags_folder)
+    if dag_id not in bag.dags:
+        raise ProcessingError(f"DAG {dag_id} did not load from {dags_folder}: {bag.import_errors}")
+    dag = bag.dags[dag_id]
+    if retries is not None:
+        for task in dag.tasks:
+            task.retries = retries
+    dr = dag.test(run_conf=conf)
+    failed = [f"{ti.task_id}[{ti.map_index}]" for ti in dr.get_task_instances() if ti.state == "failed"]
+    if dr.state != "success":
+        raise ProcessingError(f"DAG {dag_id} ended {dr.state}; failed tasks: {failed}")
+    return dr

@@ -49,8 +49,8 @@ class SeasonRun:
 
 
 def work_dir() -> str:
-    """Base folder/URI for intermediate files ($CBMFLOW_WORK_DIR, else <project>/work)."""
-    return os.environ.get("CBMFLOW_WORK_DIR") or str(project_root() / "work")
+    """Base folder/URI for intermediate files ($CBMFLOW_WORK_DIR, else <project>/var/work)."""
+    return os.environ.get("CBMFLOW_WORK_DIR") or str(project_root() / "var" / "work")
 
 
 def reports_dir() -> str:
