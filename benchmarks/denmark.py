@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parcels", type=int, default=None)
     ap.add_argument("--dates", type=int, default=None)
     ap.add_argument("--pool", type=int, default=None, help="distinct rasters cycled through the dates")
-    ap.add_argument("--compress", choices=["deflate", "zstd"], default="deflate",
-                    help="COG compression (cbmflow.cog writes DEFLATE; ZSTD decodes ~4x faster)")
+    ap.add_argument("--compress", choices=["deflate", "zstd"], default="zstd",
+                    help="COG compression (cbmflow.cog writes ZSTD; DEFLATE for comparison)")
     ap.add_argument("--px-per-parcel", type=float, default=800.0,
                     help="grid pixels per parcel (Denmark: ~770 px of land per parcel)")
     a = ap.parse_args(argv)

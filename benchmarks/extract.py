@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ee-scenes", type=int, default=None, help="stack scenes measured with exactextract (rest extrapolated)")
     ap.add_argument("--rs-parcels", type=int, default=None, help="parcels measured with rasterstats")
     ap.add_argument("--layout", choices=["spread", "dense"], default="spread")
-    ap.add_argument("--compress", choices=["deflate", "zstd"], default="deflate", help="raster compression")
+    ap.add_argument("--compress", choices=["deflate", "zstd"], default="zstd", help="raster compression (cbmflow.cog writes ZSTD)")
     ap.add_argument("--no-db", action="store_true", help="skip the sink and storage parts")
     ap.add_argument("--only-cbmflow", action="store_true", help="cbmflow alone, one scene: prints peak memory")
     a = ap.parse_args(argv)

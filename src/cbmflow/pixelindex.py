@@ -133,6 +133,7 @@ def build_index(
         usable = np.zeros(0, dtype=bool)
     # flat pixel numbers fit uint32 for grids up to 65536 x 65536 (an S2 tile is 10980 x 10980)
     pix_dtype = np.uint32 if grid.height * grid.width < 2**32 else np.int64
+    shapes = _geojson(geoms)
     pix_parts: list[np.ndarray] = []
     lab_parts: list[np.ndarray] = []
     w = grid.width
@@ -147,7 +148,7 @@ def build_index(
             if sel.size == 0:
                 continue
             burned = rasterize(
-                zip(geoms[sel], (sel + 1).tolist(), strict=True),
+                zip([shapes[i] for i in sel.tolist()], (sel + 1).tolist(), strict=True),
                 out_shape=(r1 - r0, w),
                 transform=t,
                 fill=0,
@@ -170,6 +171,38 @@ def build_index(
         pix = np.zeros(0, dtype=pix_dtype)
         lab = np.zeros(0, dtype=np.int32)
     return PixelIndex(grid=grid, pids=pids, pix=pix, lab=lab, passes=n_layers)
+
+
+def _geojson(geoms: np.ndarray) -> list[Any]:
+    """GeoJSON-like mappings of polygonal geometries, built in bulk (what ``rasterize`` consumes).
+
+    shapely's per-geometry ``__geo_interface__`` costs ~19 us a parcel (0.38 s of a 20,000-parcel
+    index build); one ``to_ragged_array`` plus list slicing is ~10x cheaper. Anything that is not
+    (multi)polygonal is passed through unchanged for rasterio to convert.
+    """
+    import shapely
+
+    if geoms.size == 0:
+        return []
+    kinds = shapely.get_type_id(geoms)
+    polygonal = np.isin(kinds, (3, 6))  # Polygon, MultiPolygon
+    out: list[Any] = list(geoms)
+    idx = np.flatnonzero(polygonal & ~shapely.is_empty(geoms))
+    if idx.size == 0:
+        return out
+    # Polygon-only input comes back as (rings, polygons); anything with a MultiPolygon as
+    # (rings, polygons, multipolygons). Polygons are one-part multipolygons here.
+    _, coords, offsets = shapely.to_ragged_array(geoms[idx])
+    xy = coords.tolist()
+    ring_off, poly_off = offsets[0].tolist(), offsets[1].tolist()
+    multi_off = offsets[2].tolist() if len(offsets) == 3 else list(range(idx.size + 1))
+    for k, i in enumerate(idx.tolist()):
+        polys = [
+            [xy[ring_off[r]:ring_off[r + 1]] for r in range(poly_off[q], poly_off[q + 1])]
+            for q in range(multi_off[k], multi_off[k + 1])
+        ]
+        out[i] = {"type": "MultiPolygon", "coordinates": polys}
+    return out
 
 
 def _overlap_layers(geoms: np.ndarray) -> np.ndarray:
