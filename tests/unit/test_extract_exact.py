@@ -198,3 +198,16 @@ def test_index_cache_on_disk_is_shared_between_caches(tmp_path: Path, ramp: str)
     b = extract.extract_stats(ramp, gdf(PARCELS), id_col="fid", index_cache=second)
     assert (second.hits, second.misses) == (1, 0)
     assert a.equals(b)
+
+
+def test_bands_run_in_parallel_only_within_the_memory_budget(monkeypatch) -> None:
+    from cbmflow import extract
+
+    monkeypatch.delenv("CBMFLOW_EXTRACT_THREADS", raising=False)
+    budget = extract._PARALLEL_BUDGET
+    per_px = extract._BYTES_PER_INDEXED_PIXEL
+    assert extract.parallel_bands(1_000_000) == 2
+    assert extract.parallel_bands(budget // per_px // 2) == 2  # two working sets fit exactly
+    assert extract.parallel_bands(budget // per_px) == 1  # a full S2 tile's worth: one at a time
+    monkeypatch.setenv("CBMFLOW_EXTRACT_THREADS", "1")
+    assert extract.parallel_bands(1000) == 1
