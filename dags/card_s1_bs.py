@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
-from cbmflow.airflow_adapter import card_ready_asset
+from cbmflow.airflow_adapter import card_params, card_ready_asset
 
 DOC = """
 ### card_s1_bs — Sentinel-1 CARD-BS (geocoded backscatter), daily
@@ -38,22 +38,14 @@ processed again; good ones are left alone. See `docs/operations.md`.
     max_active_runs=2,
     tags=["cbmflow", "card", "s1"],
     doc_md=DOC,
-    params={
-        "start": Param(None, type=["null", "string"], description="window start (ISO date); default data interval start"),
-        "end": Param(None, type=["null", "string"], description="window end, exclusive; default data interval end"),
-        "lookback_days": Param(2, type="integer", minimum=0,
-                               description="also retry unready scenes sensed up to N days before the window"),
-        "aoi": Param(None, type=["null", "string"], description="AOI footprint filter, WKT in EPSG:4326"),
-        "engine": Param("sarsen", enum=["sarsen", "snap"], description="CARD-BS engine"),
-        "runner": Param("gpt", enum=["gpt", "snappy"], description="SNAP runner (engine snap)"),
-        "card_root": Param(None, type=["null", "string"], description="CARD root URI; default $CBMFLOW_CARD_ROOT"),
-        "dem": Param(None, type=["null", "string"], description="DEM GeoTIFF path/URI (sarsen; SNAP External DEM)"),
-        "epsg": Param(None, type=["null", "integer"], description="output UTM EPSG; default the scene's zone"),
-        "resolution": Param(10, enum=[10, 20], description="pixel spacing in metres"),
-        "reprocess": Param(False, type="boolean", description="also redo ready/extracted scenes"),
-        "stac_source": Param(None, type=["null", "string"], description="STAC API URL or ItemCollection to discover first"),
-        "max_scenes": Param(None, type=["null", "integer"], description="limit the scenes per run"),
-    },
+    params=card_params(
+        engine=Param("sarsen", enum=["sarsen", "snap"], description="CARD-BS engine"),
+        runner=Param("gpt", enum=["gpt", "snappy"], description="SNAP runner (engine snap)"),
+        dem=Param(None, type=["null", "string"], description="DEM GeoTIFF path/URI (sarsen; SNAP External DEM)"),
+        epsg=Param(None, type=["null", "integer"], description="output UTM EPSG; default the scene's zone"),
+        resolution=Param(10, enum=[10, 20], description="pixel spacing in metres"),
+        max_scenes=Param(None, type=["null", "integer"], description="limit the scenes per run"),
+    ),
 )
 def card_s1_bs() -> None:
     """Sentinel-1 CARD-BS."""

@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
-from cbmflow.airflow_adapter import card_ready_asset
+from cbmflow.airflow_adapter import card_params, card_ready_asset
 
 DOC = """
 ### card_s1_coh6 — Sentinel-1 CARD-COH6 (6-day interferometric coherence), daily
@@ -40,19 +40,11 @@ See `docs/operations.md`.
     max_active_runs=1,
     tags=["cbmflow", "card", "s1"],
     doc_md=DOC,
-    params={
-        "start": Param(None, type=["null", "string"], description="window start (ISO date); default data interval start"),
-        "end": Param(None, type=["null", "string"], description="window end, exclusive; default data interval end"),
-        "lookback_days": Param(2, type="integer", minimum=0,
-                               description="also retry unready scenes sensed up to N days before the window"),
-        "aoi": Param(None, type=["null", "string"], description="AOI footprint filter, WKT in EPSG:4326"),
-        "runner": Param("gpt", enum=["gpt", "snappy"], description="SNAP runner"),
-        "card_root": Param(None, type=["null", "string"], description="CARD root URI; default $CBMFLOW_CARD_ROOT"),
-        "dem": Param(None, type=["null", "string"], description="external DEM GeoTIFF (default: SNAP's Copernicus 30 m)"),
-        "epsg": Param(None, type=["null", "integer"], description="output UTM EPSG; default the scene's zone"),
-        "reprocess": Param(False, type="boolean", description="also redo ready/extracted scenes"),
-        "stac_source": Param(None, type=["null", "string"], description="STAC API URL or ItemCollection to discover first"),
-    },
+    params=card_params(
+        runner=Param("gpt", enum=["gpt", "snappy"], description="SNAP runner"),
+        dem=Param(None, type=["null", "string"], description="external DEM GeoTIFF (default: SNAP's Copernicus 30 m)"),
+        epsg=Param(None, type=["null", "integer"], description="output UTM EPSG; default the scene's zone"),
+    ),
 )
 def card_s1_coh6() -> None:
     """Sentinel-1 CARD-COH6."""

@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
-from cbmflow.airflow_adapter import card_ready_asset
+from cbmflow.airflow_adapter import card_params, card_ready_asset
 
 DOC = """
 ### card_s2_l2a — Sentinel-2 CARD-2A (harmonised L2A reflectance + SCL), daily
@@ -39,17 +39,9 @@ See `docs/operations.md`.
     max_active_runs=2,
     tags=["cbmflow", "card", "s2"],
     doc_md=DOC,
-    params={
-        "start": Param(None, type=["null", "string"], description="window start (ISO date); default data interval start"),
-        "end": Param(None, type=["null", "string"], description="window end, exclusive; default data interval end"),
-        "lookback_days": Param(2, type="integer", minimum=0,
-                               description="also retry unready scenes sensed up to N days before the window"),
-        "aoi": Param(None, type=["null", "string"], description="AOI footprint filter, WKT in EPSG:4326"),
-        "card_root": Param(None, type=["null", "string"], description="CARD root URI; default $CBMFLOW_CARD_ROOT"),
-        "reprocess": Param(False, type="boolean", description="also redo ready/extracted scenes"),
-        "stac_source": Param(None, type=["null", "string"], description="STAC API URL or ItemCollection to discover first"),
-        "max_scenes": Param(None, type=["null", "integer"], description="limit the scenes per run"),
-    },
+    params=card_params(
+        max_scenes=Param(None, type=["null", "integer"], description="limit the scenes per run"),
+    ),
 )
 def card_s2_l2a() -> None:
     """Sentinel-2 CARD-2A."""

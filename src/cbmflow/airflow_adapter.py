@@ -121,3 +121,20 @@ def test_dag(dag_id: str, conf: dict[str, Any], *, dags_folder: str, retries: in
     if dr.state != "success":
         raise ProcessingError(f"DAG {dag_id} ended {dr.state}; failed tasks: {failed}")
     return dr
+
+
+def card_params(**extra: Any) -> dict[str, Any]:
+    """The Params every CARD DAG takes (window, AOI, output root, reprocess, STAC), plus extras."""
+    from airflow.sdk import Param
+
+    common: dict[str, Any] = {
+        "start": Param(None, type=["null", "string"], description="window start (ISO date); default data interval start"),
+        "end": Param(None, type=["null", "string"], description="window end, exclusive; default data interval end"),
+        "lookback_days": Param(2, type="integer", minimum=0,
+                               description="also retry unready scenes sensed up to N days before the window"),
+        "aoi": Param(None, type=["null", "string"], description="AOI footprint filter, WKT in EPSG:4326"),
+        "card_root": Param(None, type=["null", "string"], description="CARD root URI; default $CBMFLOW_CARD_ROOT"),
+        "reprocess": Param(False, type="boolean", description="also redo ready/extracted scenes"),
+        "stac_source": Param(None, type=["null", "string"], description="STAC API URL or ItemCollection to discover first"),
+    }
+    return {**common, **extra}
