@@ -69,6 +69,10 @@ def pending(card_type: str, *, start: datetime | None, end: datetime | None, dsn
     from cbmflow import db
 
     with db.connect(dsn) as conn:
+        released = catalogue.release_stale(conn, card_type=card_type)
+        if released:
+            log.warning("released %d stale %s claim(s) for retry: %s", len(released), card_type, released)
+        conn.commit()
         scenes = catalogue.find(conn, card_type=card_type, statuses=claimable_statuses(reprocess),
                                 start=start, end=end, aoi_wkt=aoi_wkt or None,
                                 product_types=product_types, limit=limit)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import psycopg
@@ -249,6 +249,30 @@ def set_status(conn: psycopg.Connection, scene_id: int, status: str) -> None:
     conn.execute(
         "UPDATE catalogue SET status = %s, updated_at = now() WHERE id = %s", (status, scene_id)
     )
+
+
+STALE_AFTER = timedelta(hours=6)
+
+
+def release_stale(
+    conn: psycopg.Connection, *, card_type: str | None = None, older_than: timedelta = STALE_AFTER
+) -> list[int]:
+    """Release scenes stuck in ``processing`` longer than older_than so the next run retries them.
+
+    A worker killed mid-task (OOM, node loss) leaves its claim behind, and no run would ever claim
+    the scene again. A scene that already has CARD assets goes back to ``ready`` (extraction
+    retries it); one without goes to ``failed`` (CARD processing retries it). Nothing is lost.
+    """
+    rows = conn.execute(
+        "UPDATE catalogue SET status = CASE WHEN assets <> '{}'::jsonb THEN 'ready' ELSE 'failed' END, "
+        "updated_at = now(), "
+        "last_error = 'stale claim: in processing since ' || to_char(updated_at AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD HH24:MI') || ' UTC (worker lost?); released for retry' "
+        "WHERE status = 'processing' AND updated_at < now() - %s "
+        "AND (%s::text IS NULL OR card_type = %s) RETURNING id",
+        (older_than, card_type, card_type),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
 
 
 def counts(conn: psycopg.Connection) -> dict[tuple[str, str], int]:

@@ -549,6 +549,11 @@ def plan_units(
     if e is None:
         e = datetime(year + 1, 1, 1, tzinfo=UTC)
     with db.connect(dsn) as conn:
+        for t in types:
+            released = catalogue.release_stale(conn, card_type=t)
+            if released:
+                log.warning("released %d stale %s claim(s) for retry: %s", len(released), t, released)
+        conn.commit()
         info = get_aoi(conn, aoi)
         scenes = [sc for t in types for sc in catalogue.find(conn, card_type=t, statuses=statuses, start=s, end=e)]
         row = conn.execute(

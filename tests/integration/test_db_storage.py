@@ -79,3 +79,22 @@ def test_s3_roundtrip_and_vsis3_range_read(s3_bucket: str, tmp_path) -> None:
         storage.read_bytes(f"{s3_bucket}/card/missing.tif")
     with pytest.raises(NotFound, match="bucket"):
         storage.read_bytes("s3://no-such-bucket-xyz/k")
+
+
+def test_stale_processing_claims_are_released_for_retry(conn) -> None:
+    from datetime import timedelta
+
+    ids = catalogue.upsert(conn, [_scene("OLD"), _scene("FRESH"), _scene("OLD_WITH_CARD")])
+    catalogue.mark_ready(conn, ids["OLD_WITH_CARD"], {"VV": "s3://card/x_VV.tif"})
+    for pid in ids.values():
+        assert catalogue.claim(conn, pid, ["discovered", "ready"])
+    conn.execute("UPDATE catalogue SET updated_at = now() - interval '7 hours' WHERE id = ANY(%s)",
+                 ([ids["OLD"], ids["OLD_WITH_CARD"]],))
+    assert catalogue.release_stale(conn, card_type="c6") == []  # other card type: untouched
+    released = catalogue.release_stale(conn, card_type="bs", older_than=timedelta(hours=6))
+    assert sorted(released) == sorted([ids["OLD"], ids["OLD_WITH_CARD"]])
+    old, fresh = catalogue.get(conn, ids["OLD"]), catalogue.get(conn, ids["FRESH"])
+    assert (old.status, old.attempts) == ("failed", 1) and "stale claim" in (old.last_error or "")
+    assert catalogue.get(conn, ids["OLD_WITH_CARD"]).status == "ready"  # extraction retries it
+    assert fresh.status == "processing"
+    assert catalogue.claim(conn, ids["OLD"], ["discovered", "failed"])  # a run can take it again
