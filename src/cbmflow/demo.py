@@ -13,6 +13,7 @@ Steps (each prints what it did; a failing step stops the demo with its error):
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import time
@@ -30,6 +31,7 @@ AT_ID, AT_CROP, AT_CROP_NAME = "GEO_ID", "SNAR_CODE", "SNAR_BEZEICHNUNG"
 
 def _step(title: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
         def inner(*a: Any, **kw: Any) -> Any:
             print(f"\n== {title}", flush=True)
             t0 = time.perf_counter()
@@ -102,6 +104,7 @@ def _run_dag(dag_id: str, conf: dict[str, Any]) -> Any:
 
 @_step("Simulate a season of CARD rasters for the 100 real Austrian parcels (SIMULATED)")
 def simulate_at(out: Path, season: int, seed: int) -> Any:
+    """Simulate the AT demo season; returns the SimulationResult."""
     from cbmflow.simulate import simulate_season
 
     res = simulate_season(
@@ -116,6 +119,7 @@ def simulate_at(out: Path, season: int, seed: int) -> Any:
 @_step("Import the declared parcels into PostGIS and catalogue the archive's STAC items")
 def import_and_catalogue(aoi: str, season: int, sim: Any, *, id_col: str, crop_col: str,
                          crop_name_col: str, reports: Path) -> None:
+    """Import a simulation's declared parcels and catalogue its STAC items."""
     from cbmflow import db, parcels, stac
 
     with db.connect() as conn:
@@ -133,6 +137,7 @@ def import_and_catalogue(aoi: str, season: int, sim: Any, *, id_col: str, crop_c
 
 @_step("Native CARD-BS (sarsen) on the real Sentinel-1 GRD SAFE, through the card_s1_bs DAG")
 def card_bs_on_real_safe(out: Path) -> None:
+    """Catalogue the shared real S1 SAFE and make its CARD-BS with sarsen via card_s1_bs."""
     from cbmflow import catalogue, db
     from cbmflow.catalogue import Scene
     from cbmflow.sarsen_bs import parse_product_id, read_safe
@@ -181,6 +186,7 @@ def _one_day() -> Any:
 
 @_step("Extract per-parcel signatures into PostGIS (extract_signatures DAG, mapped per tile)")
 def extract(aoi: str, season: int) -> None:
+    """Extract an AOI's season with the extract_signatures DAG."""
     _run_dag("extract_signatures", {"aoi": aoi, "year": season, "card_type": "all"})
 
 
@@ -212,6 +218,7 @@ def show_signatures(aoi: str, season: int) -> None:
 
 @_step("A larger synthetic AOI with 5 % wrongly declared crops (SIMULATED), for classification")
 def simulate_ml_aoi(out: Path, season: int, seed: int, n: int) -> Any:
+    """Simulate a synthetic AOI with 5 % wrong declarations; returns the SimulationResult."""
     from cbmflow.simulate import simulate_season, synthetic_parcels
 
     layout = synthetic_parcels(n, seed=seed, epsg=32633, origin=(520000.0, 5320000.0))
@@ -229,6 +236,7 @@ def simulate_ml_aoi(out: Path, season: int, seed: int, n: int) -> Any:
 
 @_step("5-day means, out-of-fold crop classification and outlier flags (classify_outliers DAG)")
 def classify(aoi: str, season: int, truth_uri: str, reports: Path) -> None:
+    """Run classify_outliers for an AOI and print flags, evaluation and the report path."""
     from cbmflow import db
 
     _run_dag("classify_outliers", {"aoi": aoi, "year": season, "truth_uri": truth_uri})
