@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
-from cbmflow.airflow_adapter import card_params, card_ready_asset
+from cbmflow.airflow_adapter import card_params, card_publish_and_verify
 
 DOC = """
 ### card_s1_bs — Sentinel-1 CARD-BS (geocoded backscatter), daily
@@ -74,26 +74,9 @@ def card_s1_bs() -> None:
                    reprocess=bool(p.get("reprocess")), dem=p.get("dem"), epsg=p.get("epsg"),
                    resolution=float(p.get("resolution") or 10), runner=p.get("runner", "gpt"))
 
-    @task(outlets=[card_ready_asset("bs")], trigger_rule="all_done")
-    def publish(ids: list[int]) -> dict[str, list[int]]:
-        from cbmflow import card
-        from cbmflow.airflow_adapter import configure, run
-
-        configure()
-        return run(card.publish, ids)
-
-    @task(trigger_rule="all_done")
-    def verify(ids: list[int]) -> dict[str, int]:
-        from cbmflow import card
-        from cbmflow.airflow_adapter import configure, run
-
-        configure()
-        return run(card.raise_for_failed, ids)
-
     ids = discover()
     processed = process.expand(scene_id=ids)
-    published = publish(ids)  # type: ignore[arg-type]  # XComArg resolves to the list at run time
-    processed >> published >> verify(ids)  # type: ignore[arg-type]
+    card_publish_and_verify("bs", ids, after=processed)
 
 
 card_s1_bs()

@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
-from cbmflow.airflow_adapter import card_params, card_ready_asset
+from cbmflow.airflow_adapter import card_params, card_publish_and_verify
 
 DOC = """
 ### card_s1_coh6 — Sentinel-1 CARD-COH6 (6-day interferometric coherence), daily
@@ -77,27 +77,10 @@ def card_s1_coh6() -> None:
     def secondaries(pairs: list[dict]) -> list[int]:
         return [int(pr["secondary_id"]) for pr in pairs]
 
-    @task(outlets=[card_ready_asset("c6")], trigger_rule="all_done")
-    def publish(ids: list[int]) -> dict[str, list[int]]:
-        from cbmflow import card
-        from cbmflow.airflow_adapter import configure, run
-
-        configure()
-        return run(card.publish, ids)
-
-    @task(trigger_rule="all_done")
-    def verify(ids: list[int]) -> dict[str, int]:
-        from cbmflow import card
-        from cbmflow.airflow_adapter import configure, run
-
-        configure()
-        return run(card.raise_for_failed, ids)
-
     pairs = discover()
     processed = process.expand(pair=pairs)
     ids = secondaries(pairs)  # type: ignore[arg-type]
-    published = publish(ids)  # type: ignore[arg-type]  # XComArg resolves to the list at run time
-    processed >> published >> verify(ids)  # type: ignore[arg-type]
+    card_publish_and_verify("c6", ids, after=processed)
 
 
 card_s1_coh6()

@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
-from cbmflow.airflow_adapter import card_params, card_ready_asset
+from cbmflow.airflow_adapter import card_params, card_publish_and_verify
 
 DOC = """
 ### card_s2_l2a — Sentinel-2 CARD-2A (harmonised L2A reflectance + SCL), daily
@@ -68,26 +68,9 @@ def card_s2_l2a() -> None:
         p = params or {}
         return run(card.process_s2_scene, scene_id, card_root=p.get("card_root"), reprocess=bool(p.get("reprocess")))
 
-    @task(outlets=[card_ready_asset("s2")], trigger_rule="all_done")
-    def publish(ids: list[int]) -> dict[str, list[int]]:
-        from cbmflow import card
-        from cbmflow.airflow_adapter import configure, run
-
-        configure()
-        return run(card.publish, ids)
-
-    @task(trigger_rule="all_done")
-    def verify(ids: list[int]) -> dict[str, int]:
-        from cbmflow import card
-        from cbmflow.airflow_adapter import configure, run
-
-        configure()
-        return run(card.raise_for_failed, ids)
-
     ids = discover()
     processed = process.expand(scene_id=ids)
-    published = publish(ids)  # type: ignore[arg-type]  # XComArg resolves to the list at run time
-    processed >> published >> verify(ids)  # type: ignore[arg-type]
+    card_publish_and_verify("s2", ids, after=processed)
 
 
 card_s2_l2a()

@@ -138,3 +138,31 @@ def card_params(**extra: Any) -> dict[str, Any]:
         "stac_source": Param(None, type=["null", "string"], description="STAC API URL or ItemCollection to discover first"),
     }
     return {**common, **extra}
+
+
+def card_publish_and_verify(card_type: str, ids: Any, after: Any) -> Any:
+    """Wire the tail every CARD DAG ends with: publish (the Asset outlet), then verify.
+
+    ``publish`` emits ``card_ready_asset(card_type)`` when at least one scene became ready (it is
+    skipped otherwise); ``verify`` fails the run, naming each scene and its error, when any scene
+    of ``ids`` is not ready. Both run after ``after`` whatever its outcome.
+    """
+    from airflow.sdk import task
+
+    @task(task_id="publish", outlets=[card_ready_asset(card_type)], trigger_rule="all_done")
+    def publish(scene_ids: list[int]) -> dict[str, list[int]]:
+        from cbmflow import card
+
+        configure()
+        return run(card.publish, scene_ids)
+
+    @task(task_id="verify", trigger_rule="all_done")
+    def verify(scene_ids: list[int]) -> dict[str, int]:
+        from cbmflow import card
+
+        configure()
+        return run(card.raise_for_failed, scene_ids)
+
+    published = publish(ids)
+    after >> published >> verify(ids)
+    return published
