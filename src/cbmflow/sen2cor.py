@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
-from cbmflow.errors import NotFound, ProcessingError, ToolMissing
-from cbmflow.snap import run_command
+from cbmflow.errors import NotFound, ProcessingError
+from cbmflow.snap import find_executable, run_command
 
 SEN2COR_MISSING = ("Sen2Cor L2A_Process not found: install ESA Sen2Cor 2.11+ "
                    "(https://step.esa.int/main/snap-supported-plugins/sen2cor/) and put its bin on PATH "
@@ -21,15 +19,7 @@ _BAND_FILE = re.compile(r"_(B\d[\dA]|SCL|AOT|WVP|TCI)_(10|20|60)m\.jp2$")
 
 def find_l2a_process() -> Path:
     """The ``L2A_Process`` executable: on PATH, else ``$SEN2COR_HOME/bin``; ToolMissing if neither."""
-    found = shutil.which("L2A_Process")
-    if found:
-        return Path(found)
-    home = os.environ.get("SEN2COR_HOME")
-    if home:
-        candidate = Path(home) / "bin" / "L2A_Process"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    raise ToolMissing(SEN2COR_MISSING)
+    return find_executable("L2A_Process", "SEN2COR_HOME", SEN2COR_MISSING)
 
 
 def l2a_command(l1c_safe: str | Path, output_dir: str | Path, *, exe: str | Path,

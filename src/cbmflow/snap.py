@@ -30,17 +30,22 @@ DEFAULT_CACHE = "4G"
 DEFAULT_TIMEOUT_S = 3 * 3600
 
 
-def find_gpt() -> Path:
-    """The ``gpt`` executable: on PATH, else ``$SNAP_HOME/bin/gpt``; ToolMissing if neither."""
-    found = shutil.which("gpt")
+def find_executable(name: str, home_env: str, missing: str) -> Path:
+    """An external program: on PATH, else ``$<home_env>/bin/<name>``; ToolMissing(missing) if neither."""
+    found = shutil.which(name)
     if found:
         return Path(found)
-    home = os.environ.get("SNAP_HOME")
+    home = os.environ.get(home_env)
     if home:
-        candidate = Path(home) / "bin" / "gpt"
+        candidate = Path(home) / "bin" / name
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
-    raise ToolMissing(GPT_MISSING)
+    raise ToolMissing(missing)
+
+
+def find_gpt() -> Path:
+    """The ``gpt`` executable: on PATH, else ``$SNAP_HOME/bin/gpt``; ToolMissing if neither."""
+    return find_executable("gpt", "SNAP_HOME", GPT_MISSING)
 
 
 def gpt_command(

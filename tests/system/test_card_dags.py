@@ -15,15 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from card_inputs import AUSTRIA, IRELAND, s2_l2a_inputs
 from cbmflow import catalogue, storage
 from cbmflow.catalogue import Scene
 
 pytestmark = pytest.mark.system
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-R60, C60, N60 = 240, 1288, 16
-IRELAND = "POLYGON((-9.01 53.2, -8.99 53.2, -8.99 53.22, -9.01 53.22, -9.01 53.2))"
-AUSTRIA = "POLYGON((15.0 48.3, 15.1 48.3, 15.1 48.4, 15.0 48.4, 15.0 48.3))"
 
 
 def _dag(dag_id: str):  # type: ignore[no-untyped-def]
@@ -32,27 +30,6 @@ def _dag(dag_id: str):  # type: ignore[no-untyped-def]
     bag = DagBag(dag_folder=str(DAGS / f"{dag_id}.py"))
     assert bag.import_errors == {}, bag.import_errors
     return bag.get_dag(dag_id)
-
-
-def _s2_inputs(shared: Path, dest_uri: str, tmp: Path) -> dict[str, str]:
-    """Real L2A pieces: B04 (60 m) and SCL (20 m) windows of T29UNU, uploaded as GeoTIFF assets."""
-    import rasterio
-    from rasterio.windows import Window
-
-    assets: dict[str, str] = {}
-    for band, name, scale in (("B04", "B04_60m", 1), ("SCL", "SCL_20m", 3)):
-        with rasterio.open(shared / "s2" / f"T29UNU_20221005T115411_{name}.jp2") as src:
-            win = Window(C60 * scale, R60 * scale, N60 * scale, N60 * scale)
-            data = src.read(1, window=win)
-            profile = {"driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1,
-                       "dtype": data.dtype.name, "crs": src.crs, "transform": src.window_transform(win)}
-        local = tmp / f"{band}.tif"
-        with rasterio.open(local, "w", **profile) as dst:
-            dst.write(data, 1)
-        assets[band] = storage.upload(local, storage.join(dest_uri, "source", f"T29UNU_{band}.tif"))
-    assets["MTD"] = storage.upload(shared / "s2" / "T29UNU_MTD_MSIL2A.xml",
-                                   storage.join(dest_uri, "source", "MTD_MSIL2A.xml"))
-    return assets
 
 
 def _rows(conn, ids):  # type: ignore[no-untyped-def]
@@ -67,7 +44,7 @@ def _failed_tasks(dr) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 
 def test_card_s2_l2a_backfill_redoes_only_unready_scenes(airflow_db, conn, s3_bucket, shared_data, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    assets = _s2_inputs(shared_data, s3_bucket, tmp_path)
+    assets = s2_l2a_inputs(shared_data, s3_bucket, tmp_path)
     d5, d6 = datetime(2022, 10, 5, 11, 54, 11, tzinfo=UTC), datetime(2022, 10, 6, 11, 34, 21, tzinfo=UTC)
 
     def s2(pid: str, when: datetime, status: str, **kw) -> Scene:  # type: ignore[no-untyped-def]
