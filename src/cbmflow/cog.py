@@ -92,4 +92,4 @@ def is_cog(path_or_uri: str) -> bool:
         layout = src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT", "")
         tiled = src.profile.get("tiled", False)
         has_ovr = bool(src.overviews(1)) or max(src.width, src.height) <= 512
-        return bool(tiled and has_ovr and (layout.upper() == "COG" or src.driver == "GTiff"))
+        return bool(tiled and has_ovr and layout.upper() == "COG")

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,7 @@ def card_bs_on_real_safe(out: Path) -> None:
         conn.commit()
     day = pid.start.date()
     _run_dag("card_s1_bs", {
-        "start": day.isoformat(), "end": (day + _one_day()).isoformat(), "engine": "sarsen",
+        "start": day.isoformat(), "end": (day + timedelta(days=1)).isoformat(), "engine": "sarsen",
         "dem": str(grd / "Rome-30m-DEM.tif"), "card_root": str(out / "card"), "resolution": 20,
     })
     with db.connect() as conn:
@@ -176,12 +177,6 @@ def card_bs_on_real_safe(out: Path) -> None:
             print(f"   {band}: {src.width}x{src.height} px at {src.res[0]:g} m, {src.crs}, valid pixels "
                   f"{100 * valid:.0f} %" + (" (the test SAFE's measurement pixels are constant dummy DN 0,"
                                              " read as GRD border no-data)" if valid == 0 else ""))
-
-
-def _one_day() -> Any:
-    from datetime import timedelta
-
-    return timedelta(days=1)
 
 
 @_step("Extract per-parcel signatures into PostGIS (extract_signatures DAG, mapped per tile)")

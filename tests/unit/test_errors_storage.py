@@ -27,3 +27,23 @@ def test_parse_rejects_unknown_scheme() -> None:
         storage.parse("gs://bucket/key")
     with pytest.raises(ConfigError, match="no bucket"):
         storage.parse("s3:///key")
+
+
+def test_is_cog_rejects_a_plain_tiled_geotiff(tmp_path) -> None:
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from cbmflow import cog
+
+    data = np.ones((1100, 1100), dtype="float32")
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", driver="GTiff", width=1100, height=1100, count=1, dtype="float32",
+                       crs="EPSG:32633", transform=from_origin(0, 0, 10, 10), tiled=True,
+                       blockxsize=512, blockysize=512) as dst:
+        dst.write(data, 1)
+        dst.build_overviews([2, 4])
+    assert cog.is_cog(str(plain)) is False  # tiled with overviews, but not in COG layout
+    written = cog.write_cog(str(tmp_path / "c.tif"), data, crs="EPSG:32633",
+                            transform=from_origin(0, 0, 10, 10), nodata=None)
+    assert cog.is_cog(written) is True
