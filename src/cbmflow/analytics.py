@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from cbmflow import db, storage
@@ -79,26 +80,48 @@ def write_parquet(df: pd.DataFrame, uri: str) -> str:
 
 def classify_file(
     features_uri: str,
-    out_uri: str,
+    out_uri: str | None,
     *,
     report_dir: str | None = None,
     truth_uri: str | None = None,
+    known_wrong_uri: str | None = None,
+    evaluate_swaps: float | None = None,
+    seeds: int = 5,
     class_col: str | None = None,
     min_class_size: int = 20,
     min_area: float | None = None,
     estimator: str = "et",
     seed: int = 0,
     n_jobs: int = 1,
+    **classify_kwargs: Any,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Classify a wide features parquet (parcel_id, crop, numeric features) and write the flags parquet."""
+    """Classify a wide features parquet (parcel_id, crop, numeric features) and write the flags parquet.
+
+    With ``evaluate_swaps`` (a share) the check is also run ``seeds`` times on copies with that share
+    of declarations swapped (``metrics["swap_evaluation"]``); with ``known_wrong_uri`` the flags are
+    scored against those parcels (``metrics["known_wrong_evaluation"]``). Both give recall and
+    precision at the red rate and the recall-vs-red-rate curve (a PNG in the report).
+    """
+    from cbmflow.flageval import evaluate_swaps as run_swaps
+    from cbmflow.flageval import read_known_wrong, score_against
+
     df = read_parquet(features_uri)
-    flags, metrics = classify_frame(
-        df, class_col=class_col, min_class_size=min_class_size, min_area=min_area, estimator=estimator, seed=seed,
-        n_jobs=n_jobs,
-    )
-    write_parquet(flags[list(FLAG_COLUMNS)], out_uri)
+    kwargs = dict(class_col=class_col, min_class_size=min_class_size, min_area=min_area, estimator=estimator,
+                  n_jobs=n_jobs, **classify_kwargs)
+    flags, metrics = classify_frame(df, seed=seed, **kwargs)
+    if out_uri:
+        write_parquet(flags[list(FLAG_COLUMNS)], out_uri)
     if truth_uri:
         metrics["evaluation"] = evaluate_flags(flags, read_parquet(truth_uri))
+    if known_wrong_uri:
+        ev = score_against(flags, read_known_wrong(read_parquet(known_wrong_uri)))
+        ev["at_rate"] = metrics["params"]["red_rate"]
+        metrics["known_wrong_evaluation"] = ev
+    if evaluate_swaps:
+        policy = classify_kwargs.get("policy")
+        at_rate = policy.red_rate if policy is not None else 0.05
+        metrics["swap_evaluation"] = run_swaps(df, share=evaluate_swaps, seeds=seeds, first_seed=seed,
+                                               at_rate=at_rate, **kwargs)
     if report_dir:
         metrics["report_uri"] = write_report(
             report_dir, flags, metrics, df, title=f"Classification of {os.path.basename(features_uri)}",
@@ -128,6 +151,15 @@ def season_features(aoi: str, year: int, out_uri: str | None = None, *, dsn: str
     return {"uri": out_uri, "n_parcels": len(feats), "excluded": excluded}
 
 
+_STORED = ("pid", "parcel_id", "declared", "declared_class", "predicted", "probability",
+           "declared_probability", "agree_count", "n_predictions", "flag", "declared_name", "best_other",
+           "best_other_probability", "score", "suspicion_rank", "reason")
+
+
+def _opt(v: Any, kind: Any) -> Any:
+    return None if v is None or (isinstance(v, float) and v != v) else kind(v)
+
+
 def store_run(
     conn: psycopg.Connection,
     aoi: str | None,
@@ -145,15 +177,20 @@ def store_run(
     ).fetchone()
     assert row is not None
     run_id = int(row[0])
-    cols = ["pid", "parcel_id", "declared", "declared_class", "predicted", "probability",
-            "declared_probability", "agree_count", "n_predictions", "flag"]
+    cols = list(_STORED)
+    flags = flags.copy()
+    for c, default in (("declared_name", None), ("best_other", None), ("best_other_probability", None),
+                       ("score", None), ("suspicion_rank", None), ("reason", "")):
+        if c not in flags.columns:
+            flags[c] = default
     with conn.cursor() as cur, cur.copy(
-        "COPY parcel_flags (run_id, pid, parcel_id, declared, declared_class, predicted, probability, "
-        "declared_probability, agree_count, n_predictions, flag) FROM STDIN"
+        sql.SQL("COPY parcel_flags (run_id, {}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, cols)))
     ) as copy:
         for rec in flags[cols].itertuples(index=False):
             copy.write_row((run_id, int(rec[0]), str(rec[1]), str(rec[2]), str(rec[3]), str(rec[4]),
-                            float(rec[5]), float(rec[6]), int(rec[7]), int(rec[8]), str(rec[9])))
+                            float(rec[5]), float(rec[6]), int(rec[7]), int(rec[8]), str(rec[9]),
+                            _opt(rec[10], str), _opt(rec[11], str), _opt(rec[12], float), _opt(rec[13], float),
+                            _opt(rec[14], int), _opt(rec[15], str)))
     return run_id
 
 
@@ -222,13 +259,11 @@ def report_run(run_id: int, *, out_dir: str | None = None, dsn: str | None = Non
         aoi, year, metrics = row
         flags = pd.DataFrame(
             conn.execute(
-                "SELECT pid, parcel_id, declared, declared_class, predicted, probability, "
-                "declared_probability, agree_count, n_predictions, flag FROM parcel_flags "
-                "WHERE run_id = %s ORDER BY pid",
+                sql.SQL("SELECT {} FROM parcel_flags WHERE run_id = %s ORDER BY pid").format(
+                    sql.SQL(", ").join(map(sql.Identifier, _STORED))),
                 (run_id,),
             ).fetchall(),
-            columns=["pid", "parcel_id", "declared", "declared_class", "predicted", "probability",
-                     "declared_probability", "agree_count", "n_predictions", "flag"],
+            columns=list(_STORED),
         )
     features = None
     furi = metrics.get("features_uri")
@@ -301,16 +336,43 @@ def _print_summary(metrics: dict[str, Any]) -> None:
     if ev:
         print(f"red flags vs truth: precision {ev['precision']:.3f}, recall {ev['recall']:.3f}, "
               f"{ev['red_pct']:.1f} % red")
+    kw = metrics.get("known_wrong_evaluation")
+    if kw:
+        print(f"red flags vs {kw['n_wrong']} known wrong declarations: recall {kw['recall']:.3f}, "
+              f"precision {kw['precision']:.3f} at {kw['red_pct']:.1f} % red; recall of red or yellow "
+              f"{kw['recall_red_or_yellow']:.3f}")
+    sw = metrics.get("swap_evaluation")
+    if sw:
+        r, p, red = sw["recall"], sw["precision"], sw["red_pct"]
+        print(f"swapped {100 * sw['share']:.1f} % of declarations, {sw['seeds']} seeds, "
+              f"{sw['n_wrong_per_seed']['mean']:.0f} swapped per seed: red {red['mean']:.1f} % of parcels, "
+              f"recall {r['mean']:.3f} +- {r['std']:.3f} (min {r['min']:.2f}, max {r['max']:.2f}), "
+              f"precision {p['mean']:.3f} +- {p['std']:.3f}")
+        c = sw["curve"]
+        pts = [i for i, x in enumerate(c["rate"]) if round(100 * x) in (1, 2, 5, 10, 15, 20, 30)]
+        print("recall vs red rate: " + ", ".join(f"{100 * c['rate'][i]:.0f} %: {c['recall'][i]:.2f}" for i in pts))
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    from cbmflow.flags import FlagPolicy
+
+    return FlagPolicy(method=args.flag_method, red_rate=args.red_rate, yellow_rate=args.yellow_rate,
+                      red_max_prob=args.red_max_prob, yellow_max_prob=args.yellow_max_prob)
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
+    if not args.out and not args.evaluate_swaps:
+        raise InputError("--out is required (unless only evaluating with --evaluate-swaps)")
     _, metrics = classify_file(
         args.features, args.out, report_dir=args.report, truth_uri=args.truth, class_col=args.class_col,
+        known_wrong_uri=args.known_wrong, evaluate_swaps=args.evaluate_swaps, seeds=args.seeds,
         min_class_size=args.min_class_size, min_area=args.min_area, estimator=args.estimator,
-        seed=args.seed, n_jobs=args.n_jobs,
+        seed=args.seed, n_jobs=args.n_jobs, policy=_policy(args), rare=args.rare,
+        n_repeats=args.n_repeats, class_weight=None if args.class_weight == "none" else args.class_weight,
     )
     _print_summary(metrics)
-    print(f"flags: {args.out}")
+    if args.out:
+        print(f"flags: {args.out}")
     if metrics.get("report_uri"):
         print(f"report: {metrics['report_uri']}")
     return 0
@@ -349,10 +411,29 @@ def register_cli(subparsers: Any) -> None:
     """Add `classify` and `season periods|classify` to the cbmflow command."""
     p = subparsers.add_parser("classify", help="classify parcels from a wide features parquet and flag outliers")
     p.add_argument("--features", required=True, help="parquet: parcel_id, crop, numeric feature columns")
-    p.add_argument("--out", required=True, help="output parquet: parcel_id, declared, predicted, probability, flag")
+    p.add_argument("--out", default=None, help="output parquet: parcel_id, declared, predicted, probability, flag, "
+                   "declared_probability, best_other, best_other_probability, score, reason")
     p.add_argument("--report", default=None, help="folder (local or s3://) for the HTML report")
     p.add_argument("--class-col", default=None,
                    help="column with the class of each declaration (e.g. a crop group); default: the crop")
+    p.add_argument("--evaluate-swaps", type=float, default=None, metavar="SHARE",
+                   help="also swap this share of declarations (e.g. 0.05) --seeds times and report recall/precision")
+    p.add_argument("--seeds", type=int, default=5, help="repetitions of --evaluate-swaps (default 5)")
+    p.add_argument("--known-wrong", default=None,
+                   help="parquet of known wrong declarations (parcel_id[, mislabelled]) to score the flags against")
+    p.add_argument("--flag-method", default="budget", choices=["budget", "threshold", "jrc"],
+                   help="budget: top red-rate by suspicion (default); threshold: calibrated probability; "
+                        "jrc: unanimous-disagreement rule")
+    p.add_argument("--red-rate", type=float, default=0.05, help="budget: share of parcels red (default 0.05)")
+    p.add_argument("--yellow-rate", type=float, default=0.10, help="budget: share yellow after red (default 0.10)")
+    p.add_argument("--red-max-prob", type=float, default=0.05,
+                   help="threshold: red at or below this calibrated declared-crop probability")
+    p.add_argument("--yellow-max-prob", type=float, default=0.25,
+                   help="threshold: yellow at or below this calibrated declared-crop probability")
+    p.add_argument("--rare", default="score", choices=["score", "group", "exclude"],
+                   help="crops under --min-class-size: checked against known crops (default), grouped, excluded")
+    p.add_argument("--n-repeats", type=int, default=3, help="repetitions of the K-fold (default 3)")
+    p.add_argument("--class-weight", default="balanced", choices=["balanced", "none"])
     _common(p)
     p.set_defaults(func=_cmd_classify)
 

@@ -1,16 +1,21 @@
 """Crop classification from per-parcel features, out-of-fold, and the green/yellow/red flags.
 
-Classes are the declared crops with at least ``min_class_size`` parcels; rarer crops are grouped
-into the class ``other`` (or excluded, ``rare="exclude"``; ``other`` itself is excluded when it is
-still too small). Parcels under ``min_area`` m2, without a declaration or without any valid
-feature value are excluded and counted.
+Classes are the declared crops with at least ``min_class_size`` parcels. Parcels declaring a rarer
+crop are still checked (``rare="score"``, default): no model of their crop exists, so they are
+scored by how much they look like a known crop (:mod:`cbmflow.flags`); they are never safe merely
+because they are rare. ``rare="group"`` (the old behaviour) folds them into a class ``other``,
+``rare="exclude"`` excludes them. Parcels under ``min_area`` m2, without a declaration or without
+any valid feature value are excluded and counted.
 
 Out-of-fold prediction: ``n_repeats`` repetitions of stratified K-fold, each with its own
 shuffle seed, so every parcel gets ``n_repeats`` predictions, each by a model that never saw it.
 Each model trains on at most ``max_train`` parcels (a stratified sample of the other folds): the
 training cost stays bounded whatever the size of the AOI, and accuracy has saturated long before.
 
-The flag rule (JRC's "three independent predictions" adapted, see docs/analytics.md):
+Flags: by default a suspicion score from the declared crop's out-of-fold probability and the
+margin to the best other crop, red/yellow by a budget (5 % red, 10 % yellow), see
+:mod:`cbmflow.flags`. The older rule below (JRC's "three independent predictions" adapted) stays
+selectable (``FlagPolicy(method="jrc")``):
 
 * **red**: at least ``red_min_agree`` (3) repetitions predict the same class, that class is not
   the declared one, its mean probability is at least ``red_min_prob`` (0.5) and the declared
@@ -32,11 +37,24 @@ import numpy as np
 import pandas as pd
 
 from cbmflow.errors import InputError
+from cbmflow.flags import (
+    FlagPolicy,
+    apply_temperature,
+    budget_flags,
+    declared_and_best_other,
+    fit_temperature,
+    suspicion_score,
+    threshold_flags,
+)
 
 log = logging.getLogger(__name__)
 
 OTHER = "other"
-FLAG_COLUMNS: tuple[str, ...] = ("parcel_id", "declared", "predicted", "probability", "flag")
+FLAG_COLUMNS: tuple[str, ...] = (
+    "parcel_id", "declared", "predicted", "probability", "flag", "declared_probability", "best_other",
+    "best_other_probability", "score", "reason",
+)
+RARE_MODES: tuple[str, ...] = ("score", "group", "exclude")
 ESTIMATORS: tuple[str, ...] = ("hgb", "rf", "et")
 _NON_FEATURES = {"pid", "area_m2", "year", "aoi"}
 
@@ -51,8 +69,8 @@ class FlagRule:
     yellow_min_declared_prob: float = 0.5
 
 
-def make_estimator(name: str, *, seed: int = 0, n_jobs: int = 1) -> Any:
-    """A fresh scikit-learn classifier by short name (hgb, rf, et)."""
+def make_estimator(name: str, *, seed: int = 0, n_jobs: int = 1, class_weight: str | None = "balanced") -> Any:
+    """A fresh scikit-learn classifier by short name (hgb, rf, et); all three take NaN natively."""
     from sklearn.ensemble import (
         ExtraTreesClassifier,
         HistGradientBoostingClassifier,
@@ -62,15 +80,17 @@ def make_estimator(name: str, *, seed: int = 0, n_jobs: int = 1) -> Any:
     if name == "hgb":
         return HistGradientBoostingClassifier(
             max_iter=50, learning_rate=0.2, max_leaf_nodes=31, early_stopping=False,
-            random_state=seed,
+            random_state=seed, class_weight=class_weight,
         )
     if name == "rf":
         return RandomForestClassifier(
-            n_estimators=200, min_samples_leaf=1, n_jobs=n_jobs, random_state=seed
+            n_estimators=200, min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
+            class_weight=class_weight,
         )
     if name == "et":
         return ExtraTreesClassifier(
-            n_estimators=200, min_samples_leaf=1, n_jobs=n_jobs, random_state=seed
+            n_estimators=200, min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
+            class_weight=class_weight,
         )
     raise InputError(f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
 
@@ -100,10 +120,11 @@ def _subsample(idx: np.ndarray, y: np.ndarray, size: int | None, rng: np.random.
 def apply_flag_rule(
     probs: np.ndarray, declared: np.ndarray, rule: FlagRule | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Flags from repeated out-of-fold class probabilities (R x n x K) and declared class indices.
+    """Flags by JRC's unanimous-disagreement rule from repeated out-of-fold probabilities (R x n x K).
 
     Returns predicted class index, its mean probability, the declared class's mean probability,
-    the number of repetitions that predicted the predicted class, and the flag per parcel.
+    the number of repetitions that predicted the predicted class, and the flag per parcel. A
+    declared index of -1 (a rare crop without a class) has declared probability 1 - best class's.
     """
     rule = rule or FlagRule()
     probs = np.asarray(probs, dtype=np.float64)
@@ -113,7 +134,7 @@ def apply_flag_rule(
     mean_p = probs.mean(axis=0)
     predicted = mean_p.argmax(axis=1)
     probability = mean_p[np.arange(n), predicted]
-    declared_prob = mean_p[np.arange(n), y]
+    declared_prob = np.where(y >= 0, mean_p[np.arange(n), np.clip(y, 0, None)], 1.0 - probability)
     agree = (preds == predicted[None, :]).sum(axis=0)
     red = (
         (predicted != y)
@@ -126,38 +147,22 @@ def apply_flag_rule(
     return predicted, probability, declared_prob, agree, flag
 
 
-def classify_frame(
-    df: pd.DataFrame,
-    *,
-    id_col: str = "parcel_id",
-    crop_col: str = "crop",
-    class_col: str | None = None,
-    feature_cols: list[str] | None = None,
-    min_class_size: int = 20,
-    min_area: float | None = None,
-    area_col: str = "area_m2",
-    rare: str = "group",
-    estimator: str = "et",
-    n_splits: int = 5,
-    n_repeats: int = 3,
-    max_train: int | None = 30_000,
-    rule: FlagRule | None = None,
-    seed: int = 0,
-    n_jobs: int = 1,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Out-of-fold crop predictions and green/yellow/red flags for every usable parcel."""
-    rule = rule or FlagRule()
-    t0 = time.perf_counter()
+def _validate_frame(
+    df: pd.DataFrame, id_col: str, crop_col: str, class_col: str | None, feature_cols: list[str] | None,
+    rare: str, n_splits: int, n_repeats: int, min_class_size: int, policy: FlagPolicy, rule: FlagRule,
+) -> list[str]:
     cols = [str(c) for c in df.columns]
     for need in (id_col, crop_col) + ((class_col,) if class_col else ()):
         if need not in df.columns:
             raise InputError(f"column {need!r} missing; available columns: {', '.join(cols)}")
-    if rare not in ("group", "exclude"):
-        raise InputError(f"rare must be 'group' or 'exclude', got {rare!r}")
-    if n_repeats < rule.red_min_agree:
+    if rare not in RARE_MODES:
+        raise InputError(f"rare must be one of {', '.join(RARE_MODES)}, got {rare!r}")
+    if policy.method == "jrc" and n_repeats < rule.red_min_agree:
         raise InputError(
             f"n_repeats={n_repeats} < red_min_agree={rule.red_min_agree}: red needs that many predictions"
         )
+    if n_repeats < 1:
+        raise InputError(f"n_repeats must be >= 1, got {n_repeats}")
     if n_splits < 2:
         raise InputError(f"n_splits must be >= 2, got {n_splits}")
     if min_class_size < n_splits:
@@ -176,6 +181,110 @@ def classify_frame(
     if df[id_col].duplicated().any():
         dup = df.loc[df[id_col].duplicated(), id_col].iloc[0]
         raise InputError(f"duplicate {id_col} {dup!r}: every parcel must appear once")
+    return feature_cols
+
+
+def oof_probabilities(
+    X: np.ndarray,
+    y: np.ndarray,
+    k: int,
+    *,
+    estimator: str = "et",
+    class_weight: str | None = "balanced",
+    n_splits: int = 5,
+    n_repeats: int = 3,
+    max_train: int | None = 30_000,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> tuple[np.ndarray, float, float]:
+    """Out-of-fold class probabilities (n_repeats x n x k), fit and predict seconds.
+
+    Parcels with ``y == -1`` (declared crops without a class) never train a model; each repetition
+    predicts them with the model of a fold they are dealt to, like the others.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    n = len(y)
+    labelled = np.flatnonzero(y >= 0)
+    unlabelled = np.flatnonzero(y < 0)
+    probs = np.zeros((n_repeats, n, k), dtype=np.float32)
+    fit_seconds = predict_seconds = 0.0
+    for r in range(n_repeats):
+        skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed + 1000 * r)
+        rng = np.random.default_rng(seed + 1000 * r + 1)
+        deal = rng.permutation(len(unlabelled)) % n_splits
+        for f, (tr, te) in enumerate(skf.split(np.zeros(len(labelled)), y[labelled])):
+            train = _subsample(labelled[tr], y, max_train, rng)
+            test = np.concatenate([labelled[te], unlabelled[deal == f]])
+            model = make_estimator(estimator, seed=seed + 1000 * r + f, n_jobs=n_jobs, class_weight=class_weight)
+            t = time.perf_counter()
+            model.fit(X[train], y[train])
+            fit_seconds += time.perf_counter() - t
+            t = time.perf_counter()
+            p = model.predict_proba(X[test])
+            predict_seconds += time.perf_counter() - t
+            probs[r][np.ix_(test, model.classes_)] = p
+    return probs, fit_seconds, predict_seconds
+
+
+def _reasons(
+    flag: np.ndarray, declared: np.ndarray, has_class: np.ndarray, other: np.ndarray, p_d: np.ndarray,
+    p_o: np.ndarray, score: np.ndarray, rank: np.ndarray, n_rare: dict[str, int], min_class_size: int,
+    method: str,
+) -> list[str]:
+    out: list[str] = []
+    n = len(flag)
+    for i in range(n):
+        if flag[i] == "green":
+            out.append("")
+            continue
+        d, o = declared[i], other[i]
+        if not has_class[i]:
+            why = (f"declared crop {d} is rare ({n_rare.get(d, 0)} parcels < {min_class_size}): no model of it; "
+                   f"the parcel looks like {o} (p={p_o[i]:.2f})")
+        elif p_o[i] > p_d[i]:
+            why = f"{o} (p={p_o[i]:.2f}) is more likely than the declared {d} (p={p_d[i]:.2f})"
+        else:
+            why = f"declared {d} is the most likely crop but uncertain (p={p_d[i]:.2f}; next {o} p={p_o[i]:.2f})"
+        if method == "budget":
+            why += f"; suspicion {score[i]:.2f}, rank {rank[i]} of {n}"
+        elif method == "threshold":
+            why += "; calibrated probabilities"
+        else:
+            why += "; JRC rule"
+        out.append(why)
+    return out
+
+
+def classify_frame(
+    df: pd.DataFrame,
+    *,
+    id_col: str = "parcel_id",
+    crop_col: str = "crop",
+    class_col: str | None = None,
+    name_col: str | None = "crop_name",
+    feature_cols: list[str] | None = None,
+    min_class_size: int = 20,
+    min_area: float | None = None,
+    area_col: str = "area_m2",
+    rare: str = "score",
+    estimator: str = "et",
+    class_weight: str | None = "balanced",
+    n_splits: int = 5,
+    n_repeats: int = 3,
+    max_train: int | None = 30_000,
+    policy: FlagPolicy | None = None,
+    rule: FlagRule | None = None,
+    seed: int = 0,
+    n_jobs: int = 1,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Out-of-fold crop predictions, suspicion scores and green/yellow/red flags for every usable parcel."""
+    rule = rule or FlagRule()
+    policy = policy or FlagPolicy()
+    t0 = time.perf_counter()
+    feature_cols = _validate_frame(df, id_col, crop_col, class_col, feature_cols, rare, n_splits, n_repeats,
+                                   min_class_size, policy, rule)
+    cols = [str(c) for c in df.columns]
 
     messages: list[str] = []
     excluded: dict[str, int] = dict(df.attrs.get("excluded", {}))
@@ -187,7 +296,14 @@ def classify_frame(
     excluded["no_declaration"] = int(no_decl.sum())
     keep &= ~no_decl
 
-    X_all = df[feature_cols].to_numpy(dtype=np.float32)
+    X_all = np.array(df[feature_cols].to_numpy(dtype=np.float32), copy=True)
+    X_all[~np.isfinite(X_all)] = np.nan
+    empty = np.isnan(X_all).all(axis=0)
+    if empty.any():
+        messages.append(f"{int(empty.sum())} feature columns without any value ignored: "
+                        + ", ".join(np.asarray(feature_cols)[empty][:10]) + (" ..." if empty.sum() > 10 else ""))
+        feature_cols = [c for c, e in zip(feature_cols, empty, strict=True) if not e]
+        X_all = X_all[:, ~empty]
     no_values = np.isnan(X_all).all(axis=1)
     excluded["no_valid_observations"] = excluded.get("no_valid_observations", 0) + int(
         (no_values & keep).sum()
@@ -210,19 +326,27 @@ def classify_frame(
     base_class = df[class_col].astype(str).to_numpy() if class_col else declared
     counts = pd.Series(base_class[keep]).value_counts()
     rare_crops = sorted(c for c, n in counts.items() if n < min_class_size)
-    classes_of = {c: c for c in counts.index}
+    classes_of: dict[str, str | None] = {c: c for c in counts.index}
     excluded["rare_class"] = 0
     grouped: dict[str, int] = {}
+    n_rare = {str(c): int(counts[c]) for c in rare_crops}
     if rare_crops:
-        n_rare = int(counts[rare_crops].sum())
-        if rare == "group" and n_rare >= min_class_size and OTHER not in counts.index:
+        n_rare_total = int(counts[rare_crops].sum())
+        listing = ", ".join(rare_crops[:20]) + (" ..." if len(rare_crops) > 20 else "")
+        if rare == "score":
+            for c in rare_crops:
+                classes_of[c] = None
+            messages.append(
+                f"{len(rare_crops)} crops with fewer than {min_class_size} parcels ({n_rare_total} parcels) have "
+                f"no model; those parcels are checked against the known crops: {listing}"
+            )
+        elif rare == "group" and n_rare_total >= min_class_size and OTHER not in counts.index:
             for c in rare_crops:
                 classes_of[c] = OTHER
                 grouped[c] = int(counts[c])
             messages.append(
                 f"{len(rare_crops)} crops with fewer than {min_class_size} parcels "
-                f"({n_rare} parcels) grouped into class '{OTHER}': {', '.join(rare_crops[:20])}"
-                + (" ..." if len(rare_crops) > 20 else "")
+                f"({n_rare_total} parcels) grouped into class '{OTHER}': {listing}"
             )
         else:
             rare_mask = np.isin(base_class, rare_crops) & keep
@@ -230,65 +354,78 @@ def classify_frame(
             keep &= ~rare_mask
             messages.append(
                 f"{len(rare_crops)} crops with fewer than {min_class_size} parcels "
-                f"({int(rare_mask.sum())} parcels) excluded: {', '.join(rare_crops[:20])}"
-                + (" ..." if len(rare_crops) > 20 else "")
+                f"({int(rare_mask.sum())} parcels) excluded: {listing}"
             )
     for m in messages:
         log.warning("%s", m)
 
     idx = np.flatnonzero(keep)
-    cls_labels = np.array([classes_of[d] for d in base_class[idx]], dtype=object)
-    classes = sorted(set(cls_labels))
+    cls_of_parcel = [classes_of[d] for d in base_class[idx]]
+    classes = sorted({c for c in cls_of_parcel if c is not None})
     if len(classes) < 2:
         raise InputError(
             f"need at least 2 classes with >= {min_class_size} parcels to classify; "
             f"have {len(classes)} ({', '.join(map(str, classes)) or 'none'}) from {len(idx)} usable parcels"
         )
     class_index = {c: i for i, c in enumerate(classes)}
-    y = np.array([class_index[c] for c in cls_labels], dtype=np.int64)
+    y = np.array([class_index[c] if c is not None else -1 for c in cls_of_parcel], dtype=np.int64)
+    cls_labels = np.array([c if c is not None else b for c, b in zip(cls_of_parcel, base_class[idx], strict=True)],
+                          dtype=object)
     X = X_all[idx]
     n, k = len(idx), len(classes)
 
-    from sklearn.model_selection import StratifiedKFold
-
-    probs = np.zeros((n_repeats, n, k), dtype=np.float32)
-    fit_seconds = 0.0
-    predict_seconds = 0.0
-    for r in range(n_repeats):
-        skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed + 1000 * r)
-        rng = np.random.default_rng(seed + 1000 * r + 1)
-        for f, (train, test) in enumerate(skf.split(np.zeros(n), y)):
-            train = _subsample(train, y, max_train, rng)
-            model = make_estimator(estimator, seed=seed + 1000 * r + f, n_jobs=n_jobs)
-            t = time.perf_counter()
-            model.fit(X[train], y[train])
-            fit_seconds += time.perf_counter() - t
-            t = time.perf_counter()
-            p = model.predict_proba(X[test])
-            predict_seconds += time.perf_counter() - t
-            probs[r][np.ix_(test, model.classes_)] = p
-
-    predicted, probability, declared_prob, agree, flag = apply_flag_rule(probs, y, rule)
+    probs, fit_seconds, predict_seconds = oof_probabilities(
+        X, y, k, estimator=estimator, class_weight=class_weight, n_splits=n_splits, n_repeats=n_repeats,
+        max_train=max_train, seed=seed, n_jobs=n_jobs,
+    )
+    mean_p = probs.mean(axis=0).astype(np.float64)
+    predicted = mean_p.argmax(axis=1)
+    probability = mean_p[np.arange(n), predicted]
+    agree = (probs.argmax(axis=2) == predicted[None, :]).sum(axis=0)
+    p_d, best_other, p_o = declared_and_best_other(mean_p, y)
+    score = suspicion_score(p_d, p_o, policy.score)
+    temperature: float | None = None
+    if policy.method == "budget":
+        flag = budget_flags(score, policy.red_rate, policy.yellow_rate, policy.red_min_score)
+    elif policy.method == "threshold":
+        temperature = fit_temperature(mean_p, y)
+        cal_d, _, cal_o = declared_and_best_other(apply_temperature(mean_p, temperature), y)
+        flag = threshold_flags(cal_d, cal_o, policy.red_max_prob, policy.yellow_max_prob)
+    else:
+        *_, flag = apply_flag_rule(probs, y, rule)
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(-score, kind="stable")] = np.arange(1, n + 1)
 
     classes_arr = np.array(classes, dtype=object)
+    declared_kept = declared[idx]
+    reasons = _reasons(flag, declared_kept, y >= 0, classes_arr[best_other], p_d, p_o, score, rank, n_rare,
+                       min_class_size, policy.method)
     flags = pd.DataFrame(
         {
             "parcel_id": df[id_col].to_numpy()[idx],
-            "declared": declared[idx],
+            "declared": declared_kept,
             "predicted": classes_arr[predicted],
             "probability": probability.astype(np.float32),
             "flag": flag,
+            "declared_probability": p_d.astype(np.float32),
+            "best_other": classes_arr[best_other],
+            "best_other_probability": p_o.astype(np.float32),
+            "score": score.astype(np.float32),
+            "reason": reasons,
             "declared_class": cls_labels,
-            "declared_probability": declared_prob.astype(np.float32),
+            "declared_name": (df[name_col].astype(str).to_numpy()[idx] if name_col and name_col in df.columns
+                              else declared_kept),
             "agree_count": agree.astype(np.int16),
             "n_predictions": np.full(n, n_repeats, dtype=np.int16),
+            "suspicion_rank": rank.astype(np.int32),
         }
     )
     if "pid" in df.columns:
         flags["pid"] = df["pid"].to_numpy()[idx]
 
     conf = np.zeros((k, k), dtype=np.int64)
-    np.add.at(conf, (y, predicted), 1)
+    has = y >= 0
+    np.add.at(conf, (y[has], predicted[has]), 1)
     per_class = {}
     for i, c in enumerate(classes):
         support = int(conf[i].sum())
@@ -301,21 +438,27 @@ def classify_frame(
     metrics: dict[str, Any] = {
         "n_input": int(n_input),
         "n_classified": int(n),
+        "n_rare_scored": int((~has).sum()),
         "n_features": len(feature_cols),
         "classes": [str(c) for c in classes],
+        "rare_crops": n_rare if rare == "score" else {},
         "grouped_into_other": grouped,
         "excluded": excluded,
         "messages": messages,
-        "accuracy": float((predicted == y).mean()),
+        "accuracy": float((predicted[has] == y[has]).mean()) if has.any() else 0.0,
         "per_class": per_class,
         "confusion": conf.tolist(),
         "flag_counts": flag_counts,
         "red_pct": 100.0 * flag_counts["red"] / n,
         "params": {
-            "estimator": estimator, "n_splits": n_splits, "n_repeats": n_repeats,
-            "max_train": max_train, "min_class_size": min_class_size, "min_area": min_area,
-            "rare": rare, "seed": seed, "class_col": class_col, "red_min_agree": rule.red_min_agree,
-            "red_min_prob": rule.red_min_prob, "red_max_declared_prob": rule.red_max_declared_prob,
+            "estimator": estimator, "class_weight": class_weight, "n_splits": n_splits,
+            "n_repeats": n_repeats, "max_train": max_train, "min_class_size": min_class_size,
+            "min_area": min_area, "rare": rare, "seed": seed, "class_col": class_col,
+            "flag_method": policy.method, "score": policy.score, "red_rate": policy.red_rate,
+            "yellow_rate": policy.yellow_rate, "red_min_score": policy.red_min_score,
+            "red_max_prob": policy.red_max_prob, "yellow_max_prob": policy.yellow_max_prob,
+            "red_min_agree": rule.red_min_agree, "red_min_prob": rule.red_min_prob,
+            "red_max_declared_prob": rule.red_max_declared_prob,
             "yellow_min_declared_prob": rule.yellow_min_declared_prob,
         },
         "seconds": {
@@ -323,6 +466,8 @@ def classify_frame(
             "total": round(time.perf_counter() - t0, 3),
         },
     }
+    if temperature is not None:
+        metrics["temperature"] = temperature
     log.info(
         "classified %d parcels into %d classes: accuracy %.3f, flags %s",
         n, k, metrics["accuracy"], flag_counts,

@@ -22,6 +22,8 @@ _COMMAND_MODULES = (
     "cbmflow.extract",
     "cbmflow.card",
     "cbmflow.analytics",
+    "cbmflow.widetables",
+    "cbmflow.simulate_crops",
     "cbmflow.demo",
 )
 

@@ -123,6 +123,86 @@ def _plots(
     return out, examples
 
 
+def _rule_text(params: dict[str, Any]) -> str:
+    method = params.get("flag_method", "jrc")
+    if method == "budget":
+        return (f"Red: the {100 * float(params.get('red_rate', 0.05)):.0f} % most suspicious parcels (suspicion = "
+                f"(1 + p(best other crop) - p(declared crop)) / 2 from out-of-fold probabilities) whose declared "
+                f"crop is not the most probable; yellow: the next {100 * float(params.get('yellow_rate', 0.1)):.0f} %.")
+    if method == "threshold":
+        return (f"Red: calibrated probability of the declared crop <= {params.get('red_max_prob')} and another "
+                f"crop more probable; yellow: <= {params.get('yellow_max_prob')}.")
+    return (f"Red: {params.get('red_min_agree')} independent predictions agree with each other, disagree with "
+            f"the declaration, mean probability >= {params.get('red_min_prob')} (JRC rule).")
+
+
+def _inspector_table(flags: pd.DataFrame, limit: int = 300) -> str:
+    """Per red/yellow parcel: declared crop (code, name), best other crop, both probabilities, the reason."""
+    esc = html.escape
+    if "score" not in flags.columns:
+        return "<p>(this run has no suspicion scores)</p>"
+    sel = flags[flags["flag"] != "green"].sort_values("score", ascending=False)
+    rows = []
+    for r in sel.head(limit).itertuples():
+        name = getattr(r, "declared_name", r.declared)
+        rows.append(
+            f"<tr><td style='color:{_FLAG_COLOURS.get(str(r.flag), '#000')}'>{esc(str(r.flag))}</td>"
+            f"<td>{esc(str(r.parcel_id))}</td><td>{esc(str(r.declared))}</td><td>{esc(str(name))}</td>"
+            f"<td>{float(r.declared_probability):.2f}</td><td>{esc(str(r.best_other))}</td>"
+            f"<td>{float(r.best_other_probability):.2f}</td><td>{float(r.score):.2f}</td>"
+            f"<td>{esc(str(r.reason))}</td></tr>"
+        )
+    more = f"<p>{len(sel) - limit} more not shown (see the flags file).</p>" if len(sel) > limit else ""
+    return ("<table><tr><th>flag</th><th>parcel</th><th>declared code</th><th>declared name</th>"
+            "<th>p(declared)</th><th>best other crop</th><th>p(other)</th><th>suspicion</th><th>reason</th></tr>"
+            + "".join(rows) + "</table>" + more)
+
+
+def _curves(metrics: dict[str, Any]) -> dict[str, bytes]:
+    from cbmflow.flageval import curve_png
+
+    out: dict[str, bytes] = {}
+    sw = metrics.get("swap_evaluation")
+    if sw:
+        out["recall_vs_red_rate_swaps.png"] = curve_png(
+            sw, f"{100 * sw['share']:.0f} % declarations swapped, {sw['seeds']} seeds, {sw['n_parcels']} parcels")
+    kw = metrics.get("known_wrong_evaluation")
+    if kw:
+        out["recall_vs_red_rate_known.png"] = curve_png(kw, f"{kw['n_wrong']} known wrong declarations")
+    return out
+
+
+def _evaluation_html(metrics: dict[str, Any], curves: dict[str, bytes]) -> str:
+    parts = []
+    sw = metrics.get("swap_evaluation")
+    if sw:
+        def ms(k: str) -> str:
+            return f"{sw[k]['mean']:.3f} &plusmn; {sw[k]['std']:.3f} (min {sw[k]['min']:.2f}, max {sw[k]['max']:.2f})"
+
+        parts.append(
+            f"<h2>Evaluation: {100 * sw['share']:.1f} % of declarations swapped, {sw['seeds']} seeds</h2>"
+            f"<table><tr><td>swapped per seed</td><td>{sw['n_wrong_per_seed']['mean']:.1f}</td></tr>"
+            f"<tr><td>red % of parcels</td><td>{ms('red_pct')}</td></tr>"
+            f"<tr><td>recall of red</td><td>{ms('recall')}</td></tr>"
+            f"<tr><td>precision of red</td><td>{ms('precision')}</td></tr>"
+            f"<tr><td>recall of red or yellow</td><td>{ms('recall_red_or_yellow')}</td></tr>"
+            f"<tr><td>recall in the top {100 * sw['at_rate']:.0f} % by suspicion</td><td>{ms('recall_at_rate')}</td></tr>"
+            f"</table><p>Mean and standard deviation over seeds; with few swapped parcels per seed each one "
+            f"moves the recall by 1/{max(sw['n_wrong_per_seed']['mean'], 1):.0f}.</p>"
+            '<img src="recall_vs_red_rate_swaps.png" alt="recall vs red rate">'
+        )
+    kw = metrics.get("known_wrong_evaluation")
+    if kw:
+        parts.append(
+            f"<h2>Evaluation against {kw['n_wrong']} known wrong declarations</h2>"
+            f"<p>red {kw['red_pct']:.1f} % of parcels: recall {kw['recall']:.3f}, precision {kw['precision']:.3f}, "
+            f"recall of red or yellow {kw['recall_red_or_yellow']:.3f}; "
+            f"{kw['n_wrong_not_classified']} known wrong parcels were not classified.</p>"
+            '<img src="recall_vs_red_rate_known.png" alt="recall vs red rate">'
+        )
+    return "".join(parts)
+
+
 def write_report(
     out_dir: str,
     flags: pd.DataFrame,
@@ -136,6 +216,8 @@ def write_report(
 ) -> str:
     """Write the run's HTML report and PNG plots into a folder (local or s3://); returns index.html's URI."""
     pngs, examples = _plots(flags, metrics, features, n_examples, seed)
+    curves = _curves(metrics)
+    pngs.update(curves)
     for name, data in pngs.items():
         storage.write_bytes(storage.join(out_dir, name), data, content_type="image/png")
     esc = html.escape
@@ -156,14 +238,16 @@ def write_report(
         ev = "<h2>Evaluation against known truth</h2><table>" + "".join(
             f"<tr><td>{esc(k)}</td><td>{v:.3f}</td></tr>" if isinstance(v, float)
             else f"<tr><td>{esc(k)}</td><td>{esc(str(v))}</td></tr>"
-            for k, v in evaluation.items()
+            for k, v in evaluation.items() if not isinstance(v, dict | list)
         ) + "</table>"
+    ev += _evaluation_html(metrics, curves)
     red = flags[flags["flag"] == "red"].sort_values("probability", ascending=False).head(50)
     red_rows = "".join(
         f"<tr><td>{esc(str(r.parcel_id))}</td><td>{esc(str(r.declared))}</td>"
         f"<td>{esc(str(r.predicted))}</td><td>{r.probability:.2f}</td></tr>"
         for r in red.itertuples()
     )
+    inspect = _inspector_table(flags)
     params = metrics.get("params", {})
     doc = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{esc(title)}</title>
@@ -177,14 +261,15 @@ out-of-fold predictions; accuracy against the declarations {metrics.get('accurac
 <p>green {counts.get('green', 0)} ({100 * counts.get('green', 0) / n:.1f} %),
 yellow {counts.get('yellow', 0)} ({100 * counts.get('yellow', 0) / n:.1f} %),
 red {counts.get('red', 0)} ({100 * counts.get('red', 0) / n:.1f} %).
-Red: {params.get('red_min_agree')} independent predictions agree with each other, disagree with the
-declaration, mean probability &ge; {params.get('red_min_prob')}.</p>
+{esc(_rule_text(params))}</p>
 <img src="flag_counts.png" alt="flag counts">
 <h2>Excluded parcels</h2><table>{excl}</table><ul>{msgs}</ul>
 {ev}
 <h2>Accuracy per class</h2><img src="accuracy_per_class.png" alt="accuracy per class">
 <table><tr><th>class</th><th>parcels</th><th>accuracy</th><th>precision</th></tr>{rows}</table>
 <h2>Confusion matrix</h2><img src="confusion_matrix.png" alt="confusion matrix">
+<h2>Red and yellow parcels for the inspector (most suspicious first)</h2>
+{inspect}
 <h2>Red parcels (sample) against their declared class</h2>
 {''.join(f'<p><img src="{e}" alt="{e}"></p>' for e in examples) or '<p>no red parcels or no time series</p>'}
 <h2>Red parcels (top 50 by probability)</h2>
