@@ -41,6 +41,7 @@ from cbmflow.flags import (
     FlagPolicy,
     apply_temperature,
     budget_flags,
+    class_relative,
     declared_and_best_other,
     fit_temperature,
     suspicion_score,
@@ -383,10 +384,15 @@ def classify_frame(
     probability = mean_p[np.arange(n), predicted]
     agree = (probs.argmax(axis=2) == predicted[None, :]).sum(axis=0)
     p_d, best_other, p_o = declared_and_best_other(mean_p, y)
-    score = suspicion_score(p_d, p_o, policy.score)
+    margin = suspicion_score(p_d, p_o, "margin")
+    if policy.score.startswith("relative"):
+        base = margin if policy.score == "relative" else suspicion_score(p_d, p_o, "declared")
+        score = class_relative(base, np.where(y >= 0, cls_labels.astype(str), "\x00rare"), min_size=min_class_size)
+    else:
+        score = suspicion_score(p_d, p_o, policy.score)
     temperature: float | None = None
     if policy.method == "budget":
-        flag = budget_flags(score, policy.red_rate, policy.yellow_rate, policy.red_min_score)
+        flag = budget_flags(score, policy.red_rate, policy.yellow_rate, policy.red_min_score, floor_score=margin)
     elif policy.method == "threshold":
         temperature = fit_temperature(mean_p, y)
         cal_d, _, cal_o = declared_and_best_other(apply_temperature(mean_p, temperature), y)

@@ -14,6 +14,10 @@ with ``p_o = 0.9`` scores 0.9.
 
 Flags (``FlagPolicy.method``):
 
+The ranking score (``FlagPolicy.score``) is ``margin`` (above), ``declared`` (``1 - p_d``) or
+``relative`` (the margin score minus the median margin score of the parcels declaring the same
+crop, plus 0.5, :func:`class_relative`).
+
 * ``budget`` (default): the ``red_rate`` (5 %) highest scores are red, the next ``yellow_rate``
   (10 %) yellow, the rest green; red additionally needs ``score > red_min_score`` (0.5: another
   crop is more probable than the declared one), so a season with fewer contradicted
@@ -36,7 +40,7 @@ import numpy as np
 from cbmflow.errors import InputError
 
 METHODS: tuple[str, ...] = ("budget", "threshold", "jrc")
-SCORES: tuple[str, ...] = ("margin", "declared")
+SCORES: tuple[str, ...] = ("margin", "declared", "relative", "relative_declared")
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class FlagPolicy:
     red_min_score: float = 0.5
     red_max_prob: float = 0.05
     yellow_max_prob: float = 0.25
-    score: str = "margin"
+    score: str = "relative"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -94,19 +98,47 @@ def suspicion_score(p_d: np.ndarray, p_o: np.ndarray, kind: str = "margin") -> n
         return (1.0 + np.asarray(p_o, dtype=np.float64) - np.asarray(p_d, dtype=np.float64)) / 2.0
     if kind == "declared":
         return 1.0 - np.asarray(p_d, dtype=np.float64)
+    if kind.startswith("relative"):
+        raise InputError("the relative score needs the declared classes: use class_relative(margin score, classes)")
     raise InputError(f"unknown score {kind!r}; choose one of {', '.join(SCORES)}")
 
 
-def budget_flags(score: np.ndarray, red_rate: float, yellow_rate: float, red_min_score: float = 0.5) -> np.ndarray:
-    """Red for the ``round(red_rate*n)`` highest scores above ``red_min_score``, yellow for the next band."""
+def class_relative(score: np.ndarray, groups: np.ndarray, min_size: int = 1) -> np.ndarray:
+    """The score relative to the median score of the parcels declaring the same class, plus 0.5.
+
+    A class whose correct declarations the model can hardly confirm (a catch-all "other crop", two
+    grass variants) then does not fill the whole red budget: a parcel is suspicious in comparison
+    with what its declared class usually looks like. A group smaller than ``min_size`` (a small pool
+    of rare crops, which could be wrong all together) is compared with the median of all parcels.
+    """
     s = np.asarray(score, dtype=np.float64)
+    g = np.asarray(groups)
+    out = np.empty_like(s)
+    overall = float(np.median(s)) if len(s) else 0.0
+    for key in np.unique(g):
+        m = g == key
+        ref = float(np.median(s[m])) if m.sum() >= min_size else overall
+        out[m] = s[m] - ref + 0.5
+    return out
+
+
+def budget_flags(
+    score: np.ndarray, red_rate: float, yellow_rate: float, red_min_score: float = 0.5,
+    floor_score: np.ndarray | None = None,
+) -> np.ndarray:
+    """Red for the ``round(red_rate*n)`` highest scores above ``red_min_score``, yellow for the next band.
+
+    The floor applies to ``floor_score`` when given (e.g. the margin score while ranking by another).
+    """
+    s = np.asarray(score, dtype=np.float64)
+    floor = s if floor_score is None else np.asarray(floor_score, dtype=np.float64)
     n = len(s)
     n_red = int(round(red_rate * n))
     n_yellow = int(round((red_rate + yellow_rate) * n)) - n_red
     order = np.argsort(-s, kind="stable")
     flag = np.full(n, "green", dtype=object)
     top = order[:n_red]
-    red = top[s[top] > red_min_score]
+    red = top[floor[top] > red_min_score]
     flag[order[: n_red + n_yellow]] = "yellow"
     flag[red] = "red"
     return flag.astype(str)

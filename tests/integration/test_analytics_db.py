@@ -195,7 +195,8 @@ def test_classify_command_and_s3_report(tmp_path: Path, s3_bucket: str, capsys) 
                      "--truth", str(tmp_path / "truth.parquet")])
     assert code == 0
     out = pd.read_parquet(f_out)
-    assert list(out.columns) == ["parcel_id", "declared", "predicted", "probability", "flag"]
+    assert list(out.columns) == ["parcel_id", "declared", "predicted", "probability", "flag", "declared_probability",
+                                 "best_other", "best_other_probability", "score", "reason"]
     assert len(out) == 600 and set(out.flag) <= {"green", "yellow", "red"}
     assert storage.exists(f"{s3_bucket}/reports/r1/index.html")
     assert storage.exists(f"{s3_bucket}/reports/r1/confusion_matrix.png")

@@ -64,6 +64,17 @@ def test_budget_flags_exact_counts_floor_and_ties() -> None:
     assert budget_flags(np.array([]), 0.05, 0.1).tolist() == []
 
 
+def test_class_relative_hand_worked() -> None:
+    from cbmflow.flags import class_relative
+
+    s = np.array([0.9, 0.7, 0.6, 0.2, 0.1, 0.3, 0.8])
+    g = np.array(["a", "a", "a", "b", "b", "b", "r"])
+    # a: median 0.7; b: median 0.2; r (1 parcel < min_size 2): the median of all, 0.6
+    assert class_relative(s, g, min_size=2) == pytest.approx([0.7, 0.5, 0.4, 0.5, 0.4, 0.6, 0.7])
+    # without min_size a lone parcel is its own median: always 0.5
+    assert class_relative(s, g)[-1] == pytest.approx(0.5)
+
+
 def test_threshold_flags_and_temperature() -> None:
     p_d = np.array([0.02, 0.04, 0.10, 0.30, 0.60])
     p_o = np.array([0.90, 0.01, 0.50, 0.60, 0.30])

@@ -1,0 +1,118 @@
+"""The swap-evaluation harness, the WorldCereal loader and the harder simulator, on small tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cbmflow import cli
+from cbmflow.errors import InputError
+from cbmflow.flageval import evaluate_swaps, read_known_wrong, score_against, swap_declarations
+
+
+def _table(n: int = 160, seed: int = 0) -> pd.DataFrame:
+    """Three well separated crops (plus noise columns): every swap is detectable."""
+    rng = np.random.default_rng(seed)
+    crop = rng.choice(["maize", "wheat", "grass"], size=n, p=[0.4, 0.35, 0.25])
+    centre = {"maize": 0.0, "wheat": 4.0, "grass": 8.0}
+    x = np.array([centre[c] for c in crop])[:, None] + rng.normal(0, 0.5, (n, 3))
+    df = pd.DataFrame(np.hstack([x, rng.normal(size=(n, 2))]), columns=["VH_p000", "VH_p001", "VV_p000", "n1", "n2"])
+    df.insert(0, "parcel_id", [f"P{i:03d}" for i in range(n)])
+    df.insert(1, "crop", crop)
+    df.insert(2, "crop_name", [c.upper() for c in crop])
+    return df
+
+
+def test_swap_declarations_exact() -> None:
+    df = _table()
+    out, truth = swap_declarations(df, 0.05, seed=3)
+    assert truth.mislabelled.sum() == 8  # round(0.05 * 160)
+    changed = out.crop.to_numpy() != df.crop.to_numpy()
+    assert (changed == truth.mislabelled.to_numpy()).all()  # every swap changes the crop
+    assert (out.crop_name == out.crop.str.upper()).all()  # the name follows the new crop
+    again, truth2 = swap_declarations(df, 0.05, seed=3)
+    assert again.equals(out) and truth2.equals(truth)  # deterministic by seed
+    with pytest.raises(InputError, match="swap share must be within"):
+        swap_declarations(df, 1.5, seed=0)
+
+
+def test_harness_small_table_deterministic_and_perfect_on_separable_crops() -> None:
+    df = _table()
+    ev = evaluate_swaps(df, share=0.05, seeds=2, min_class_size=10, n_repeats=1)
+    assert ev["seeds"] == 2 and ev["n_wrong_per_seed"]["mean"] == 8
+    # 8 swapped of 160 = 5 %: the 5 % budget catches all of them, nothing else
+    assert ev["recall"]["mean"] == 1.0 and ev["precision"]["mean"] == 1.0
+    assert ev["red_pct"]["mean"] == 5.0
+    c = ev["curve"]
+    assert c["rate"][0] == 0.0 and c["recall"][0] == 0.0 and c["recall"][5] == 1.0
+    assert all(a <= b for a, b in zip(c["recall"], c["recall"][1:], strict=False))  # non-decreasing
+    ev2 = evaluate_swaps(df, share=0.05, seeds=2, min_class_size=10, n_repeats=1)
+    assert ev2["runs"][0]["recall"] == ev["runs"][0]["recall"] and ev2["curve"] == ev["curve"]
+
+
+def test_score_against_known_wrong_hand_worked() -> None:
+    flags = pd.DataFrame({"parcel_id": ["a", "b", "c", "d"], "flag": ["red", "yellow", "green", "green"],
+                          "score": [0.9, 0.8, 0.3, 0.1]})
+    ev = score_against(flags, {"a", "c", "zz"}, rates=np.array([0.25, 0.5, 0.75]))
+    assert ev["n_wrong"] == 2 and ev["n_wrong_not_classified"] == 1
+    assert ev["recall"] == 0.5 and ev["precision"] == 1.0 and ev["red_pct"] == 25.0
+    assert ev["curve"]["recall"] == [0.5, 0.5, 1.0]
+    known = pd.DataFrame({"parcel_id": [1, 2, 3], "mislabelled": [True, False, True]})
+    assert read_known_wrong(known) == {"1", "3"}
+
+
+def test_classify_command_evaluates_swaps_and_known_wrong(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    df = _table()
+    f_in = tmp_path / "f.parquet"
+    df.to_parquet(f_in)
+    pd.DataFrame({"parcel_id": ["P000", "P001"]}).to_parquet(tmp_path / "known.parquet")
+    code = cli.main(["classify", "--features", str(f_in), "--evaluate-swaps", "0.05", "--seeds", "2",
+                     "--min-class-size", "10", "--n-repeats", "1", "--report", str(tmp_path / "rep"),
+                     "--known-wrong", str(tmp_path / "known.parquet"), "--out", str(tmp_path / "o.parquet")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "swapped 5.0 % of declarations, 2 seeds, 8 swapped per seed" in out
+    assert "recall 1.000 +- 0.000" in out and "recall vs red rate: 1 %: " in out
+    assert "red flags vs 2 known wrong declarations" in out
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert (tmp_path / "rep" / "recall_vs_red_rate_swaps.png").stat().st_size > 1000
+    assert (tmp_path / "rep" / "recall_vs_red_rate_known.png").exists()
+    assert "Red and yellow parcels for the inspector" in html and "best other crop" in html
+    # evaluation only: --out may be left out; without either it is an error
+    assert cli.main(["classify", "--features", str(f_in)]) == 2
+    assert "--out is required" in capsys.readouterr().err
+
+
+def test_worldcereal_loader_on_the_real_flanders_set(shared_data: Path) -> None:
+    from cbmflow.widetables import flanders, s1_dn_to_db
+
+    assert s1_dn_to_db(np.array([10_000, 0, 65535])) == pytest.approx([-3.0, np.nan, np.nan], nan_ok=True)
+    df = flanders(shared_data / "timeseries")
+    assert len(df) == 100 and df.parcel_id.is_unique
+    assert df.crop.value_counts().iloc[:2].tolist() == [30, 28]
+    assert (df.loc[df.crop == "1101060000", "crop_name"] == "maize").all()
+    for g in ("VV", "VH", "VHVV", "B08", "NDVI"):
+        assert f"{g}_p000" in df.columns and f"{g}_p015" in df.columns
+    vh = df[[f"VH_p{i:03d}" for i in range(16)]].to_numpy()
+    assert np.isfinite(vh).all() and -30 < np.median(vh) < -8  # plausible dB
+    assert 0.05 < df["NDVI_missing"].mean() < 0.3  # ~14 % of S2 values are nodata
+    raw = flanders(shared_data / "timeseries", fill="none")
+    assert np.isnan(raw[[c for c in raw.columns if c.startswith("B04_p")]].to_numpy()).any()
+
+
+def test_harder_simulator_shape_imbalance_and_gaps() -> None:
+    from cbmflow.simulate_crops import simulate_crop_features
+
+    df, truth = simulate_crop_features(600, seed=2, mislabel=0.05, period_days=10)
+    assert len(df) == 600 and df.parcel_id.str.startswith("SIMH-").all() and df.attrs["simulated"]
+    assert truth.mislabelled.sum() == 30
+    share = df.crop.value_counts(normalize=True)
+    assert share.iloc[0] > 0.15 and (share < 0.01).sum() >= 5  # dominant crops and a long tail
+    assert 0.01 < df.VH_missing.mean() < 0.2 and 0.2 < df.NDVI_missing.mean() < 0.8  # 10-day periods
+    feats = df[[c for c in df.columns if "_p" in c]].to_numpy()
+    assert np.isfinite(feats).all()
+    df2, _ = simulate_crop_features(600, seed=2, mislabel=0.05, period_days=10)
+    assert df2.equals(df)
