@@ -359,3 +359,44 @@ def test_two_concurrent_runs_write_every_row_once(conn, clean_db, s3_bucket) -> 
     conn.commit()
     extract.extract_all(aoi="a", year=2025, card_type="bs", dsn=clean_db)
     assert checksum(conn) == both
+
+
+def test_card_claim_of_a_killed_worker_is_released_at_once(conn, clean_db) -> None:  # type: ignore[no-untyped-def]
+    """A CARD worker killed with its scene in 'processing': the next attempt takes it at once (no 6-hour timer)."""
+    from cbmflow import card
+
+    ids = catalogue.upsert(conn, [Scene(product_id="SIM_S1_GRD_claimed", mission="S1A", product_type="GRD",
+                                        card_type="bs", sensing_time=datetime(2025, 5, 1, tzinfo=UTC))])
+    conn.commit()
+    sid = ids["SIM_S1_GRD_claimed"]
+    code = ("import sys, time; from cbmflow import card; card._claim(None, int(sys.argv[1]), False); "
+            "print('claimed', flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(sid)], env=_child_env(clean_db, 0),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "claimed"
+        assert catalogue.get(conn, sid).status == "processing"
+        conn.commit()
+        assert catalogue.release_orphans(conn, ids=[sid]) == []  # its worker is alive: the claim stands
+        conn.commit()
+        with pytest.raises(Exception, match="being processed by a live worker"):
+            card._claim(clean_db, sid, False)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 30  # the server ends the dead worker's session (and its lock)
+    while time.monotonic() < deadline and conn.execute(
+            "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = %s::bigint::oid AND objid = %s::bigint::oid",
+            (catalogue.CLAIM_LOCK, sid)).fetchone():
+        conn.commit()
+        time.sleep(0.05)
+    conn.commit()
+    assert card.pending("bs", start=None, end=None, dsn=clean_db) == [sid]  # released and due again
+    scene = catalogue.get(conn, sid)
+    conn.commit()
+    assert scene.status == "failed" and "is gone" in (scene.last_error or "")
+    assert card._claim(clean_db, sid, False).id == sid  # the retry claims it
+    card._release_claim(sid)
