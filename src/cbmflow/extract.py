@@ -864,6 +864,8 @@ def _cli_signatures(args: argparse.Namespace) -> int:
           f"{len(out['failed'])} failed")
     for band, n in sorted(out["bands"].items()):
         print(f"  {band:<7} {n} rows")
+    for sid in out["no_data"]:
+        print(f"  no data {sid}: no parcel has a valid pixel")
     for sid, msg in sorted(out["failed"].items()):
         print(f"  failed {sid}: {msg}")
     return 1 if out["failed"] else 0
