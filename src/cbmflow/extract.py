@@ -491,7 +491,9 @@ def extract_scenes(
                 with conn.transaction():
                     claim = catalogue.claim_extraction(conn, sid, aoi, year)
                     mine = run_id is not None and claim.run_id == run_id
-                    if claim.status in catalogue.DONE_STATUSES and (not reprocess or claim.contended or mine):
+                    stale = claim.parcels_version < info.parcels_version  # the AOI's parcels changed since
+                    if (claim.status in catalogue.DONE_STATUSES and not stale
+                            and (not reprocess or claim.contended or mine)):
                         log.info("%s: already %s%s, skipped", where, claim.status,
                                  " (by a concurrent worker)" if claim.contended else "")
                         summary["skipped"].append(sid)
@@ -512,7 +514,7 @@ def extract_scenes(
                     n = sink.write_scene(conn, sid, scene.year, stats, scl_hist=hist, aoi=aoi, parcel_year=year)
                     status = "extracted" if n else "no_data"
                     catalogue.finish_extraction(
-                        conn, sid, aoi, year, status, rows=n, run_id=run_id,
+                        conn, sid, aoi, year, status, rows=n, run_id=run_id, parcels_version=info.parcels_version,
                         error=None if n else "no parcel of the AOI has a valid pixel in this scene "
                                              "(all nodata, masked, or no overlap)")
             except Exception as exc:  # noqa: BLE001 - classified below: outage -> retry, bad file -> failed
@@ -643,10 +645,13 @@ def plan_units(
         # Scenes whose footprint misses the AOI's parcels are left for other AOIs (no footprint: kept).
         scenes = [sc for sc in scenes if not sc.footprint_wkt or shapely.from_wkt(sc.footprint_wkt).intersects(extent)]
         state = catalogue.get_extractions(conn, [(int(sc.id), info.name, int(year)) for sc in scenes if sc.id])
-        if not reprocess:  # only what this AOI has not got: never tried, or interrupted by an outage
-            scenes = [sc for sc in scenes
-                      if state.get((int(sc.id), info.name, int(year))) is None  # type: ignore[arg-type]
-                      or state[(int(sc.id), info.name, int(year))].status == "pending"]  # type: ignore[arg-type]
+        if not reprocess:  # what this AOI has not got: never tried, interrupted, or done for an older parcel set
+
+            def due(x: Any) -> bool:
+                return (x is None or x.status == "pending"
+                        or (x.status in catalogue.DONE_STATUSES and x.parcels_version < info.parcels_version))
+
+            scenes = [sc for sc in scenes if due(state.get((int(sc.id), info.name, int(year))))]  # type: ignore[arg-type]
         catalogue.register_extractions(conn, [int(sc.id) for sc in scenes if sc.id], info.name, int(year))
         conn.commit()
     groups: dict[tuple[str, str], list[Any]] = {}
@@ -674,7 +679,7 @@ def plan_units(
                      max(b[3] for b in boxes)] if boxes and ct == "s2" else None)
             first, last = batch[0].sensing_time, batch[-1].sensing_time
             units.append({"scene_ids": [int(x.id) for x in batch], "aoi": aoi, "year": int(year),
-                          "card_type": ct, "tile": tile, "tile_bbox": bbox,
+                          "card_type": ct, "tile": tile, "tile_bbox": bbox, "parcels_version": info.parcels_version,
                           "label": f"{aoi} {ct} {tile} {first:%Y-%m-%d}..{last:%Y-%m-%d} ({len(batch)})"})
     planned_at = _db_now(dsn).isoformat()
     for u in units:
@@ -708,6 +713,7 @@ def extraction_report(units: Sequence[dict[str, Any]], *, reprocess: bool = Fals
 
     keys = [(int(sid), str(u["aoi"]), int(u["year"])) for u in units for sid in u["scene_ids"]]
     planned = {str(u["aoi"]): _as_dt(u.get("planned_at"), "planned_at") for u in units}
+    versions = {str(u["aoi"]): int(u.get("parcels_version") or 0) for u in units}
     report: dict[str, Any] = {"planned": len(keys), "extracted": 0, "rows": 0, "no_data": [], "failed": [],
                               "not_done": []}
     if not keys:
@@ -726,8 +732,9 @@ def extraction_report(units: Sequence[dict[str, Any]], *, reprocess: bool = Fals
         item = {"obsid": k[0], "product_id": names.get(k[0], f"id {k[0]}"), "aoi": k[1], "year": k[2],
                 "status": x.status if x else "missing", "band": x.band if x else None,
                 "error": (x.last_error if x else None), "attempts": x.attempts if x else 0}
-        fresh = x is not None and (not reprocess or planned.get(k[1]) is None
-                                   or (x.updated_at is not None and x.updated_at >= planned[k[1]]))  # type: ignore[operator]
+        fresh = x is not None and x.parcels_version >= versions.get(k[1], 0) and (
+            not reprocess or planned.get(k[1]) is None
+            or (x.updated_at is not None and x.updated_at >= planned[k[1]]))  # type: ignore[operator]
         if x is not None and x.status == "failed" and fresh:
             report["failed"].append(item)
         elif x is not None and x.status in catalogue.DONE_STATUSES and fresh:

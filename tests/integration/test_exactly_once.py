@@ -432,3 +432,27 @@ def test_a_retry_finishes_exactly_its_units_remaining_scenes(conn, clean_db, s3_
     assert calls == [s1, s2, s2, s3]
     assert extract.verify_extraction(units, reprocess=True, dsn=clean_db)["extracted"] == 3
     assert checksum(conn) == clean and duplicates(conn) == 0
+
+
+def test_new_parcels_make_extracted_scenes_due_again(conn, clean_db, s3_bucket) -> None:  # type: ignore[no-untyped-def]
+    """Parcels imported after an extraction (parcels_version grows): the next plain run extracts them."""
+    pids = add_aoi(conn, "a")
+    ids = catalogue.upsert(conn, [s1_scene(f"{s3_bucket}/v", "SIM_S1_v", 1)])
+    conn.commit()
+    extract.extract_all(aoi="a", year=2025, card_type="bs", dsn=clean_db)
+    assert extract.plan_units(card_type="bs", aoi="a", year=2025, dsn=clean_db) == []
+    g = pixel_box(30, 39, 30, 39)
+    new = conn.execute("INSERT INTO parcels (aoi, year, parcel_id, area_m2, geom, source) VALUES "
+                       "('a', 2025, 'P9', %s, ST_Multi(ST_GeomFromText(%s, 32633)), 'test') RETURNING pid",
+                       (g.area, g.wkt)).fetchone()[0]
+    conn.execute("UPDATE aois SET parcels_version = parcels_version + 1 WHERE name = 'a'")
+    conn.commit()
+    units = extract.plan_units(card_type="bs", aoi="a", year=2025, dsn=clean_db)
+    assert [u["scene_ids"] for u in units] == [[ids["SIM_S1_v"]]]
+    with pytest.raises(Exception, match="not done"):  # planned for the new parcel set, not yet done
+        extract.verify_extraction(units, dsn=clean_db)
+    out = extract.extract_scenes(units[0]["scene_ids"], aoi="a", year=2025, dsn=clean_db)
+    assert out["rows"] == 8 and out["extracted"] == [ids["SIM_S1_v"]]
+    per_pid = dict(conn.execute("SELECT pid, count(*) FROM signatures GROUP BY pid").fetchall())
+    assert per_pid == {**{p: 2 for p in pids.values()}, new: 2}
+    assert extract.verify_extraction(units, dsn=clean_db)["extracted"] == 1
