@@ -183,3 +183,11 @@ def test_card_s1_coh6_pairs_then_fails_without_snap(airflow_db, conn, s3_bucket,
     assert rows[sec][0] == "failed" and rows[sec][3].startswith("ToolMissing: SNAP gpt not found")
     assert rows[ref][:2] == ("discovered", 0)   # the reference is read, not claimed
     assert rows[lone][:2] == ("discovered", 0)  # no 6- or 12-day partner: left for a later run
+
+
+def test_card_discover_failure_fails_the_run_without_asset(airflow_db, conn) -> None:  # type: ignore[no-untyped-def]
+    dr = _dag("card_s2_l2a").test(run_conf={"start": "not-a-date", "end": "2022-10-06"})
+    states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
+    assert dr.state == "failed"
+    assert states["discover"] == "failed" and states["verify"] == "failed"
+    assert states["publish"] == "upstream_failed" and _events(dr) == 0
