@@ -65,6 +65,7 @@ cluster_env() {
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$CLUSTER_DIR/passwords.json
   export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
+  export AIRFLOW__CORE__HOSTNAME_CALLABLE=cbmflow.cluster.worker_hostname
   export AIRFLOW__CORE__PARALLELISM=$((WORKERS * CBMFLOW_WORKER_CONCURRENCY * 2))
   export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$CBMFLOW_API_PORT/execution/
   export AIRFLOW__API__BASE_URL=http://127.0.0.1:$CBMFLOW_API_PORT
@@ -149,7 +150,7 @@ start_one() {  # start NAME in its own session (process group) unless it runs
   cmd=$(command_of "$name")
   echo "=== start $(date -u +%FT%TZ): $cmd" >> "$CLUSTER_DIR/logs/$name.log"
   # shellcheck disable=SC2086
-  setsid $cmd >> "$CLUSTER_DIR/logs/$name.log" 2>&1 < /dev/null &
+  CBMFLOW_WORKER_NAME=$name setsid $cmd >> "$CLUSTER_DIR/logs/$name.log" 2>&1 < /dev/null &
   echo $! > "$(pidfile "$name")"
 }
 
@@ -215,11 +216,22 @@ up() {
   say "logs: $CLUSTER_DIR/logs/   stop: make cluster-down"
 }
 
-down() {
-  local names
+down() {  # TERM every component's process group at once, wait up to 15 s, then KILL what is left
+  local names pids="" c f
   names=$(cd "$CLUSTER_DIR" && ls -- *.pid 2>/dev/null | sed 's/\.pid$//' || true)
-  for c in $names; do [ "$c" = s3 ] || stop_one "$c"; done
-  for c in $names; do [ "$c" != s3 ] || stop_one "$c"; done
+  for c in $names; do
+    f=$(pidfile "$c"); [ -s "$f" ] || continue
+    pids="$pids $(cat "$f")"
+    kill -TERM -- "-$(cat "$f")" 2>/dev/null || true
+  done
+  for _ in $(seq 30); do
+    local left=0
+    for p in $pids; do kill -0 -- "-$p" 2>/dev/null && left=1; done
+    [ $left = 0 ] && break
+    sleep 0.5
+  done
+  for p in $pids; do kill -KILL -- "-$p" 2>/dev/null || true; done
+  for c in $names; do rm -f "$(pidfile "$c")"; done
   say "down"
 }
 
@@ -238,5 +250,6 @@ case "${1:-}" in
   env) env | grep -E '^(AIRFLOW|CBMFLOW|AWS)' | sed -E 's/^([A-Z_]*(SECRET|FERNET|PASSWORD|KEY)[A-Z_]*)=.*/\1=***/; s/("password": ")[^"]*/\1***/' | sort ;;
   start) start_one "$2" ;;
   kill) kill_one "$2" ;;
+  stop) stop_one "$2" ;;
   *) sed -n '2,10p' "$0"; exit 2 ;;
 esac

@@ -21,7 +21,7 @@ from typing import Any
 from cbmflow.config import project_root
 from cbmflow.errors import ProcessingError, TransientError
 
-__all__ = ["Cluster", "from_env", "main"]
+__all__ = ["Cluster", "from_env", "main", "worker_hostname"]
 
 FINISHED = ("success", "failed")
 
@@ -138,6 +138,19 @@ class Cluster:
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         """``task_id[map_index]`` -> state."""
         return {f"{t['task_id']}[{t['map_index']}]": str(t["state"]) for t in self.task_instances(dag_id, run_id)}
+
+
+def worker_hostname() -> str:
+    """The host name Airflow records for a task: ``<worker>@<fqdn>`` on a named local worker.
+
+    ``[core] hostname_callable`` points here in the local cluster, so the UI and the REST API tell
+    which of the workers on this one machine ran (or is running) a task instance.
+    """
+    import socket
+
+    name = os.environ.get("CBMFLOW_WORKER_NAME")
+    fqdn = socket.getfqdn()
+    return f"{name}@{fqdn}" if name else fqdn
 
 
 def from_env() -> Cluster:
