@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cbmflow.config import S3Settings, s3_settings
-from cbmflow.errors import ConfigError, NotFound, TransientError
+from cbmflow.errors import ConfigError, NotFound, StorageUnavailable, transient_cause
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,10 @@ def open_raster(uri: str) -> Any:
         return rasterio.open(gdal_path(uri))
     except RasterioIOError as exc:
         msg = str(exc)
+        from cbmflow.errors import StorageUnavailable, is_transient_storage_text
+
+        if is_transient_storage_text(msg):
+            raise StorageUnavailable(f"raster {uri}: object storage unavailable: {msg}") from exc
         if "No such file" in msg or "does not exist" in msg or "HTTP response code: 404" in msg:
             raise NotFound(f"raster {uri} does not exist") from exc
         from cbmflow.errors import CorruptData
@@ -188,10 +192,10 @@ def _s3_error(exc: Exception, uri: str) -> Exception:
             return NotFound(f"object {uri} does not exist")
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
             return ConfigError(f"access to {uri} denied ({code}); check the S3 credentials")
-        return TransientError(f"S3 error on {uri}: {code}")
+        return StorageUnavailable(f"S3 error on {uri}: {code}")
     if isinstance(exc, EndpointConnectionError):
-        return TransientError(f"cannot reach the S3 endpoint for {uri}: {exc}")
-    return exc
+        return StorageUnavailable(f"cannot reach the S3 endpoint for {uri}: {exc}")
+    return transient_cause(exc) or exc
 
 
 def exists(uri: str) -> bool:
