@@ -151,6 +151,9 @@ def open_raster(uri: str) -> Any:
     import rasterio
     from rasterio.errors import RasterioIOError
 
+    from cbmflow import testhooks
+
+    testhooks.pause("read")
     try:
         return rasterio.open(gdal_path(uri))
     except RasterioIOError as exc:
