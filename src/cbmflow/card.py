@@ -155,6 +155,18 @@ def publish(ids: Sequence[int], dsn: str | None = None) -> dict[str, list[int]]:
     return result
 
 
+def scene_label(scene_id: int, dsn: str | None = None) -> str:
+    """``<product id> <sensing date>`` of a catalogue scene (names a mapped task in the UI)."""
+    from cbmflow import db
+
+    try:
+        with db.connect(dsn) as conn:
+            s = catalogue.get(conn, int(scene_id))
+    except Exception:  # noqa: BLE001 - a label is cosmetic; the task itself reports real errors
+        return f"scene {scene_id}"
+    return f"{s.product_id} {s.sensing_time:%Y-%m-%d}"
+
+
 def _claim(dsn: str | None, scene_id: int, reprocess: bool) -> Scene:
     from cbmflow import db
 

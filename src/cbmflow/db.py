@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -34,7 +35,7 @@ def connect(dsn: str | None = None, *, autocommit: bool = False) -> psycopg.Conn
         ) from exc
 
 
-def _keepalives(dsn: str) -> dict[str, int]:
+def _keepalives(dsn: str) -> dict[str, Any]:
     try:
         given = psycopg.conninfo.conninfo_to_dict(dsn)
     except psycopg.ProgrammingError:

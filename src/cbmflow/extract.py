@@ -711,6 +711,12 @@ def extraction_report(units: Sequence[dict[str, Any]], *, reprocess: bool = Fals
     with db.connect(dsn) as conn:
         rows = catalogue.get_extractions(conn, keys)
         names = {s.id: s.product_id for s in catalogue.find(conn, ids=sorted({k[0] for k in keys}))}
+        report["bands"] = {
+            bands_mod.name(int(code)) if code is not None else "?": int(n) for code, n in conn.execute(
+                "SELECT s.band, count(*) FROM signatures s JOIN parcels p ON p.pid = s.pid "
+                "JOIN unnest(%s::int[], %s::text[], %s::int[]) AS k(obsid, aoi, year) "
+                "ON s.obsid = k.obsid AND p.aoi = k.aoi AND p.year = k.year GROUP BY s.band",
+                ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]))}
     for k in keys:
         x = rows.get(k)
         item = {"obsid": k[0], "product_id": names.get(k[0], f"id {k[0]}"), "aoi": k[1], "year": k[2],
