@@ -61,7 +61,8 @@ def test_classify_tasks_on_different_workers_share_work_files_on_s3(cluster: Any
         with psycopg.connect(lc.dsn) as conn:
             run_id, report_uri = conn.execute("SELECT run_id, report_uri FROM classification_runs").fetchone()
         assert report_uri == f"{work}/reports/ana/{YEAR}/run_{run_id}/index.html"
-        objects = storage.list_uris(work)
+        with lc.s3():
+            objects = storage.list_uris(work)
         assert f"{work}/ana/{YEAR}/features.parquet" in objects and report_uri in objects
     finally:
         with psycopg.connect(lc.dsn) as conn:

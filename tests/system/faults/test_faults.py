@@ -109,8 +109,8 @@ def assert_consistent(dsn: str) -> None:
 
 
 def trigger(lc: LocalCluster, **conf: Any) -> str:
-    """Trigger extract_signatures through the REST API (batch_size 1: one mapped task per scene)."""
-    full = {"year": YEAR, "card_type": "bs", "batch_size": 1, **conf}
+    """Trigger extract_signatures through the REST API (batch_size 2: two mapped tasks of 2 scenes)."""
+    full = {"year": YEAR, "card_type": "bs", "batch_size": 2, **conf}
     return lc.client.trigger(DAG, full)
 
 
@@ -134,7 +134,8 @@ def pause(lc: LocalCluster, point: str) -> Path:
 @pytest.fixture(scope="module")
 def archive(cluster: LocalCluster) -> LocalCluster:
     """The archive built once, and the reference fingerprints of clean runs of each AOI."""
-    _build(cluster.dsn, cluster.bucket)
+    with cluster.s3():
+        _build(cluster.dsn, cluster.bucket)
     return cluster
 
 
@@ -151,7 +152,8 @@ def reference(archive: LocalCluster) -> dict[str, dict[str, tuple[int, str]]]:
     ref = {}
     for aoi in ("fa", "fb"):
         _reset(archive.dsn)
-        out = extract.extract_all(aoi=aoi, year=YEAR, card_type="bs", dsn=archive.dsn)
+        with archive.s3():
+            out = extract.extract_all(aoi=aoi, year=YEAR, card_type="bs", dsn=archive.dsn)
         assert len(out["extracted"]) == N_SCENES and not out["failed"], out
         ref[aoi] = fingerprint(archive.dsn, aoi)
         assert_consistent(archive.dsn)
