@@ -301,7 +301,7 @@ class _Session:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps({k: round(v, 1) for k, v in self.timings.items()}
                                       | {"task_heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S}, indent=1))
-        if os.environ.get("CBMFLOW_KEEP_CLUSTER_LOGS"):
+        if os.environ.get("CBMFLOW_KEEP_CLUSTER_LOGS") and (self.folder / "logs").exists():
             keep = ROOT / "var" / "cluster-test-logs"
             shutil.rmtree(keep, ignore_errors=True)
             shutil.copytree(self.folder / "logs", keep, dirs_exist_ok=True)

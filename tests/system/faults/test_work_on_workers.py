@@ -20,7 +20,7 @@ import pytest
 
 from cbmflow import storage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration"))
 from test_analytics_db import YEAR, _season  # noqa: E402
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(900)]
