@@ -85,7 +85,7 @@ cluster_env() {
   export AIRFLOW_CONN_CBMFLOW_DB=postgres://$dsn_rest
   export AIRFLOW_CONN_CBMFLOW_S3="{\"conn_type\": \"aws\", \"login\": \"$AWS_ACCESS_KEY_ID\", \"password\": \"$AWS_SECRET_ACCESS_KEY\", \"extra\": {\"endpoint_url\": \"$CBMFLOW_S3_ENDPOINT\", \"region_name\": \"$AWS_DEFAULT_REGION\"}}"
   export CBMFLOW_WORK_URI=${CBMFLOW_WORK_URI:-s3://cbmflow-work/work}
-  export CBMFLOW_REPORT_URI=${CBMFLOW_REPORT_URI:-s3://cbmflow-work/reports}
+  export CBMFLOW_REPORT_URI=${CBMFLOW_REPORT_URI:-$CBMFLOW_WORK_URI/reports}
   export CBMFLOW_EXTRACT_CONCURRENCY=${CBMFLOW_EXTRACT_CONCURRENCY:-$((WORKERS * CBMFLOW_WORKER_CONCURRENCY))}
   # Shared secrets: generated once, mode 600, read by every component, never printed.
   local secrets=$CLUSTER_DIR/secrets.env

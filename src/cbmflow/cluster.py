@@ -118,7 +118,7 @@ class Cluster:
         """A DAG run's state."""
         return str(self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"])
 
-    def wait_run(self, dag_id: str, run_id: str, timeout: float = 300, poll: float = 2) -> str:
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 300, poll: float = 1) -> str:
         """Poll a DAG run until it finishes; returns its final state."""
         deadline = time.monotonic() + timeout
         while True:

@@ -173,6 +173,14 @@ def fresh(archive: LocalCluster) -> Any:
         p.unlink(missing_ok=True)
 
 
+def _retry_started_after(lc: LocalCluster, run: str, killed: datetime) -> float:
+    """Seconds from the kill to the start of the first retried extract try (the recovery time)."""
+    starts = [datetime.fromisoformat(t["start_date"]) for t in lc.client.task_instances(DAG, run)
+              if t["task_id"] == "extract" and int(t.get("try_number") or 0) >= 2 and t.get("start_date")]
+    assert starts, lc.client.task_states(DAG, run)
+    return (min(starts) - killed).total_seconds()
+
+
 def _tries(lc: LocalCluster, run: str) -> dict[str, int]:
     return {f"{t['task_id']}[{t['map_index']}]": int(t.get("try_number") or 0)
             for t in lc.client.task_instances(DAG, run)}
@@ -185,11 +193,12 @@ def test_kill_worker_during_mapped_extract(reference: dict, fresh: LocalCluster)
     victim_pid = wait_markers(lc, "read")[0]
     worker = lc.worker_of(victim_pid)
     lc.kill_worker(worker)
-    killed_at = time.monotonic()
+    killed_at, killed_wall = time.monotonic(), datetime.now(UTC)
     flag.unlink()
     lc.restart_worker(worker)
     state = lc.client.wait_run(DAG, run, timeout=400)
     lc.timings["kill_worker_run_end_after_kill_s"] = time.monotonic() - killed_at
+    lc.timings["kill_worker_retry_started_after_kill_s"] = _retry_started_after(lc, run, killed_wall)
     tries = _tries(lc, run)
     assert state == "success", lc.client.task_states(DAG, run)
     assert max(n for k, n in tries.items() if k.startswith("extract")) >= 2, tries  # the killed task was retried
@@ -203,11 +212,17 @@ def test_kill_worker_during_copy(reference: dict, fresh: LocalCluster) -> None:
     run = trigger(lc, aoi="fa")
     worker = lc.worker_of(wait_markers(lc, "copy")[0])
     lc.kill_worker(worker)
-    killed_at = time.monotonic()
+    killed_at, killed_wall = time.monotonic(), datetime.now(UTC)
+    # the dead writer's transaction is gone with its connection: never a partial scene in the table
+    time.sleep(1)
+    with psycopg.connect(lc.dsn) as conn:
+        per_scene = conn.execute("SELECT obsid, count(*) FROM signatures GROUP BY obsid").fetchall()
+    assert all(n == len(PARCELS["fa"]) * len(BANDS) for _, n in per_scene), per_scene
     flag.unlink()
     lc.restart_worker(worker)
     state = lc.client.wait_run(DAG, run, timeout=400)
     lc.timings["kill_copy_run_end_after_kill_s"] = time.monotonic() - killed_at
+    lc.timings["kill_copy_retry_started_after_kill_s"] = _retry_started_after(lc, run, killed_wall)
     assert state == "success", lc.client.task_states(DAG, run)
     assert fingerprint(lc.dsn, "fa") == reference["fa"]
     assert_consistent(lc.dsn)
@@ -244,14 +259,20 @@ def test_s3_outage(reference: dict, fresh: LocalCluster) -> None:
 
 
 def test_database_connections_dropped(reference: dict, fresh: LocalCluster) -> None:
+    """pg_terminate_backend on the results and the Airflow metadata databases during a COPY."""
     lc = fresh
     flag = pause(lc, "copy")
     run = trigger(lc, aoi="fa")
     wait_markers(lc, "copy")
+    # the server drops every connection at once: the writers' (mid-COPY) and Airflow's own
+    meta_db = lc.env["CBMFLOW_CLUSTER_META_DB"]
     with psycopg.connect(lc.dsn, autocommit=True) as conn:
-        killed = conn.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                              "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()
-    assert killed is not None and killed[0] >= 1
+        killed = dict(conn.execute(
+            "SELECT datname, count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname IN (current_database(), %s) AND pid <> pg_backend_pid() GROUP BY datname",
+            (meta_db,)).fetchall())
+    assert killed.get(psycopg.conninfo.conninfo_to_dict(lc.dsn)["dbname"], 0) >= 1, killed
+    assert killed.get(meta_db, 0) >= 1, killed
     flag.unlink()
     assert lc.client.wait_run(DAG, run, timeout=400) == "success", lc.client.task_states(DAG, run)
     assert fingerprint(lc.dsn, "fa") == reference["fa"]
