@@ -1,7 +1,11 @@
 """The scene catalogue in PostGIS: scene records, idempotent upsert, and the status queue.
 
 Status moves ``discovered -> processing -> ready -> extracted``; any step may go to ``failed``
-(with the attempt count and the last error), from where the scene can be retried.
+(with the attempt count and the last error), from where the scene can be retried. ``processing``
+is backed by a session-level advisory lock of the worker (:func:`hold_claim`), so the claim of a
+worker that died is released at once (:func:`release_orphans`). ``extracted`` means "extracted for
+at least one AOI"; the extraction status per (scene, AOI) is the table ``extractions``
+(:func:`claim_extraction`, :func:`finish_extraction`, :func:`problem_scenes`).
 """
 
 from __future__ import annotations
@@ -249,6 +253,41 @@ def set_status(conn: psycopg.Connection, scene_id: int, status: str) -> None:
     conn.execute(
         "UPDATE catalogue SET status = %s, updated_at = now() WHERE id = %s", (status, scene_id)
     )
+
+
+# Advisory lock namespace of CARD claims ("card"): a worker holds pg_advisory_lock(CLAIM_LOCK, id) on
+# a session of its own while it processes a claimed scene; the lock dies with the worker's session.
+CLAIM_LOCK = 0x63617264
+
+
+def hold_claim(conn: psycopg.Connection, scene_id: int) -> bool:
+    """Take the session-level claim lock of a scene on ``conn`` (keep it open while working); False if held."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (CLAIM_LOCK, int(scene_id))).fetchone()
+    return bool(row and row[0])
+
+
+def release_orphans(
+    conn: psycopg.Connection, *, card_type: str | None = None, ids: Sequence[int] | None = None
+) -> list[int]:
+    """Release ``processing`` scenes whose claiming session is gone (killed worker): at once, no timer.
+
+    A live worker holds its scene's claim lock (:func:`hold_claim`); a claim without a live lock
+    holder is an orphan. A scene with CARD assets goes back to ``ready``, one without to ``failed``.
+    """
+    rows = conn.execute(
+        "UPDATE catalogue SET status = CASE WHEN assets <> '{}'::jsonb THEN 'ready' ELSE 'failed' END, "
+        "updated_at = now(), last_error = 'claim released: the worker that had it in processing since ' "
+        "|| to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC is gone' "
+        "WHERE status = 'processing' AND (%s::text IS NULL OR card_type = %s) "
+        "AND (%s::int[] IS NULL OR id = ANY(%s::int[])) "
+        "AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+        "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "  AND l.classid = %s::bigint::oid AND l.objid = catalogue.id::bigint::oid AND l.objsubid = 2) "
+        "RETURNING id",
+        (card_type, card_type, list(ids) if ids is not None else None, list(ids) if ids is not None else None,
+         CLAIM_LOCK),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
 
 
 STALE_AFTER = timedelta(hours=6)

@@ -474,6 +474,7 @@ def extract_scenes(
         info = get_aoi(conn, aoi)
         box = tuple(float(v) for v in tile_bbox) if tile_bbox else None
         parcels = load_parcels(conn, info, year, bbox=box)  # type: ignore[arg-type]
+        catalogue.register_extractions(conn, scene_ids, aoi, year)  # the work exists even if a try dies
         conn.commit()
         bbox_key = ",".join(f"{v:.0f}" for v in tile_bbox) if tile_bbox else "all"
         parcel_key = f"{info.name}-{year}-v{info.parcels_version}-b{buffer:g}-a{min_area:g}-{bbox_key}"
@@ -519,6 +520,9 @@ def extract_scenes(
                 transient = transient_cause(exc)
                 if transient is not None:
                     log.warning("%s: interrupted by an outage, the retry redoes it: %s", where, transient)
+                    from cbmflow import storage
+
+                    storage.clear_http_cache()  # GDAL must not remember the outage as a bad file
                     _note_interrupted(conn, sid, aoi, year, str(transient))
                     raise transient from exc
                 band = _failed_band(scene, exc)
@@ -860,6 +864,8 @@ def _cli_signatures(args: argparse.Namespace) -> int:
           f"{len(out['failed'])} failed")
     for band, n in sorted(out["bands"].items()):
         print(f"  {band:<7} {n} rows")
+    for sid in out["no_data"]:
+        print(f"  no data {sid}: no parcel has a valid pixel")
     for sid, msg in sorted(out["failed"].items()):
         print(f"  failed {sid}: {msg}")
     return 1 if out["failed"] else 0

@@ -314,3 +314,28 @@ def ensure_bucket(uri: str) -> None:
             client.create_bucket(Bucket=u.bucket)
         except Exception as exc:  # noqa: BLE001
             raise _s3_error(exc, uri) from exc
+
+
+def clear_http_cache() -> bool:
+    """Forget what GDAL's /vsicurl/ and /vsis3/ layers cached (file existence, sizes, blocks) in this process.
+
+    After an outage GDAL would otherwise keep answering "not a supported file" for an object it
+    failed to reach, until the process ends. Returns False when GDAL's library cannot be found.
+    """
+    import ctypes
+
+    import rasterio  # noqa: F401 - loads libgdal into the process
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libgdal" in line and line.rstrip().endswith(".so")
+                     or "libgdal" in line and ".so." in line}
+    except OSError:
+        return False
+    for path in sorted(paths):
+        try:
+            ctypes.CDLL(path).VSICurlClearCache()
+            return True
+        except (OSError, AttributeError):
+            continue
+    return False
