@@ -189,3 +189,27 @@ def card_publish_and_verify(card_type: str, ids: Any, after: Any) -> Any:
     published = publish(ids)
     [after, verified] >> published
     return published
+
+
+def extract_concurrency() -> int | None:
+    """How many ``extract`` tasks of a DAG may run at once (``max_active_tis_per_dag``).
+
+    ``$CBMFLOW_EXTRACT_CONCURRENCY`` when set (``scripts/cluster.sh`` and docker-compose derive it
+    from workers x worker concurrency); otherwise no cap under a distributed executor (the workers'
+    slots bound it, so it grows with workers) and 2 on a single machine (LocalExecutor).
+    """
+    value = os.environ.get("CBMFLOW_EXTRACT_CONCURRENCY", "").strip()
+    if value:
+        n = int(value)
+        if n < 1:
+            raise ValueError(f"CBMFLOW_EXTRACT_CONCURRENCY must be >= 1, got {value!r}")
+        return n
+    executor = os.environ.get("AIRFLOW__CORE__EXECUTOR", "")
+    return None if executor.endswith(("CeleryExecutor", "KubernetesExecutor", "EdgeExecutor")) else 2
+
+
+def retry_delay(default_seconds: float = 30.0) -> Any:
+    """The first retry's delay (``$CBMFLOW_RETRY_DELAY_S``, else the default) as a timedelta."""
+    from datetime import timedelta
+
+    return timedelta(seconds=float(os.environ.get("CBMFLOW_RETRY_DELAY_S") or default_seconds))
