@@ -67,7 +67,7 @@ class BareSoilParams:
 
     season_start: str = "01-01"  # ours: bare soil matters all year (fallow rules start in January)
     season_end: str = "12-31"
-    ndvi_bare_max: float = 0.25  # ours: the NDVI fallback when no state classifier applies
+    ndvi_bare_max: float = 0.25  # ours: bare soil NDVI is 0.1-0.25 (JRC NL 2020 sample: 0.22)
     min_duration_days: int = 10  # [JRC-SMP] state_change min_duration
     knn_k: int = 5  # [JRC-SMP]
     stretch_min: tuple[float, float, float] = (1200.0, 800.0, 150.0)  # [JRC-SMP] B08, B11, B04 (DN)
