@@ -6,6 +6,7 @@ Days are proleptic ordinals (``date.toordinal()``), so detectors do plain arithm
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +23,8 @@ def day(value: str | dt.date) -> int:
 
 
 def iso(ordinal: float) -> str:
-    """The ISO date of an ordinal (rounded to the nearest day)."""
-    return dt.date.fromordinal(int(round(ordinal))).isoformat()
+    """The ISO date of an ordinal (rounded to the nearest day, halves up)."""
+    return dt.date.fromordinal(int(math.floor(ordinal + 0.5))).isoformat()
 
 
 def season_day(year: int, mmdd: str) -> int:
