@@ -82,3 +82,15 @@ def test_cli_markers_from_one_file_and_bad_input(tsdir: Path, tmp_path: Path) ->
     (work / "2_s2_ts.csv").write_text("not,a\nvalid,file\n")
     assert main(["markers", "--signatures", str(work), "--out", str(out)]) == 2  # names the file, exit 2
     assert main(["markers", "--signatures", str(work)]) == 2  # --out missing
+
+
+def test_jrc_state_file_labels_follow_its_rgb_columns_not_its_band_means(shared_data: Path) -> None:
+    from cbmflow.markers.bare_soil import check_state_file
+
+    r = check_state_file(str(shared_data / "timeseries" / "nl2020_b08_b11_b04_classified_1000.csv"))
+    assert r["rows"] == 1000
+    assert r["acc_rgb_stratified"] > 0.8 and r["acc_rgb_grouped"] > 0.8  # JRC's classifier works on its RGB
+    assert r["acc_bands_stratified"] < 0.4  # ... but not on the band means of the same rows
+    assert r["acc_bands_bare_vs_rest"] <= 1 - r["bare_share"] + 0.01  # no better than "never bare"
+    assert r["stretch_reproduces_rgb"] < 0.05 and abs(r["corr_red_b08"]) < 0.2
+    assert r["median_ndvi_maintained"] > 0.6  # "maintained" rows are green by their band means

@@ -111,3 +111,47 @@ def detect_bare_soil(sig: ParcelSignals, params: MarkerParams) -> list[Marker]:
     vv_d, vv_v, _ = orbit_anomaly(sig.s1, "vv_db")
     coh_d, coh_v, _ = orbit_anomaly(sig.s1, "coh")
     return bare_periods(d, v, p, season) + ploughing(d, v, p, (vv_d, vv_v), (coh_d, coh_v), season)
+
+
+# JRC's observation-state classifier (pre_processors.py): k-NN on B08/B11/B04 stretched to 0..255.
+STATE_CLASSES = {1: "cloudy", 2: "hazy", 3: "shady", 4: "maintained", 5: "vegetated (O)", 6: "vegetated (Y)",
+                 7: "vegetated (D)", 8: "other"}
+
+
+def stretch(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """JRC's linear stretch of a band to 0..255 (uint8)."""
+    return np.clip(255.0 / (hi - lo) * (np.asarray(values, dtype=float) - lo), 0, 255).astype(np.uint8)
+
+
+def check_state_file(path: str, p: BareSoilParams | None = None, seed: int = 0) -> dict[str, float]:
+    """Cross-validated accuracy of JRC's k-NN state classifier on the labelled file, on its RGB columns and on its band means."""
+    import pandas as pd
+    from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    p = p or BareSoilParams()
+    df = pd.read_csv(path)
+    y = df["class"].to_numpy()
+    groups = df["FID"].to_numpy()
+    rgb = df[["red", "green", "blue"]].to_numpy()
+    bands = np.column_stack([stretch(df[c].to_numpy(), lo, hi) for c, lo, hi in
+                             zip(("b08_mean", "b11_mean", "b04_mean"), p.stretch_min, p.stretch_max, strict=True)])
+    knn = KNeighborsClassifier(n_neighbors=p.knn_k)
+    strat = StratifiedKFold(5, shuffle=True, random_state=seed)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # two classes have 2 members: fewer than 5 folds
+        out = {
+            "rows": float(len(df)),
+            "acc_rgb_stratified": float(cross_val_score(knn, rgb, y, cv=strat).mean()),
+            "acc_rgb_grouped": float(cross_val_score(knn, rgb, y, cv=GroupKFold(5), groups=groups).mean()),
+            "acc_bands_stratified": float(cross_val_score(knn, bands, y, cv=strat).mean()),
+            "bare_share": float(np.mean(y == 4)),
+            "acc_bands_bare_vs_rest": float(cross_val_score(knn, bands, y == 4, cv=strat).mean()),
+            "stretch_reproduces_rgb": float(np.mean(bands == rgb)),
+            "corr_red_b08": float(np.corrcoef(df["red"], df["b08_mean"])[0, 1]),
+        }
+    ndvi = (df["b08_mean"] - df["b04_mean"]) / (df["b08_mean"] + df["b04_mean"])
+    out["median_ndvi_maintained"] = float(ndvi[y == 4].median())
+    return out

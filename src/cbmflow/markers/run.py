@@ -154,3 +154,26 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="override a parameter, e.g. mowing.min_drop=0.15 (see cbmflow.markers.params)")
     p.set_defaults(func=_cli)
+
+
+def print_summary(aoi: str, year: int, *, dsn: str | None = None, examples: int = 3) -> None:
+    """Print the AOI season's newest run: markers per type, compliance per status, a few parcels (demo)."""
+    from cbmflow import db
+    from cbmflow.errors import ProcessingError
+    from cbmflow.markers import store
+
+    with db.connect(dsn) as conn:
+        run_id = store.latest_run(conn, aoi, year)
+        if run_id is None:
+            raise ProcessingError(f"detect_markers stored no run for {aoi} {year}")
+        s = store.summary(conn, run_id)
+        rows = conn.execute(
+            "SELECT p.pid, p.parcel_id, p.crop_name FROM parcels p WHERE p.aoi = %s AND p.year = %s AND EXISTS "
+            "(SELECT 1 FROM markers m WHERE m.run_id = %s AND m.pid = p.pid AND m.marker = 'mowing') "
+            "ORDER BY p.pid LIMIT %s", (aoi, year, run_id, examples)).fetchall()
+        print(f"   run {run_id}: markers " + (", ".join(f"{k} {v}" for k, v in s["markers"].items()) or "none"))
+        print("   compliance " + (", ".join(f"{k} {v}" for k, v in s["compliance"].items()) or "none"))
+        for pid, parcel_id, crop in rows:
+            ms = [m for m in store.load_markers(conn, aoi, year, pid, run_id=run_id) if m.marker != "no_evidence"]
+            print(f"   parcel {parcel_id} ({crop}): " + ", ".join(
+                f"{m.marker} {m.event_date or m.start_date} [{'+'.join(m.sources)} {m.confidence:.2f}]" for m in ms))
