@@ -38,8 +38,8 @@ def harvest_weeks(s2: tuple[np.ndarray, np.ndarray], ratio: tuple[np.ndarray, np
     n = int(np.ceil((w1 - w0 + 1) / 7.0))
     sd, sv = (np.asarray(a, dtype=float) for a in s2)
     ndvi = _weekly(sd, sv, w0, n, "max")
-    rat = _weekly(*(np.asarray(a, dtype=float) for a in ratio), w0, n, "mean")
-    co = _weekly(*(np.asarray(a, dtype=float) for a in coh), w0, n, "mean")
+    rat = _weekly(np.asarray(ratio[0], dtype=float), np.asarray(ratio[1], dtype=float), w0, n, "mean")
+    co = _weekly(np.asarray(coh[0], dtype=float), np.asarray(coh[1], dtype=float), w0, n, "mean")
     have_s2 = bool(np.isfinite(ndvi).any())
     peak_week = int(np.nanargmax(ndvi)) if have_s2 else -1
     peak = float(ndvi[peak_week]) if have_s2 else float("nan")

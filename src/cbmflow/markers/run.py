@@ -116,7 +116,7 @@ def _cli(args: argparse.Namespace) -> int:
             truth = io.read_foi_info(args.truth)
             det = {s.parcel: [m.event_date for m in found if m.marker == "mowing" and m.event_date]
                    for s, found, _ in results}
-            for name, sc in evaluate.score_all(det, truth).items():
+            for sc in evaluate.score_all(det, truth).values():
                 lo, hi = sc.window
                 print(f"mowing vs {args.truth} window {lo:+d}/{hi:+d} d: TP {sc.tp} FP {sc.fp} FN {sc.fn}  "
                       f"precision {sc.precision:.3f} recall {sc.recall:.3f} F1 {sc.f1:.3f}")

@@ -164,6 +164,6 @@ def orbit_anomaly(orbits: tuple[S1Orbit, ...], attr: str) -> tuple[np.ndarray, n
     if not ds:
         e = np.zeros(0)
         return e, e, e.astype(int)
-    d, v, o = np.concatenate(ds), np.concatenate(vs), np.concatenate(os_)
-    order = np.argsort(d, kind="stable")
-    return d[order].astype(float), v[order], o[order]
+    days, vals_all, idx = np.concatenate(ds), np.concatenate(vs), np.concatenate(os_)
+    order = np.argsort(days, kind="stable")
+    return days[order].astype(float), vals_all[order], idx[order]

@@ -129,9 +129,9 @@ def load_compliance(conn: psycopg.Connection, aoi: str, year: int, pid: int, *,
 
 def summary(conn: psycopg.Connection, run_id: str) -> dict[str, dict[str, int]]:
     """Counts per marker type and per compliance status of a run."""
-    m = dict(conn.execute("SELECT marker, count(*) FROM markers WHERE run_id = %s GROUP BY 1 ORDER BY 1",
+    m: dict[Any, Any] = dict(conn.execute("SELECT marker, count(*) FROM markers WHERE run_id = %s GROUP BY 1 ORDER BY 1",
                           (run_id,)).fetchall())
-    c = dict(conn.execute("SELECT status, count(*) FROM compliance WHERE run_id = %s GROUP BY 1 ORDER BY 1",
+    c: dict[Any, Any] = dict(conn.execute("SELECT status, count(*) FROM compliance WHERE run_id = %s GROUP BY 1 ORDER BY 1",
                           (run_id,)).fetchall())
     return {"markers": {str(k): int(v) for k, v in m.items()}, "compliance": {str(k): int(v) for k, v in c.items()}}
 
