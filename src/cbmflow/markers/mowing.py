@@ -60,16 +60,19 @@ def ndvi_drops(days: np.ndarray, ndvi: np.ndarray, p: MowingParams,
 
 def _trend_residual(d: np.ndarray, v: np.ndarray, x: float, sigma_min: float) -> tuple[float, float]:
     """Prediction at x of the least-squares line through (d, v), and the noise estimate."""
-    if np.ptp(d) == 0:
-        pred = float(np.mean(v))
-        res = v - pred
-        dof = max(len(v) - 1, 1)
+    n = len(v)
+    mx, my = float(d.mean()), float(v.mean())
+    dx = d - mx
+    sxx = float(dx @ dx)
+    if sxx == 0.0:
+        res = v - my
+        pred, dof = my, max(n - 1, 1)
     else:
-        slope, icpt = np.polyfit(d, v, 1)
-        pred = float(slope * x + icpt)
-        res = v - (slope * d + icpt)
-        dof = max(len(v) - 2, 1)
-    sigma = max(float(np.sqrt(np.sum(res ** 2) / dof)), sigma_min)
+        slope = float(dx @ (v - my)) / sxx
+        pred = my + slope * (x - mx)
+        res = v - (my + slope * dx)
+        dof = max(n - 2, 1)
+    sigma = max(float(np.sqrt(float(res @ res) / dof)), sigma_min)
     return pred, sigma
 
 
