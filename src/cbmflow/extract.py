@@ -631,15 +631,12 @@ def extract_all(
 
 
 def _cli_extract(args: argparse.Namespace) -> int:
-    import geopandas as gpd
     import pandas as pd
 
     from cbmflow import storage
+    from cbmflow.parcels import read_vector
 
-    try:
-        parcels = gpd.read_file(args.parcels)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"cannot read parcels {args.parcels}: {exc}") from exc
+    parcels = read_vector(args.parcels)  # keeps the FID column, as `cbmflow parcels import` does
     out = str(args.out)
     if not out.endswith((".parquet", ".csv")):
         raise InputError(f"--out {out}: use a .parquet or .csv file name")

@@ -267,6 +267,13 @@ def read_parcels_file(
     return out
 
 
+def read_vector(path: str | os.PathLike[str]) -> geopandas.GeoDataFrame:
+    """A vector file (local or s3://) as a GeoDataFrame that keeps its FID column (e.g. GeoPackage ``fid``/``id``)."""
+    with tempfile.TemporaryDirectory(prefix="cbmflow-parcels-") as tmp:
+        frame, _ = _read_any(_local_copy(path, tmp))
+    return frame
+
+
 def list_columns(path: str | os.PathLike[str]) -> list[tuple[str, str, str | None]]:
     """The columns of a parcel file as (name, dtype, first non-empty value)."""
     with tempfile.TemporaryDirectory(prefix="cbmflow-parcels-") as tmp:
@@ -451,7 +458,8 @@ def import_parcels(
             ).fetchone()
             assert bumped is not None
             version = int(bumped[0])
-    written = write_report(checked.issues, report)
+        # written before the commit: a report that cannot be written (full disk) imports nothing
+        written = write_report(checked.issues, report)
     result = ImportResult(
         aoi=the_aoi.name, year=int(year), epsg=the_aoi.epsg, source=src, read=checked.read,
         accepted=len(good), repaired=checked.repaired, rejected=checked.rejected, new=new,
