@@ -236,7 +236,10 @@ def build_index(
                     dtype="int32",
                 )
                 rr, cc = np.nonzero(burned)
-                pix_parts.append((rr + r0).astype(pix_dtype) * pix_dtype(w) + (cc + C0).astype(pix_dtype))
+                flat_rows: np.ndarray = (rr + r0).astype(pix_dtype)
+                flat_rows *= w
+                flat_rows += (cc + C0).astype(pix_dtype)
+                pix_parts.append(flat_rows)
                 lab_parts.append(burned[rr, cc] - 1)
                 del burned, rr, cc
     if pix_parts:
