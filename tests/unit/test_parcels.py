@@ -148,3 +148,20 @@ def test_report_lists_every_issue(tmp_path: Path) -> None:
     issues = [parcels.ParcelIssue(3, "c", "rejected", "non-polygon geometry (Point)")]
     out = parcels.write_report(issues, str(tmp_path / "r" / "report.csv"))
     assert Path(out).read_text() == "row,parcel_id,action,reason\n3,c,rejected,non-polygon geometry (Point)\n"
+
+
+def test_m_values_are_dropped_and_missing_crs_names_the_fix(tmp_path: Path) -> None:
+    import shapely
+
+    frame = gpd.GeoDataFrame(
+        {"row": [1], "parcel_id": ["m"], "crop_code": ["1"], "crop_name": [None]},
+        geometry=[shapely.from_wkt("POLYGON M ((500000 5350000 1, 500100 5350000 2, 500100 5350100 3, "
+                                   "500000 5350100 4, 500000 5350000 1))")],
+        crs=32633,
+    )
+    v = parcels.validate(frame, 32633)
+    assert [(i.action, i.reason) for i in v.issues] == [("repaired", "M coordinates dropped (parcels are 2D)")]
+    assert not shapely.has_m(v.frame.geometry.iloc[0]) and v.frame["area_m2"].iloc[0] == 10000.0
+    with pytest.raises(InputError, match=r"has no CRS; assign the CRS .* ogr2ogr -a_srs EPSG:25832 fixed\.gpkg"):
+        parcels.read_parcels_file(_write(tmp_path, [{"pid": "a", "crop": "1", "geometry": SQUARE}], crs=None),
+                                  id_col="pid", crop_col="crop")
