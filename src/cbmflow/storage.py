@@ -164,6 +164,9 @@ def open_raster(uri: str) -> Any:
             raise StorageUnavailable(f"raster {uri}: object storage unavailable: {msg}") from exc
         if "No such file" in msg or "does not exist" in msg or "HTTP response code: 404" in msg:
             raise NotFound(f"raster {uri} does not exist") from exc
+        if any(s in msg for s in ("Connection refused", "Could not resolve host", "Failed to connect",
+                                  "timed out", "Connection reset")):
+            raise TransientError(f"cannot reach the S3 endpoint for raster {uri}: {msg}") from exc
         from cbmflow.errors import CorruptData
 
         raise CorruptData(f"raster {uri} cannot be read: {msg}") from exc
@@ -235,7 +238,10 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
     u = parse(uri)
     if not u.is_s3:
         Path(u.key).parent.mkdir(parents=True, exist_ok=True)
-        Path(u.key).write_bytes(data)
+        try:
+            Path(u.key).write_bytes(data)
+        except OSError as exc:  # name the file (a full disk says only "No space left on device")
+            raise OSError(exc.errno, exc.strerror, str(u)) from exc
         return str(u)
     try:
         s3_client().put_object(Bucket=u.bucket, Key=u.key, Body=data, ContentType=content_type)
