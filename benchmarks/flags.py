@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flags.py --set flanders --seeds 20
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flags.py --set sim --seeds 2 --sim-n 1000
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flags.py --set flanders --seeds 3 --quick
+    .venv/bin/python benchmarks/flags.py --compare-curves   # simulator vs real class curves
 
 Sets: ``flanders`` = the REAL WorldCereal Flanders LPIS 2021 extraction (100 parcels, monthly S1+S2,
 ../shared/data/timeseries, cbmflow.widetables.flanders); ``sim`` = the harder SIMULATED crop model
@@ -105,6 +106,40 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def compare_curves() -> None:
+    """Print per-class VH statistics of the real Flanders set and the harder simulator (docs/simulate-crops.md)."""
+    from cbmflow.simulate import jrc_reference
+    from cbmflow.simulate_crops import simulate_crop_features
+    from cbmflow.widetables import flanders
+
+    def stats(df: Any, name: str, classes: list[str]) -> None:
+        vh = sorted(c for c in df.columns if c.startswith("VH_p"))
+        vv = sorted(c for c in df.columns if c.startswith("VV_p"))
+        print(f"== {name}: {len(df)} parcels; S2 (NDVI) missing {df['NDVI_missing'].mean():.3f}")
+        for c in classes:
+            sub = df[df.crop == c]
+            a = sub[vh].to_numpy(float)
+            med = np.nanmedian(a, axis=0)
+            iqr = np.nanpercentile(a, 75, axis=0) - np.nanpercentile(a, 25, axis=0)
+            amp = np.nanpercentile(a, 90, axis=1) - np.nanpercentile(a, 10, axis=1)
+            print(f"  {c:12s} n={len(sub):4d} VH median {np.nanmin(med):6.1f}..{np.nanmax(med):6.1f} dB, "
+                  f"amplitude {np.nanmax(med) - np.nanmin(med):4.1f}, within-class IQR {np.nanmedian(iqr):.2f}, "
+                  f"per-parcel 10-90 {np.nanmedian(amp):.1f}, VV mean {np.nanmean(sub[vv].to_numpy(float)):.1f}")
+
+    stats(flanders(fill="none"), "Flanders real (monthly)", ["1600000000", "2001020000", "1101060000", "1000000000"])
+    sim, _ = simulate_crop_features(2000, seed=5, period_days=30)
+    stats(sim, "harder sim (30-day periods)", ["GRP", "GRT", "MAI", "WWH", "WBA", "POT", "SBT"])
+    weekly, _ = simulate_crop_features(1000, seed=5, period_days=7)
+    for g in ("VH", "VV"):
+        cols = [c for c in weekly.columns if c.startswith(g + "_p")]
+        a = weekly.loc[weekly.crop == "GRP", cols].to_numpy(float)
+        amp = np.percentile(a, 90, axis=1) - np.percentile(a, 10, axis=1)
+        print(f"harder sim permanent grassland, weekly {g}: per-parcel 10-90 spread median {np.median(amp):.1f} dB")
+    ref = jrc_reference()
+    print(f"JRC grassland (2020) weekly per-parcel 10-90 spread: VH {ref['vh_db_spread_min']:.1f}..{ref['vh_db_spread_max']:.1f} dB, "
+          f"VV {ref['vv_db_spread_min']:.1f}..{ref['vv_db_spread_max']:.1f} dB")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--set", default="both", choices=["flanders", "sim", "both"])
@@ -112,8 +147,13 @@ def main() -> int:
     p.add_argument("--sim-n", type=int, default=1000)
     p.add_argument("--sim-period-days", type=int, default=10)
     p.add_argument("--quick", action="store_true", help="only the main methods")
+    p.add_argument("--compare-curves", action="store_true",
+                   help="print class curves and spreads of Flanders vs the harder simulator, then stop")
     a = p.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    if a.compare_curves:
+        compare_curves()
+        return 0
     import warnings
 
     warnings.filterwarnings("ignore")
