@@ -228,6 +228,15 @@ def oof_probabilities(
     return probs, fit_seconds, predict_seconds
 
 
+def _names(df: pd.DataFrame, name_col: str | None, idx: np.ndarray, declared: np.ndarray) -> np.ndarray:
+    """The declared crops' names (from name_col), the declaration itself where no name is given."""
+    if not name_col or name_col not in df.columns:
+        return declared
+    names = df[name_col].to_numpy()[idx]
+    missing = pd.isna(names) | (pd.Series(names).astype(str).str.strip() == "").to_numpy()
+    return np.where(missing, declared, names.astype(str))
+
+
 def _reasons(
     flag: np.ndarray, declared: np.ndarray, has_class: np.ndarray, other: np.ndarray, p_d: np.ndarray,
     p_o: np.ndarray, score: np.ndarray, rank: np.ndarray, n_rare: dict[str, int], min_class_size: int,
@@ -419,8 +428,7 @@ def classify_frame(
             "score": score.astype(np.float32),
             "reason": reasons,
             "declared_class": cls_labels,
-            "declared_name": (df[name_col].astype(str).to_numpy()[idx] if name_col and name_col in df.columns
-                              else declared_kept),
+            "declared_name": _names(df, name_col, idx, declared_kept),
             "agree_count": agree.astype(np.int16),
             "n_predictions": np.full(n, n_repeats, dtype=np.int16),
             "suspicion_rank": rank.astype(np.int32),

@@ -139,8 +139,12 @@ def _rule_text(params: dict[str, Any]) -> str:
 def _inspector_table(flags: pd.DataFrame, limit: int = 300) -> str:
     """Per red/yellow parcel: declared crop (code, name), best other crop, both probabilities, the reason."""
     esc = html.escape
-    if "score" not in flags.columns:
-        return "<p>(this run has no suspicion scores)</p>"
+    if "score" not in flags.columns or flags["score"].isna().all():
+        return "<p>(this run has no suspicion scores: it was made before schema 009)</p>"
+
+    def num(v: Any) -> str:
+        return "" if v is None or v != v else f"{float(v):.2f}"
+
     sel = flags[flags["flag"] != "green"].sort_values("score", ascending=False)
     rows = []
     for r in sel.head(limit).itertuples():
@@ -148,8 +152,8 @@ def _inspector_table(flags: pd.DataFrame, limit: int = 300) -> str:
         rows.append(
             f"<tr><td style='color:{_FLAG_COLOURS.get(str(r.flag), '#000')}'>{esc(str(r.flag))}</td>"
             f"<td>{esc(str(r.parcel_id))}</td><td>{esc(str(r.declared))}</td><td>{esc(str(name))}</td>"
-            f"<td>{float(r.declared_probability):.2f}</td><td>{esc(str(r.best_other))}</td>"
-            f"<td>{float(r.best_other_probability):.2f}</td><td>{float(r.score):.2f}</td>"
+            f"<td>{num(r.declared_probability)}</td><td>{esc(str(r.best_other))}</td>"
+            f"<td>{num(r.best_other_probability)}</td><td>{num(r.score)}</td>"
             f"<td>{esc(str(r.reason))}</td></tr>"
         )
     more = f"<p>{len(sel) - limit} more not shown (see the flags file).</p>" if len(sel) > limit else ""

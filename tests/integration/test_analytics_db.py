@@ -169,6 +169,14 @@ def test_season_run_end_to_end(conn: psycopg.Connection, clean_db: str, tmp_path
         assert declared == truth.declared_crop[i]
         assert predicted == crop_group(truth.true_crop[i]) != crop_group(declared)
     assert "classes are crop groups (grassland, maize, winter_cereal)" in run.metrics["messages"]
+    # schema 009: the evidence behind each red flag, for the inspector and the parcel view
+    ev = conn.execute(
+        "SELECT declared_name, best_other, best_other_probability, declared_probability, score, suspicion_rank, "
+        "reason FROM parcel_flags WHERE run_id = %s AND flag = 'red' ORDER BY parcel_id", (run.run_id,)).fetchall()
+    for (name, other, p_o, p_d, score, rank, reason), (_pid, declared, predicted, _) in zip(ev, flags, strict=True):
+        assert name == declared and other == predicted and p_o > p_d and score > 0.5 and 1 <= rank <= 4
+        assert reason.startswith(f"{predicted} (p=") and "more likely than the declared" in reason
+    assert "Red and yellow parcels for the inspector" in Path(run.report_uri).read_text()
     assert conn.execute("SELECT count(*) FROM parcel_flags WHERE run_id = %s", (run.run_id,)).fetchone()[0] == 90
     stored = conn.execute("SELECT report_uri, metrics->'flag_counts', aoi, year FROM classification_runs "
                           "WHERE run_id = %s", (run.run_id,)).fetchone()
