@@ -14,9 +14,10 @@ with ``p_o = 0.9`` scores 0.9.
 
 Flags (``FlagPolicy.method``):
 
-The ranking score (``FlagPolicy.score``) is ``margin`` (above), ``declared`` (``1 - p_d``) or
-``relative`` (the margin score minus the median margin score of the parcels declaring the same
-crop, plus 0.5, :func:`class_relative`).
+The ranking score (``FlagPolicy.score``) is ``relative`` (default: the margin score minus the
+median margin score of the parcels declaring the same crop, plus 0.5, :func:`class_relative`; it
+measured best on the real Flanders set, docs/analytics.md §7), ``margin`` (above), ``declared``
+(``1 - p_d``) or ``relative_declared`` (``1 - p_d`` made class-relative).
 
 * ``budget`` (default): the ``red_rate`` (5 %) highest scores are red, the next ``yellow_rate``
   (10 %) yellow, the rest green; red additionally needs ``score > red_min_score`` (0.5: another
