@@ -359,7 +359,7 @@ def _policy(args: argparse.Namespace) -> Any:
     from cbmflow.flags import FlagPolicy
 
     return FlagPolicy(method=args.flag_method, red_rate=args.red_rate, yellow_rate=args.yellow_rate,
-                      red_max_prob=args.red_max_prob, yellow_max_prob=args.yellow_max_prob)
+                      red_max_prob=args.red_max_prob, yellow_max_prob=args.yellow_max_prob, score=args.score)
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
@@ -426,6 +426,8 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--flag-method", default="budget", choices=["budget", "threshold", "jrc"],
                    help="budget: top red-rate by suspicion (default); threshold: calibrated probability; "
                         "jrc: unanimous-disagreement rule")
+    p.add_argument("--score", default="relative", choices=["relative", "margin", "declared", "relative_declared"],
+                   help="suspicion score ranking the parcels (default relative; docs/analytics.md section 4)")
     p.add_argument("--red-rate", type=float, default=0.05, help="budget: share of parcels red (default 0.05)")
     p.add_argument("--yellow-rate", type=float, default=0.10, help="budget: share yellow after red (default 0.10)")
     p.add_argument("--red-max-prob", type=float, default=0.05,
