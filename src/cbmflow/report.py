@@ -146,13 +146,23 @@ def _inspector_table(flags: pd.DataFrame, limit: int = 300) -> str:
         return "" if v is None or v != v else f"{float(v):.2f}"
 
     sel = flags[flags["flag"] != "green"].sort_values("score", ascending=False)
+    name_of: dict[str, str] = {}
+    if "declared_name" in flags.columns:
+        for code, nm in zip(flags["declared"].astype(str), flags["declared_name"], strict=True):
+            if nm is not None and nm == nm and str(nm) != code:
+                name_of.setdefault(code, str(nm))
+
+    def crop(code: Any) -> str:
+        nm = name_of.get(str(code))
+        return esc(f"{code} ({nm})" if nm else str(code))
+
     rows = []
     for r in sel.head(limit).itertuples():
         name = getattr(r, "declared_name", r.declared)
         rows.append(
             f"<tr><td style='color:{_FLAG_COLOURS.get(str(r.flag), '#000')}'>{esc(str(r.flag))}</td>"
             f"<td>{esc(str(r.parcel_id))}</td><td>{esc(str(r.declared))}</td><td>{esc(str(name))}</td>"
-            f"<td>{num(r.declared_probability)}</td><td>{esc(str(r.best_other))}</td>"
+            f"<td>{num(r.declared_probability)}</td><td>{crop(r.best_other)}</td>"
             f"<td>{num(r.best_other_probability)}</td><td>{num(r.score)}</td>"
             f"<td>{esc(str(r.reason))}</td></tr>"
         )
