@@ -284,10 +284,11 @@ def clear_http_cache() -> bool:
                      or "libgdal" in line and ".so." in line}
     except OSError:
         return False
-    for path in sorted(paths):
+    cleared = False
+    for path in sorted(paths):  # every GDAL in the process (rasterio's, pyogrio's, ...): each has its cache
         try:
             ctypes.CDLL(path).VSICurlClearCache()
-            return True
+            cleared = True
         except (OSError, AttributeError):
             continue
-    return False
+    return cleared
