@@ -32,7 +32,15 @@ import numpy as np
 from cbmflow import bands as bands_mod
 from cbmflow.errors import CbmError, CorruptData, InputError
 from cbmflow.parcels import get_aoi, load_parcels
-from cbmflow.pixelindex import Grid, IndexCache, PixelIndex, build_index, default_cache
+from cbmflow.pixelindex import (
+    BYTES_PER_INDEXED_PIXEL,
+    Grid,
+    IndexCache,
+    PixelIndex,
+    build_index,
+    check_fits,
+    default_cache,
+)
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +172,11 @@ def gather(src: Any, band: int, index: PixelIndex, uri: str = "") -> np.ndarray:
         except RasterioIOError as exc:
             raise CorruptData(f"raster {uri or src.name} cannot be read (rows {r0}-{r1}): {exc}") from exc
         p = index.pix[a:b]
-        rows, cols = np.divmod(p, w)
-        out[a:b] = arr.ravel()[(rows - r0) * (c1 - c0) + (cols - c0)]
+        if c0 == 0 and c1 == w:  # a full-width window: the offset is the flat pixel number
+            out[a:b] = arr.ravel()[p - p.dtype.type(r0 * w)]
+        else:
+            rows, cols = np.divmod(p, w)
+            out[a:b] = arr.ravel()[(rows - r0) * (c1 - c0) + (cols - c0)]
     return out
 
 
@@ -251,6 +262,8 @@ def index_for(
         cache.put(key, idx)
         log.info("built pixel index %s on grid %s: %d parcels, %d pixels, %d pass(es)",
                  key, grid.key(), idx.n_parcels, idx.pix.size, idx.passes)
+    # the statistics still need values, validity and the sort working set per pixel (memory guard)
+    check_fits(idx.pix.size, f"statistics over pixel index {key}", per_pixel=BYTES_PER_INDEXED_PIXEL - 8)
     return idx
 
 
@@ -818,15 +831,12 @@ def extract_all(
 
 
 def _cli_extract(args: argparse.Namespace) -> int:
-    import geopandas as gpd
     import pandas as pd
 
     from cbmflow import storage
+    from cbmflow.parcels import read_vector
 
-    try:
-        parcels = gpd.read_file(args.parcels)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"cannot read parcels {args.parcels}: {exc}") from exc
+    parcels = read_vector(args.parcels)  # keeps the FID column, as `cbmflow parcels import` does
     out = str(args.out)
     if not out.endswith((".parquet", ".csv")):
         raise InputError(f"--out {out}: use a .parquet or .csv file name")
