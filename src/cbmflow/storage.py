@@ -166,7 +166,7 @@ def open_raster(uri: str) -> Any:
             raise NotFound(f"raster {uri} does not exist") from exc
         if any(s in msg for s in ("Connection refused", "Could not resolve host", "Failed to connect",
                                   "timed out", "Connection reset")):
-            raise TransientError(f"cannot reach the S3 endpoint for raster {uri}: {msg}") from exc
+            raise StorageUnavailable(f"cannot reach the S3 endpoint for raster {uri}: {msg}") from exc
         from cbmflow.errors import CorruptData
 
         raise CorruptData(f"raster {uri} cannot be read: {msg}") from exc
