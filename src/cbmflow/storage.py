@@ -160,13 +160,13 @@ def open_raster(uri: str) -> Any:
         msg = str(exc)
         from cbmflow.errors import StorageUnavailable, is_transient_storage_text
 
+        if any(s in msg for s in ("Connection refused", "Could not resolve host", "Failed to connect",
+                                  "timed out", "Connection reset")):
+            raise StorageUnavailable(f"cannot reach the S3 endpoint for raster {uri}: {msg}") from exc
         if is_transient_storage_text(msg):
             raise StorageUnavailable(f"raster {uri}: object storage unavailable: {msg}") from exc
         if "No such file" in msg or "does not exist" in msg or "HTTP response code: 404" in msg:
             raise NotFound(f"raster {uri} does not exist") from exc
-        if any(s in msg for s in ("Connection refused", "Could not resolve host", "Failed to connect",
-                                  "timed out", "Connection reset")):
-            raise StorageUnavailable(f"cannot reach the S3 endpoint for raster {uri}: {msg}") from exc
         from cbmflow.errors import CorruptData
 
         raise CorruptData(f"raster {uri} cannot be read: {msg}") from exc
