@@ -164,6 +164,9 @@ def open_raster(uri: str) -> Any:
             raise StorageUnavailable(f"raster {uri}: object storage unavailable: {msg}") from exc
         if "No such file" in msg or "does not exist" in msg or "HTTP response code: 404" in msg:
             raise NotFound(f"raster {uri} does not exist") from exc
+        if any(s in msg for s in ("Connection refused", "Could not resolve host", "Failed to connect",
+                                  "timed out", "Connection reset")):
+            raise StorageUnavailable(f"cannot reach the S3 endpoint for raster {uri}: {msg}") from exc
         from cbmflow.errors import CorruptData
 
         raise CorruptData(f"raster {uri} cannot be read: {msg}") from exc
@@ -335,10 +338,11 @@ def clear_http_cache() -> bool:
                      or "libgdal" in line and ".so." in line}
     except OSError:
         return False
-    for path in sorted(paths):
+    cleared = False
+    for path in sorted(paths):  # every GDAL in the process (rasterio's, pyogrio's, ...): each has its cache
         try:
             ctypes.CDLL(path).VSICurlClearCache()
-            return True
+            cleared = True
         except (OSError, AttributeError):
             continue
-    return False
+    return cleared
