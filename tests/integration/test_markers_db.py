@@ -97,3 +97,18 @@ def test_detect_season_from_the_database(conn: psycopg.Connection, parcel: int) 
     # one usable S2 observation in the season: S2 and S1 gaps cover most of it -> not enough evidence
     assert res["compliance"] == {"not_enough_evidence": 2}
     assert res["markers"] == {"no_evidence": 4}  # S2: before and after 1 June; S1: before and after 2-3 June
+
+
+def test_detect_season_in_batches_gives_the_same_run(conn: psycopg.Connection, parcel: int) -> None:
+    conn.execute(
+        "INSERT INTO parcels (aoi, year, parcel_id, crop_code, crop_name, area_m2, geom, source) VALUES "
+        "('mkdb', 2025, 'M-2', '411', 'Silomais', 1e4, "
+        "ST_Multi(ST_GeomFromText('POLYGON((200 0,300 0,300 100,200 100,200 0))', 32633)), 'test')")
+    conn.commit()
+    one = run.detect_season("mkdb", 2025, run_id="b1", batch_size=1)
+    all_ = run.detect_season("mkdb", 2025, run_id="b2")
+    assert one["parcels"] == all_["parcels"] == 2
+    assert (one["markers"], one["compliance"]) == (all_["markers"], all_["compliance"])
+    assert one["compliance"] == {"not_enough_evidence": 2, "not_monitored": 1}
+    with pytest.raises(Exception, match="no parcels"):
+        run.detect_season("nowhere", 2025)

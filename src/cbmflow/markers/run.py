@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,24 +42,42 @@ def run_id_for(aoi: str, year: int, tag: str) -> str:
 
 
 def detect_season(aoi: str, year: int, *, run_id: str | None = None, overrides: dict[str, Any] | None = None,
-                  rules_path: str | None = None, dsn: str | None = None) -> dict[str, Any]:
-    """Detect markers for every parcel of an AOI's season from PostGIS and store the run; returns its summary."""
+                  rules_path: str | None = None, dsn: str | None = None, batch_size: int = 2000) -> dict[str, Any]:
+    """Detect markers for every parcel of an AOI's season from PostGIS and store the run; returns its summary.
+
+    Parcels are read ``batch_size`` at a time on a second connection while the run is written in
+    one transaction (COPY), so memory stays bounded for a national AOI and the run still appears,
+    or is replaced, atomically.
+    """
     from cbmflow import db
+    from cbmflow.errors import NotFound
     from cbmflow.markers import io, store
 
+    if batch_size < 1:
+        raise InputError(f"batch_size must be positive, got {batch_size}")
     params = DEFAULTS.with_overrides(overrides or {})
     rules = load_rules(rules_path)
     run_id = run_id or run_id_for(aoi, year, dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S"))
-    with db.connect(dsn) as conn:
-        signals = io.read_db(conn, aoi, year)
-        n_with_data = sum(1 for s in signals if s.s2 is not None or s.s1)
-        results = detect_all(signals, params, rules)
+    seen = {"with_data": 0}
+
+    def results(read: Any) -> Iterator[tuple[int, list[Marker], list[Compliance]]]:
+        pids = [int(r[0]) for r in read.execute(
+            "SELECT pid FROM parcels WHERE aoi = %s AND year = %s ORDER BY pid", (aoi, year))]
+        for i in range(0, len(pids), batch_size):
+            for sig, found, comp in detect_all(io.read_db(read, aoi, year, pids=pids[i:i + batch_size]), params, rules):
+                seen["with_data"] += int(sig.s2 is not None or bool(sig.s1))
+                yield int(sig.pid or 0), found, comp
+            log.info("markers %s %d: %d of %d parcels", aoi, year, min(i + batch_size, len(pids)), len(pids))
+
+    with db.connect(dsn) as read, db.connect(dsn) as conn:
+        if read.execute("SELECT 1 FROM parcels WHERE aoi = %s AND year = %s LIMIT 1", (aoi, year)).fetchone() is None:
+            raise NotFound(f"no parcels for AOI {aoi!r} {year}")
         counts = store.save_run(conn, run_id, aoi, year, {**params.as_dict(), "rules": [r.rule for r in rules]},
-                                ((int(s.pid or 0), m, c) for s, m, c in results))
+                                results(read))
         summ = store.summary(conn, run_id)
-    log.info("markers run %s: %d parcels (%d with signatures), %s", run_id, counts["parcels"], n_with_data, summ)
+    log.info("markers run %s: %d parcels (%d with signatures), %s", run_id, counts["parcels"], seen["with_data"], summ)
     return {"run_id": run_id, "aoi": aoi, "year": year, "parcels": counts["parcels"],
-            "parcels_with_signatures": n_with_data, **summ}
+            "parcels_with_signatures": seen["with_data"], **summ}
 
 
 def write_csv(results: Sequence[tuple[ParcelSignals, list[Marker], list[Compliance]]], out: str | Path) -> int:
