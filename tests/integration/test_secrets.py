@@ -33,6 +33,15 @@ FRAGMENTS = (PASSWORD, quote(PASSWORD, safe=""), "p@ss", "w:rd", "100%sure", "su
              quote(AWS_SECRET, safe=""), "se cret+key")
 
 
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    """airflow_adapter.configure() writes AWS_*/CBMFLOW_* into os.environ: give later tests theirs back."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def _assert_clean(*texts: str) -> None:
     for text in texts:
         for piece in FRAGMENTS:
