@@ -166,3 +166,18 @@ def card_publish_and_verify(card_type: str, ids: Any, after: Any) -> Any:
     published = publish(ids)
     after >> published >> verify(ids)
     return published
+
+
+def web_auth() -> tuple[Callable[..., Any], Callable[[str], str]]:
+    """The api-server's own user dependency and login-URL builder, for the cbmflow web app.
+
+    ``get_user`` is what Airflow's REST API and UI routes use: the ``_token`` cookie the UI sets, or
+    an ``Authorization: Bearer`` JWT, validated with the api-server's JWT secret.
+    """
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.core_api.security import get_user
+
+    def login_url(next_url: str) -> str:
+        return str(get_auth_manager().get_url_login(next_url=next_url))
+
+    return get_user, login_url
