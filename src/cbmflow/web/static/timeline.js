@@ -75,7 +75,7 @@ const CBMTimeline = (() => {
       {key: "bs", title: "S1 backscatter γ⁰", unit: "dB", h: 190},
       {key: "ratio", title: "VH/VV", unit: "dB", h: 80},
       {key: "coh", title: "6-day coherence", unit: "0–1", h: 95, fixed: [0, 1]},
-      {key: "ndvi", title: "S2 NDVI", unit: "NDVI", h: 120, fixed: [-0.2, 1]},
+      {key: "ndvi", title: "S2 NDVI", unit: "(B08 − B04)/(B08 + B04)", axis: "NDVI", h: 120, fixed: [-0.2, 1]},
     ];
 
     function legend() {
@@ -136,7 +136,7 @@ const CBMTimeline = (() => {
           node.appendChild(svg("text", {x: L - 6, y: Y(v) + 4, "text-anchor": "end"}, String(v)));
         });
         node.appendChild(svg("rect", {x: L, y: y0, width: W - L - R, height: h, fill: "none", class: "axis"}));
-        node.appendChild(svg("text", {x: 12, y: y0 + h / 2, transform: `rotate(-90 12 ${y0 + h / 2})`, "text-anchor": "middle"}, p.unit));
+        node.appendChild(svg("text", {x: 12, y: y0 + h / 2, transform: `rotate(-90 12 ${y0 + h / 2})`, "text-anchor": "middle"}, p.axis || p.unit));
         const order = {band: 0, step: 1, line: 2, rings: 3};
         vis.sort((a, b) => order[a.kind] - order[b.kind]).forEach(s => drawSeries(s, X, Y));
         y += h + gap - 16;
