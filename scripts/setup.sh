@@ -50,9 +50,14 @@ psql -q -h 127.0.0.1 -U postgres -d postgres -tc "SELECT 1 FROM pg_database WHER
   || psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE cbmflow_airflow" >/dev/null
 # shellcheck source=/dev/null
 . scripts/airflow-env.sh
-if [ "$(cat .airflow/.migrated 2>/dev/null)" != "$(.venv/bin/airflow version 2>/dev/null)" ]; then
+# The marker lives in AIRFLOW_HOME (wherever it is set) and holds the version and a hash of the metadata DB URL,
+# so a new Airflow version or another metadata database is migrated again.
+_migrated="$AIRFLOW_HOME/.migrated"
+_want="$(.venv/bin/airflow version 2>/dev/null) $(printf '%s' "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" | sha1sum | cut -c1-12)"
+if [ "$(cat "$_migrated" 2>/dev/null)" != "$_want" ]; then
   say "migrating the Airflow metadata database"
   .venv/bin/airflow db migrate >/dev/null
-  .venv/bin/airflow version > .airflow/.migrated
+  mkdir -p "$AIRFLOW_HOME"
+  printf '%s\n' "$_want" > "$_migrated"
 fi
 say "ready: $(.venv/bin/python -c 'import airflow,cbmflow;print("airflow",airflow.__version__,"cbmflow",cbmflow.__version__)')"

@@ -81,6 +81,16 @@ def configure() -> None:
         log.info("object storage from connection %s (endpoint %s)", S3_CONN_ID, endpoint)
 
 
+def label_map_index(label: str) -> None:
+    """Name the running mapped task instance in the UI (its ``map_index_template`` is ``{{ map_label }}``)."""
+    from airflow.sdk import get_current_context
+
+    get_current_context()["map_label"] = label  # type: ignore[typeddict-unknown-key]
+
+
+MAP_LABEL = "{{ map_label }}"
+
+
 def card_ready_asset(card_type: str) -> Any:
     """The Airflow Asset a CARD DAG publishes when new scenes of ``card_type`` are ready."""
     from airflow.sdk import Asset
@@ -132,7 +142,8 @@ def card_params(**extra: Any) -> dict[str, Any]:
         "end": Param(None, type=["null", "string"], description="window end, exclusive; default data interval end"),
         "lookback_days": Param(2, type="integer", minimum=0,
                                description="also retry unready scenes sensed up to N days before the window"),
-        "aoi": Param(None, type=["null", "string"], description="AOI footprint filter, WKT in EPSG:4326"),
+        "footprint": Param(None, type=["null", "string"],
+                           description="only scenes intersecting this footprint (WKT, EPSG:4326); empty = all"),
         "card_root": Param(None, type=["null", "string"], description="CARD root URI; default $CBMFLOW_CARD_ROOT"),
         "reprocess": Param(False, type="boolean", description="also redo ready/extracted scenes"),
         "stac_source": Param(None, type=["null", "string"], description="STAC API URL or ItemCollection to discover first"),
@@ -141,30 +152,42 @@ def card_params(**extra: Any) -> dict[str, Any]:
 
 
 def card_publish_and_verify(card_type: str, ids: Any, after: Any) -> Any:
-    """Wire the tail every CARD DAG ends with: publish (the Asset outlet), then verify.
+    """Wire the tail every CARD DAG ends with: verify, then publish (the Asset outlet).
 
-    ``publish`` emits ``card_ready_asset(card_type)`` when at least one scene became ready (it is
-    skipped otherwise); ``verify`` fails the run, naming each scene and its error, when any scene
-    of ``ids`` is not ready. Both run after ``after`` whatever its outcome.
+    ``verify`` runs whatever happened upstream and fails the run, naming each scene and its error,
+    when ``discover`` did not finish or any scene of ``ids`` is not ready. ``publish`` emits
+    ``card_ready_asset(card_type)`` only when no task failed and verify passed (and skips itself
+    when no scene became ready: nothing to do), so a failed run never publishes an Asset event.
     """
     from airflow.sdk import task
 
-    @task(task_id="publish", outlets=[card_ready_asset(card_type)], trigger_rule="all_done")
-    def publish(scene_ids: list[int]) -> dict[str, list[int]]:
-        from cbmflow import card
-
-        configure()
-        return run(card.publish, scene_ids)
-
     @task(task_id="verify", trigger_rule="all_done")
-    def verify(scene_ids: list[int]) -> dict[str, int]:
+    def verify(scene_ids: list[int] | None) -> dict[str, int]:
+        from cbmflow import card
+        from cbmflow.errors import ProcessingError
+
+        configure()
+
+        def _verify() -> dict[str, int]:
+            if scene_ids is None:
+                raise ProcessingError("discover did not finish (see its log): no scene was verified")
+            if not scene_ids:
+                log.info("nothing to do: no %s scene awaited processing", card_type)
+            return card.raise_for_failed(scene_ids)
+
+        return run(_verify)
+
+    @task(task_id="publish", outlets=[card_ready_asset(card_type)], trigger_rule="none_failed")
+    def publish(scene_ids: list[int] | None) -> dict[str, list[int]]:
         from cbmflow import card
 
         configure()
-        return run(card.raise_for_failed, scene_ids)
+        return run(card.publish, scene_ids or [])
 
+    verified = verify(ids)
+    after >> verified
     published = publish(ids)
-    after >> published >> verify(ids)
+    [after, verified] >> published
     return published
 
 

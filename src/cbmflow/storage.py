@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cbmflow.config import S3Settings, s3_settings
-from cbmflow.errors import ConfigError, NotFound, TransientError
+from cbmflow.errors import ConfigError, NotFound, StorageUnavailable, transient_cause
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,10 @@ def open_raster(uri: str) -> Any:
         return rasterio.open(gdal_path(uri))
     except RasterioIOError as exc:
         msg = str(exc)
+        from cbmflow.errors import StorageUnavailable, is_transient_storage_text
+
+        if is_transient_storage_text(msg):
+            raise StorageUnavailable(f"raster {uri}: object storage unavailable: {msg}") from exc
         if "No such file" in msg or "does not exist" in msg or "HTTP response code: 404" in msg:
             raise NotFound(f"raster {uri} does not exist") from exc
         from cbmflow.errors import CorruptData
@@ -143,10 +147,10 @@ def _s3_error(exc: Exception, uri: str) -> Exception:
             return NotFound(f"object {uri} does not exist")
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
             return ConfigError(f"access to {uri} denied ({code}); check the S3 credentials")
-        return TransientError(f"S3 error on {uri}: {code}")
+        return StorageUnavailable(f"S3 error on {uri}: {code}")
     if isinstance(exc, EndpointConnectionError):
-        return TransientError(f"cannot reach the S3 endpoint for {uri}: {exc}")
-    return exc
+        return StorageUnavailable(f"cannot reach the S3 endpoint for {uri}: {exc}")
+    return transient_cause(exc) or exc
 
 
 def exists(uri: str) -> bool:
@@ -262,3 +266,28 @@ def ensure_bucket(uri: str) -> None:
             client.create_bucket(Bucket=u.bucket)
         except Exception as exc:  # noqa: BLE001
             raise _s3_error(exc, uri) from exc
+
+
+def clear_http_cache() -> bool:
+    """Forget what GDAL's /vsicurl/ and /vsis3/ layers cached (file existence, sizes, blocks) in this process.
+
+    After an outage GDAL would otherwise keep answering "not a supported file" for an object it
+    failed to reach, until the process ends. Returns False when GDAL's library cannot be found.
+    """
+    import ctypes
+
+    import rasterio  # noqa: F401 - loads libgdal into the process
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libgdal" in line and line.rstrip().endswith(".so")
+                     or "libgdal" in line and ".so." in line}
+    except OSError:
+        return False
+    for path in sorted(paths):
+        try:
+            ctypes.CDLL(path).VSICurlClearCache()
+            return True
+        except (OSError, AttributeError):
+            continue
+    return False
