@@ -230,6 +230,9 @@ def report_run(run_id: int, *, out_dir: str | None = None, dsn: str | None = Non
             columns=["pid", "parcel_id", "declared", "declared_class", "predicted", "probability",
                      "declared_probability", "agree_count", "n_predictions", "flag"],
         )
+        from cbmflow.markers.store import parcel_summaries  # activity markers of the red parcels
+
+        marks = parcel_summaries(conn, str(aoi), int(year), [int(p) for p in flags.loc[flags["flag"] == "red", "pid"]])
     features = None
     furi = metrics.get("features_uri")
     if furi:
@@ -240,7 +243,7 @@ def report_run(run_id: int, *, out_dir: str | None = None, dsn: str | None = Non
     out_dir = out_dir or storage.join(reports_dir(), str(aoi), str(year), f"run_{run_id}")
     uri = write_report(
         out_dir, flags, metrics, features, title=f"cbmflow classification run {run_id}: {aoi} {year}",
-        evaluation=metrics.get("evaluation"),
+        evaluation=metrics.get("evaluation"), markers=marks,
     )
     with db.connect(dsn) as conn:
         conn.execute("UPDATE classification_runs SET report_uri = %s WHERE run_id = %s", (uri, run_id))

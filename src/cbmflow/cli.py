@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "cbmflow.extract",
     "cbmflow.card",
     "cbmflow.analytics",
+    "cbmflow.markers.run",
     "cbmflow.demo",
 )
 
