@@ -36,6 +36,7 @@ class WebData:
     chip_obsid: int | None
     s1_chip_obsid: int | None
     failed_obsid: int
+    extraction_failed_obsid: int | None = None
 
 
 def _parcel_wkt(i: int) -> str:
@@ -178,13 +179,23 @@ def build(conn: Any, s3_base: str | None = None) -> WebData:
             (run_id, pid, text, declared, declared, pred, prob, dprob, agree, flag),
         )
     _markers(conn, pids[RED_PARCEL])
+    extraction_failed = None
+    if conn.execute("SELECT to_regclass('extractions') IS NOT NULL").fetchone()[0]:  # schema 005
+        s2_failed = next(p for p in ids if p.startswith("S2B_SIM_20250710"))
+        s2_empty = next(p for p in ids if p.startswith("S2B_SIM_20250715"))
+        extraction_failed = ids[s2_failed]
+        conn.execute(
+            "INSERT INTO extractions (obsid, aoi, year, status, attempts, last_error, band) VALUES "
+            "(%s, %s, %s, 'failed', 2, 'CorruptData: raster s3://card/B08.tif cannot be read: not a TIFF', 'B08'), "
+            "(%s, %s, %s, 'no_data', 1, NULL, NULL)",
+            (ids[s2_failed], AOI, YEAR, ids[s2_empty], AOI, YEAR))
     chip_obsid = s1_chip = None
     if s3_base:
         chip_obsid, s1_chip = _chip_cogs(conn, ids, s3_base, cloudy)
     conn.commit()
     return WebData(run_id=int(run_id), red_pid=pids[RED_PARCEL], yellow_pid=pids[YELLOW_PARCEL],
                    xss_pid=pids[XSS_PARCEL], pids=pids, chip_obsid=chip_obsid, s1_chip_obsid=s1_chip,
-                   failed_obsid=failed_obsid)
+                   failed_obsid=failed_obsid, extraction_failed_obsid=extraction_failed)
 
 
 def _markers(conn: Any, pid: int) -> None:

@@ -178,6 +178,14 @@ def test_scene_problems_list_failed_scene_with_error_and_rerun(client, web: WebD
     assert "DEM tile missing" in failed[0]["error"]
     assert failed[0]["rerun"] == {"dag_id": "card_s1_bs", "conf": {"start": "2025-06-14", "end": "2025-06-15", "reprocess": True}}
     assert client.get("/api/scenes/problems", params={"aoi": "nosuch"}).json()["items"] == []
+    if web.extraction_failed_obsid is not None:  # schema 005: per-(scene, AOI) extraction status
+        assert body["source"] == "extractions"
+        ext = next(i for i in body["items"] if i["obsid"] == web.extraction_failed_obsid)
+        assert ext["status"] == "failed" and "not a TIFF" in ext["error"] and ext["aoi"] == AOI
+        assert ext["rerun"] == {"dag_id": "extract_signatures", "conf": {
+            "aoi": AOI, "year": YEAR, "start": "2025-07-10", "end": "2025-07-11", "card_type": "s2",
+            "reprocess": True}}
+        assert any(i["status"] == "no_data" and i["day"] == "2025-07-15" for i in body["items"])
 
 
 @pytest.mark.parametrize("path", [
@@ -268,3 +276,19 @@ def test_basemap_is_optional_and_allowed_by_the_csp(client, monkeypatch) -> None
     assert "https://*.tiles.example.org" in client.get("/flags").headers["content-security-policy"]
     monkeypatch.setenv("CBMFLOW_BASEMAP_URL", "javascript:alert(1)//{z}")
     assert client.get("/api/config").json()["basemap"]["url"] is None
+
+
+def test_flag_evidence_columns_of_schema_009_are_shown_when_present(client, web: WebData, pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute("ALTER TABLE parcel_flags ADD COLUMN IF NOT EXISTS best_other text, "
+                  "ADD COLUMN IF NOT EXISTS best_other_probability real, ADD COLUMN IF NOT EXISTS score real, "
+                  "ADD COLUMN IF NOT EXISTS reason text")
+        c.execute("UPDATE parcel_flags SET best_other = 'WW', best_other_probability = 0.9, score = 0.93, "
+                  "reason = 'WW fits the season far better than the declared SM' WHERE pid = %s", (web.red_pid,))
+    f = client.get(f"/api/parcels/{web.red_pid}").json()["flag"]
+    assert f["reason"] == "WW fits the season far better than the declared SM" and f["score"] == 0.93
+    assert f["best_other"] == "WW" and f["best_other_name"] == "WINTERWEICHWEIZEN"
+    rows = client.get(f"/api/runs/{web.run_id}/flags", params={"sort": "score", "order": "desc"}).json()["rows"]
+    assert rows[0]["pid"] == web.red_pid and rows[0]["score"] == 0.93
+    # parcels without a stored reason still get one
+    assert all(r["reason"] for r in rows)

@@ -27,7 +27,8 @@ FLAG_SORT_COLUMNS = (
     "parcel_id", "declared", "crop_name", "predicted", "probability", "declared_probability",
     "agree_count", "flag", "area_m2",
 )
-_FLAG_OPTIONAL = ("declared_prob", "best_other_crop", "best_other_prob", "score", "reason")
+# Columns schema 009 (flag evidence) adds to parcel_flags; read when present.
+_FLAG_OPTIONAL = ("declared_name", "best_other", "best_other_probability", "score", "suspicion_rank", "reason")
 _FLAG_ORDER = "CASE f.flag WHEN 'red' THEN 0 WHEN 'yellow' THEN 1 ELSE 2 END"
 
 
@@ -237,10 +238,12 @@ def parcel_flag(conn: psycopg.Connection, pid: int, run_id: int | None) -> dict[
         "SELECT DISTINCT coalesce(crop_code, crop_name), crop_name FROM parcels p "
         "WHERE (p.aoi, p.year) = (SELECT aoi, year FROM parcels WHERE pid = %s) "
         "AND coalesce(crop_code, crop_name) = ANY(%s)",
-        (pid, [out.get("predicted"), out.get("declared"), out.get("best_other_crop")]),
+        (pid, [out.get("predicted"), out.get("declared"), out.get("best_other")]),
     ).fetchall())
     out["predicted_name"] = crop_names.get(out.get("predicted"))
-    out["declared_name"] = crop_names.get(out.get("declared"))
+    out["declared_name"] = out.get("declared_name") or crop_names.get(out.get("declared"))
+    if out.get("best_other"):
+        out["best_other_name"] = crop_names.get(out["best_other"])
     return out
 
 
@@ -501,15 +504,18 @@ def markers(conn: psycopg.Connection, pid: int, aoi: str, year: int) -> list[dic
     if not table_exists(conn, "markers"):
         return []
     cols = table_columns(conn, "markers")
-    order = "run_id DESC" if "run_id" in cols else "1"
+    run: Any = None
+    if "run_id" in cols and table_exists(conn, "marker_runs"):
+        row = conn.execute(
+            "SELECT r.run_id FROM marker_runs r WHERE r.aoi = %s AND r.year = %s AND EXISTS ("
+            "SELECT 1 FROM markers m WHERE m.run_id = r.run_id AND m.pid = %s) "
+            "ORDER BY r.created_at DESC LIMIT 1", (aoi, year, pid)).fetchone()
+        run = row[0] if row else None
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = list(cur.execute(
-            sql.SQL("SELECT * FROM markers WHERE pid = %s ORDER BY {}").format(sql.SQL(order)), (pid,)))
-    if not rows:
-        return []
-    if "run_id" in cols:
-        newest = rows[0]["run_id"]
-        rows = [r for r in rows if r["run_id"] == newest]
+        if run is not None:
+            rows = list(cur.execute("SELECT * FROM markers WHERE pid = %s AND run_id = %s", (pid, run)))
+        else:
+            rows = list(cur.execute("SELECT * FROM markers WHERE pid = %s", (pid,)))
     out = []
     for r in rows:
         item = {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in r.items()}
@@ -526,12 +532,17 @@ def scene_problems(conn: psycopg.Connection, *, aoi: str | None = None, limit: i
     """Scenes that failed or gave no data, per AOI and day, with their error and how to re-run them."""
     status_table = _extraction_status_table(conn)
     if status_table:
-        return _scene_problems_from_status(conn, status_table, aoi=aoi, limit=limit)
+        out = _scene_problems_from_status(conn, status_table, aoi=aoi, limit=limit)
+        # CARD failures (no raster yet) have no per-AOI extraction row: from the catalogue
+        card = _scene_problems_from_catalogue(conn, aoi=aoi, limit=limit, card_only=True)
+        out["items"] = sorted(out["items"] + card["items"], key=lambda i: (i["day"], i["aoi"] or ""),
+                              reverse=True)[:limit]
+        return out
     return _scene_problems_from_catalogue(conn, aoi=aoi, limit=limit)
 
 
 def _extraction_status_table(conn: psycopg.Connection) -> str | None:
-    for name in ("extraction_status", "scene_extractions", "scene_aoi_status", "extraction_runs"):
+    for name in ("extractions", "extraction_status"):  # 005 (i8-truth) names it extractions
         cols = table_columns(conn, name)
         if {"aoi", "status"} <= cols and ({"obsid"} & cols or {"scene_id"} & cols):
             return name
@@ -543,7 +554,7 @@ def _rerun(card_type: str, product_type: str, has_assets: bool, day: str, aoi: s
     start = date.fromisoformat(day)
     end = (start + timedelta(days=1)).isoformat()
     if has_assets or product_type.startswith("CARD"):
-        conf: dict[str, Any] = {"aoi": aoi or "", "year": year, "start": day, "end": end,
+        conf: dict[str, Any] = {"aoi": aoi, "year": year, "start": day, "end": end,
                                 "card_type": card_type, "reprocess": True}
         dag = "extract_signatures"
     else:
@@ -579,7 +590,8 @@ def _scene_problems_from_status(conn: psycopg.Connection, table: str, *, aoi: st
     return {"source": table, "items": items}
 
 
-def _scene_problems_from_catalogue(conn: psycopg.Connection, *, aoi: str | None, limit: int) -> dict[str, Any]:
+def _scene_problems_from_catalogue(conn: psycopg.Connection, *, aoi: str | None, limit: int,
+                                   card_only: bool = False) -> dict[str, Any]:
     # Without a per-(scene, AOI) status table: failed catalogue rows, and extracted scenes over an
     # AOI that wrote no signature for any of its parcels ("no_data"), AOI by footprint overlap.
     rows = conn.execute(
@@ -589,7 +601,8 @@ def _scene_problems_from_catalogue(conn: psycopg.Connection, *, aoi: str | None,
         "cand AS (SELECT c.*, e.aoi AS aoi_name, e.year AS aoi_year FROM catalogue c "
         "  LEFT JOIN ext e ON c.footprint IS NOT NULL AND ST_Intersects(c.footprint, e.g) "
         "    AND e.year = extract(year FROM c.sensing_time AT TIME ZONE 'UTC') "
-        "  WHERE c.status = 'failed' OR (c.status = 'extracted' AND e.aoi IS NOT NULL)) "
+        "  WHERE (c.status = 'failed' AND (NOT %(card_only)s OR c.assets = '{}'::jsonb)) "
+        "     OR (NOT %(card_only)s AND c.status = 'extracted' AND e.aoi IS NOT NULL)) "
         "SELECT cand.aoi_name, CASE WHEN cand.status = 'failed' THEN 'failed' ELSE 'no_data' END, "
         "  cand.last_error, cand.updated_at, cand.id, cand.product_id, cand.card_type, cand.product_type, "
         "  cand.sensing_time, cand.assets <> '{}'::jsonb, cand.status, cand.attempts "
@@ -597,7 +610,7 @@ def _scene_problems_from_catalogue(conn: psycopg.Connection, *, aoi: str | None,
         "  SELECT 1 FROM signatures s JOIN parcels p ON p.pid = s.pid "
         "  WHERE s.obsid = cand.id AND p.aoi = cand.aoi_name)) "
         "ORDER BY cand.sensing_time DESC, cand.aoi_name LIMIT %(limit)s",
-        {"aoi": aoi, "limit": limit},
+        {"aoi": aoi, "limit": limit, "card_only": card_only},
     ).fetchall()
     items = []
     for a, status, error, updated, obsid, product, card, ptype, t, has_assets, scene_status, attempts in rows:

@@ -47,8 +47,8 @@
     row("P(declared crop)", el("strong", {id: "declared-prob"}, pct(f.declared_probability)));
     row("P(predicted)", pct(f.probability));
     row("Agreement", `${f.agree_count} of ${f.n_predictions} out-of-fold predictions`);
-    if (f.best_other_crop) row("Best other crop", `${f.best_other_crop} (${pct(f.best_other_prob)})`);
-    if (f.score !== undefined && f.score !== null) row("Score", String(f.score));
+    if (f.best_other) row("Best other crop", `${f.best_other}${f.best_other_name && f.best_other_name !== f.best_other ? " · " + f.best_other_name : ""} (${pct(f.best_other_probability)})`);
+    if (f.score !== undefined && f.score !== null) row("Suspicion score", `${Number(f.score).toFixed(2)}${f.suspicion_rank ? " · rank " + f.suspicion_rank + " in the run" : ""}`);
     row("Flag", badge(f.flag), el("span", {class: "muted"}, ` run #${f.run_id}`));
     reason.className = "reason " + f.flag;
     reason.id = "reason";
