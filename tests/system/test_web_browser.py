@@ -51,8 +51,11 @@ def web_data(pg_dsn: str, s3_endpoint: str) -> WebData:
             "AND c.relname NOT IN ('schema_migrations', 'bands', 'spatial_ref_sys')")]
         c.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
             sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
+    t0 = time.monotonic()
     with psycopg.connect(pg_dsn) as conn:
-        return build(conn, s3_base=f"s3://webui-{uuid.uuid4().hex[:10]}")
+        data = build(conn, s3_base=f"s3://webui-{uuid.uuid4().hex[:10]}")
+    print(f"web test data built in {time.monotonic() - t0:.1f} s")
+    return data
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +82,7 @@ def api_server(web_data: WebData, airflow_db: str, tmp_path_factory: pytest.Temp
     proc = subprocess.Popen([str(airflow_bin), "api-server"], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -92,11 +96,12 @@ def api_server(web_data: WebData, airflow_db: str, tmp_path_factory: pytest.Temp
                 log.flush()
                 pytest.fail(f"api-server did not come up: {(home / 'api-server.log').read_text()[-3000:]}")
             time.sleep(0.5)
+        print(f"api-server healthy after {time.monotonic() - started:.1f} s")
         yield base
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -219,8 +224,9 @@ def test_login_flag_list_red_parcel_view(api_server: str, browser, web_data: Web
     # the failed-scenes page lists the failed scene; its error's HTML stays text
     page.goto(api_server + "/cbmflow/scenes")
     page.wait_for_selector("tr[data-status=failed]", timeout=15_000)
-    assert "<script>alert(1)</script>" in page.inner_text("tr[data-status=failed]")
-    assert "airflow dags trigger card_s1_bs" in page.inner_text("tr[data-status=failed]")
+    row = page.locator("tr[data-status=failed]", has_text="S1A_IW_GRDH_1SDV_20250614T050000_FAILED")
+    assert "<script>alert(1)</script>" in row.inner_text()
+    assert "airflow dags trigger card_s1_bs" in row.inner_text()
 
     # API docs work offline (rendered from openapi.json by a local script)
     page.goto(api_server + "/cbmflow/docs")
