@@ -39,10 +39,10 @@ def one_parcel_two_scenes(conn) -> int:
 def client(airflow_db: str):
     """The web app with the api-server's own auth dependency and a logged-in user's JWT cookie."""
     from fastapi.testclient import TestClient
-    from web_data import airflow_token
 
     from cbmflow.airflow_adapter import web_auth
     from cbmflow.web import create_app
+    from web_data import airflow_token
 
     token = airflow_token()
     c = TestClient(create_app(*web_auth()), root_path="/cbmflow", follow_redirects=False)

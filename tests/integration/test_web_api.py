@@ -12,6 +12,7 @@ import re
 
 import psycopg
 import pytest
+
 from web_data import AOI, RED_PARCEL, XSS_ID, XSS_PARCEL, YEAR, WebData, airflow_token, build
 
 pytestmark = pytest.mark.integration
@@ -21,8 +22,9 @@ pytestmark = pytest.mark.integration
 def web(pg_dsn: str, s3_endpoint: str) -> WebData:
     import uuid
 
-    from conftest import _KEEP_TABLES  # noqa: F401 - same emptied database as the other tests
     from psycopg import sql
+
+    from conftest import _KEEP_TABLES  # noqa: F401 - same emptied database as the other tests
 
     with psycopg.connect(pg_dsn, autocommit=True) as c:
         tables = [r[0] for r in c.execute(

@@ -11,6 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+
 from web_data import airflow_token, build
 
 pytestmark = pytest.mark.integration

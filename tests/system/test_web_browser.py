@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from web_data import RED_PARCEL, XSS_ID, XSS_PARCEL, WebData, airflow_auth_env, build
 
 pytestmark = pytest.mark.system

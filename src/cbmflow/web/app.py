@@ -92,7 +92,8 @@ def create_app(
     login_url: Callable[[str], str] | None = None,
 ) -> Any:
     """Build the web app; by default it authenticates with the Airflow api-server it runs in."""
-    from fastapi import Depends, FastAPI, Path as P, Query, Request
+    from fastapi import Depends, FastAPI, Query, Request
+    from fastapi import Path as P
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, RedirectResponse, Response
     from fastapi.staticfiles import StaticFiles
@@ -313,7 +314,7 @@ def create_app(
               limit: Annotated[int, Query(ge=1, le=5000)] = 200,
               offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
         """Flags of a run (default red and yellow), filtered and sorted."""
-        return queries.list_flags(c, run_id, flags=flag or ["red", "yellow"], crop=crop, predicted=predicted,
+        return queries.list_flags(c, run_id, flags=list(flag or ["red", "yellow"]), crop=crop, predicted=predicted,
                                   min_prob=min_prob, max_prob=max_prob, max_declared_prob=max_declared_prob,
                                   q=q, sort=sort, order=order, limit=limit, offset=offset)
 

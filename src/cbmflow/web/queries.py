@@ -234,7 +234,7 @@ def parcel_flag(conn: psycopg.Connection, pid: int, run_id: int | None) -> dict[
         return None
     out = {k: (_num(v) if isinstance(v, float) else v) for k, v in row.items()}
     out["reason"] = flag_reason(out)
-    crop_names = dict(conn.execute(
+    crop_names: dict[Any, Any] = dict(conn.execute(
         "SELECT DISTINCT coalesce(crop_code, crop_name), crop_name FROM parcels p "
         "WHERE (p.aoi, p.year) = (SELECT aoi, year FROM parcels WHERE pid = %s) "
         "AND coalesce(crop_code, crop_name) = ANY(%s)",
@@ -374,7 +374,7 @@ def chart(conn: psycopg.Connection, pid: int, *, run_id: int | None = None,
     s1: list[dict[str, Any]] = []
     coh: list[dict[str, Any]] = []
     by_obs: dict[int, dict[str, Any]] = {}
-    for t, obsid, product, card, orbit, rel, band, count, mean, p25, p75 in rows:
+    for t, obsid, product, _card, orbit, rel, band, count, mean, p25, p75 in rows:
         name = codes[band]
         if count == 0 or mean is None or not math.isfinite(mean):
             continue
@@ -399,7 +399,7 @@ def chart(conn: psycopg.Connection, pid: int, *, run_id: int | None = None,
         if "VV" in d and "VH" in d and d["VV"]["mean_db"] is not None and d["VH"]["mean_db"] is not None
     ]
     ratio.sort(key=lambda r: r["date"])
-    hist = dict(conn.execute("SELECT obsid, counts FROM scl_histograms WHERE pid = %s", (pid,)).fetchall())
+    hist: dict[int, list[int]] = dict(conn.execute("SELECT obsid, counts FROM scl_histograms WHERE pid = %s", (pid,)).fetchall())
     ndvi = []
     for obsid, o in by_obs.items():
         red, nir = o.get("B04"), o.get("B08")
