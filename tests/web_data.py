@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+# The web tests read with the default: CBMFLOW_DSN as the read-only role (never an outside override).
+os.environ.pop("CBMFLOW_API_DSN", None)
+
 AOI, YEAR, EPSG = "webt", 2025, 32633
 X0, Y0, SIZE = 520000.0, 5320000.0, 100.0  # 4x4 parcels of 100 m with 20 m lanes
 XSS_ID = 'S2B_MSIL2A_<img src=x onerror="window.__xss=1">'

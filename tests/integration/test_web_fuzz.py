@@ -52,7 +52,7 @@ def test_api_never_answers_with_a_server_error(web_schema, token: str) -> None:
     assert len(operations) >= 14
     for op in operations:
 
-        @settings(max_examples=12, deadline=None, derandomize=True, database=None,
+        @settings(max_examples=8, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(case=op.as_strategy())
         def run(case) -> None:  # type: ignore[no-untyped-def]

@@ -158,6 +158,8 @@ def test_login_flag_list_red_parcel_view(api_server: str, browser, web_data: Web
     # a parcel id with HTML in it is shown as text, not markup
     assert page.locator("table#flags a.parcel-link", has_text=XSS_PARCEL).count() == 1
     assert page.locator("b#xss").count() == 0
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / "flag_list.png"), full_page=True)
     # sorting by a header re-orders the rows
     page.click("th[data-key=probability]")
     page.wait_for_selector("th[data-key=probability].sorted")
@@ -198,7 +200,6 @@ def test_login_flag_list_red_parcel_view(api_server: str, browser, web_data: Web
     assert page.locator("#timeline line.selected-date").count() == 1
     page.evaluate("document.querySelector('#chips').scrollLeft = 0")
     page.mouse.move(0, 0)
-    ARTEFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTEFACTS / "parcel_view.png"), full_page=True)
 
     # clicking another parcel on the map opens it (search by clicking the map)
