@@ -16,6 +16,8 @@ class CbmflowApiPlugin(AirflowPlugin):
     name = "cbmflow_api"
     fastapi_apps = [{"app": create_app(), "url_prefix": "/cbmflow", "name": "cbmflow parcels and flags"}]
     external_views = [
-        {"name": "CbM flags", "href": "/cbmflow/flags", "destination": "nav", "nav_top_level": True},
+        # url_route: the flag list opens inside Airflow's UI (an iframe of the same origin)
+        {"name": "CbM flags", "href": "/cbmflow/flags", "destination": "nav", "nav_top_level": True,
+         "url_route": "cbm-flags"},
         {"name": "Failed scenes", "href": "/cbmflow/scenes", "destination": "nav", "category": "browse"},
     ]

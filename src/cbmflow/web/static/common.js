@@ -67,7 +67,7 @@ const CBM = (() => {
       el("a", {href: base + "/flags", class: active === "flags" ? "active" : null}, "Flag list"),
       el("a", {href: base + "/scenes", class: active === "scenes" ? "active" : null}, "Failed scenes"),
       el("a", {href: base + "/docs", class: active === "docs" ? "active" : null}, "API"),
-      el("a", {href: airflow + "/"}, "Airflow"));
+      el("a", {href: airflow + "/", target: "_top"}, "Airflow"));
     const input = el("input", {type: "search", name: "q", placeholder: "parcel id or pid…", "aria-label": "find parcel", autocomplete: "off", list: "cbm-search-list"});
     const list = el("datalist", {id: "cbm-search-list"});
     let timer = null;
