@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, timedelta
+from datetime import UTC
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from cbmflow.airflow_adapter import MAP_LABEL, card_ready_asset, signatures_asset
+from cbmflow.airflow_adapter import (
+    MAP_LABEL,
+    card_ready_asset,
+    extract_concurrency,
+    retry_delay,
+    signatures_asset,
+)
 
 log = logging.getLogger("cbmflow.extract_signatures")
 
@@ -46,6 +52,10 @@ for backfills.
 year), `start`/`end` (ISO dates, end exclusive), `card_type` (`bs`, `c6`, `s2`, `all`), `reprocess`
 (re-extract `extracted`, `no_data` and `failed` scenes: rows are replaced, never duplicated),
 `batch_size`, `buffer` (inward, metres), `min_area` (m²), `cloud_mask` (mask S2 cloudy SCL classes).
+
+**Concurrency**: `extract` tasks run in parallel up to `$CBMFLOW_EXTRACT_CONCURRENCY` (the cluster
+sets workers × worker concurrency; unset: uncapped on Celery, 2 on one machine). The first retry
+waits `$CBMFLOW_RETRY_DELAY_S` (default 30 s), doubling after.
 """
 
 
@@ -71,7 +81,7 @@ year), `start`/`end` (ISO dates, end exclusive), `card_type` (`bs`, `c6`, `s2`, 
         "min_area": Param(0.0, type="number", minimum=0, description="minimum parcel area in m²"),
         "cloud_mask": Param(False, type="boolean", description="mask cloudy SCL classes in S2 bands"),
     },
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
+    default_args={"retries": 2, "retry_delay": retry_delay(30), "retry_exponential_backoff": True},
 )
 def extract_signatures() -> None:
     @task
@@ -105,7 +115,7 @@ def extract_signatures() -> None:
 
         return airflow_adapter.run(_plan)
 
-    @task(max_active_tis_per_dag=2, map_index_template=MAP_LABEL)
+    @task(max_active_tis_per_dag=extract_concurrency(), map_index_template=MAP_LABEL)
     def extract(unit: dict, params: dict | None = None, run_id: str | None = None) -> dict:  # type: ignore[type-arg]
         """Extract and store one unit's scenes."""
         from cbmflow import airflow_adapter

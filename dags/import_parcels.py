@@ -11,9 +11,11 @@ Imports a farmers' declaration file (GeoPackage, zipped Shapefile/GeoPackage, Ge
 GeoJSON; local path or `s3://`) into the `parcels` table of the results database for one AOI and
 year, via `cbmflow.parcels.import_parcels`:
 
-* reprojects to the AOI's working CRS (a new AOI gets the UTM zone of the parcels, or `epsg`);
-* repairs self-intersections (`make_valid`, polygonal parts kept), rejects null/empty/non-polygon
-  geometries, missing and duplicate ids; nothing is dropped silently;
+* validates in the file's CRS (empty, non-polygon, zero area, Z/M dropped, self-intersections
+  repaired within a 1 % area tolerance or rejected, ring orientation, wrong CRS label), then in the
+  working CRS (a new AOI gets `epsg` or the UTM zone of the parcels' median centre; geographic or
+  area-distorting CRSs are refused), with area bounds (1 m² .. 1,000 ha) and duplicate ids;
+  nothing is dropped silently (see docs/parcels-and-catalogue.md);
 * writes a CSV report (row, parcel_id, action, reason) and returns the counts as XCom;
 * is idempotent: re-running with the same file changes nothing; new or changed parcels bump
   `aois.parcels_version`.

@@ -43,7 +43,19 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 
-# 2b. Debian's Chromium for the browser tests (driven by Playwright; never a browser download).
+# 2b. Redis: the Celery broker of the local cluster (make cluster, the fault-injection tests).
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  if ! command -v redis-server >/dev/null 2>&1; then
+    say "installing redis-server"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get install -y -q redis-server >/dev/null 2>&1 || {
+      $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q redis-server >/dev/null; }
+  fi
+  say "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+fi
+
+# 2c. Debian's Chromium for the browser tests (driven by Playwright; never a browser download).
 if ! command -v chromium >/dev/null 2>&1; then
   say "installing chromium (browser tests)"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

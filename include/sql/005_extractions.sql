@@ -4,7 +4,8 @@
 -- The catalogue's status is the CARD queue (discovered -> processing -> ready; 'extracted' now only
 -- says "extracted for at least one AOI"). Which AOI has which scene's rows is recorded here:
 --   pending   planned (or interrupted by an outage / a killed worker): the next attempt does it
---   extracted rows written (rows > 0)
+--   extracted rows written (rows > 0); when the AOI's parcels change (aois.parcels_version grows)
+--             the next plan extracts the scene again for the new parcel set
 --   no_data   the scene was read but no parcel of the AOI has a valid pixel in it (all nodata,
 --             no overlap): 0 rows, reported by the run, never silent
 --   failed    a reproducible bad input (corrupt or unreadable file, missing band): last_error, band
@@ -22,6 +23,7 @@ CREATE TABLE extractions (
     band       text,                              -- the band whose read failed, when known
     rows       integer     NOT NULL DEFAULT 0,    -- signature rows written (all bands)
     run_id     text,                              -- the run that last set the status
+    parcels_version integer NOT NULL DEFAULT 0,   -- aois.parcels_version the rows were computed for
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (obsid, aoi, year)
 );
@@ -29,10 +31,11 @@ CREATE INDEX extractions_aoi_status_idx ON extractions (aoi, year, status);
 CREATE INDEX extractions_problems_idx ON extractions (updated_at) WHERE status IN ('failed', 'no_data');
 
 -- Existing data: every (scene, AOI, year) that has signature rows was extracted.
-INSERT INTO extractions (obsid, aoi, year, status, attempts, rows, run_id, updated_at)
-SELECT s.obsid, p.aoi, p.year, 'extracted', 1, count(*), 'migrated-005', max(c.updated_at)
+INSERT INTO extractions (obsid, aoi, year, status, attempts, rows, run_id, parcels_version, updated_at)
+SELECT s.obsid, p.aoi, p.year, 'extracted', 1, count(*), 'migrated-005', max(a.parcels_version), max(c.updated_at)
 FROM signatures s
 JOIN parcels p ON p.pid = s.pid
+JOIN aois a ON a.name = p.aoi
 JOIN catalogue c ON c.id = s.obsid
 GROUP BY s.obsid, p.aoi, p.year;
 

@@ -49,36 +49,89 @@ def _connection(conn_id: str) -> Any | None:
         return None
 
 
+# libpq parameters an Airflow postgres connection may carry in its extra (passed on in the DSN).
+_LIBPQ_EXTRAS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "application_name",
+                 "options", "target_session_attrs", "keepalives", "keepalives_idle")
+
+
+def database_dsn_from_connection(conn: Any) -> str:
+    """A libpq URL for an Airflow postgres connection, every part percent-encoded (any password works)."""
+    from urllib.parse import quote, urlencode
+
+    user = quote(conn.login or "postgres", safe="")
+    auth = f"{user}:{quote(conn.password, safe='')}@" if conn.password else f"{user}@"
+    host = conn.host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # IPv6 literal
+    extra = conn.extra_dejson or {}
+    query = {k: str(extra[k]) for k in _LIBPQ_EXTRAS if extra.get(k) not in (None, "")}
+    tail = f"?{urlencode(query, quote_via=quote)}" if query else ""
+    return f"postgresql://{auth}{host}:{int(conn.port or 5432)}/{quote(conn.schema or 'cbmflow', safe='')}{tail}"
+
+
+def _postgres_connection(conn_id: str) -> Any | None:
+    """The connection as the postgres provider's hook sees it (None when undefined)."""
+    try:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        return PostgresHook(postgres_conn_id=conn_id).connection
+    except Exception:  # noqa: BLE001 - an undefined connection is simply not used
+        return None
+
+
+def _s3_hook(conn_id: str) -> Any | None:
+    """The amazon provider's S3Hook on the connection (None when the connection is undefined)."""
+    if _connection(conn_id) is None:
+        return None
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=conn_id)
+
+
 def configure() -> None:
     """Export the results DB DSN and S3 settings from Airflow connections into the environment.
 
-    ``cbmflow_db`` (postgres) sets ``CBMFLOW_DSN``; ``cbmflow_s3`` (aws, ``endpoint_url`` in extra)
-    sets the standard ``AWS_*`` variables. Where a connection is not defined, the environment is
-    left as it is. Secrets are never logged.
+    ``cbmflow_db`` (postgres, read through the postgres provider's hook) sets ``CBMFLOW_DSN``, every
+    part URL-encoded so a password with ``@ / : % ? #`` or spaces survives. ``cbmflow_s3`` (aws,
+    ``endpoint_url`` in extra) sets the ``AWS_*`` variables from the amazon provider's
+    ``S3Hook.get_credentials()``, so static keys, session tokens and ``role_arn`` (assumed through
+    STS) all work. Where a connection is not defined, the environment is left as it is. Secrets are
+    never logged.
     """
-    db = _connection(DB_CONN_ID)
+    from cbmflow.errors import ConfigError
+
+    db = _postgres_connection(DB_CONN_ID)
     if db is not None and db.host:
-        user = db.login or "postgres"
-        auth = f"{user}:{db.password}@" if db.password else f"{user}@"
-        os.environ["CBMFLOW_DSN"] = f"postgresql://{auth}{db.host}:{db.port or 5432}/{db.schema or 'cbmflow'}"
-        log.info("results database from connection %s (host %s)", DB_CONN_ID, db.host)
-    s3 = _connection(S3_CONN_ID)
-    if s3 is not None:
-        extra = s3.extra_dejson or {}
-        endpoint = extra.get("endpoint_url") or (extra.get("service_config", {}).get("s3", {}) or {}).get("endpoint_url")
+        os.environ["CBMFLOW_DSN"] = database_dsn_from_connection(db)
+        log.info("results database from connection %s (host %s, database %s)", DB_CONN_ID, db.host,
+                 db.schema or "cbmflow")
+    hook = _s3_hook(S3_CONN_ID)
+    if hook is not None:
+        config = hook.conn_config
+        extra = config.extra_config or {}
+        endpoint = config.endpoint_url or (extra.get("service_config", {}).get("s3", {}) or {}).get("endpoint_url")
         if not endpoint:
             # An aws connection without endpoint_url silently falls back to real AWS: refuse.
-            from cbmflow.errors import ConfigError
-
             raise ConfigError(f"Airflow connection {S3_CONN_ID} has no endpoint_url in its extra")
+        try:
+            creds = hook.get_credentials()
+        except Exception as exc:  # noqa: BLE001 - STS or the credential chain failed
+            from cbmflow.clierrors import scrub
+
+            raise ConfigError(f"Airflow connection {S3_CONN_ID}: no S3 credentials ({type(exc).__name__}: "
+                              f"{scrub(str(exc))})") from None
         os.environ["AWS_ENDPOINT_URL"] = endpoint
-        if s3.login:
-            os.environ["AWS_ACCESS_KEY_ID"] = s3.login
-        if s3.password:
-            os.environ["AWS_SECRET_ACCESS_KEY"] = s3.password
-        if extra.get("region_name"):
-            os.environ["AWS_DEFAULT_REGION"] = extra["region_name"]
-        log.info("object storage from connection %s (endpoint %s)", S3_CONN_ID, endpoint)
+        for var, value in (("AWS_ACCESS_KEY_ID", creds.access_key), ("AWS_SECRET_ACCESS_KEY", creds.secret_key),
+                           ("AWS_SESSION_TOKEN", creds.token)):
+            if value:
+                os.environ[var] = value
+            else:
+                os.environ.pop(var, None)
+        region = config.region_name or hook.conn_region_name
+        if region:
+            os.environ["AWS_DEFAULT_REGION"] = region
+        log.info("object storage from connection %s (endpoint %s, %s credentials)", S3_CONN_ID, endpoint,
+                 "session" if creds.token else "static")
 
 
 def label_map_index(label: str) -> None:
@@ -287,3 +340,27 @@ def web_auth() -> tuple[Callable[..., Any], Callable[[str], str]]:
         return str(get_auth_manager().get_url_login(next_url=next_url))
 
     return get_user, login_url
+
+
+def extract_concurrency() -> int | None:
+    """How many ``extract`` tasks of a DAG may run at once (``max_active_tis_per_dag``).
+
+    ``$CBMFLOW_EXTRACT_CONCURRENCY`` when set (``scripts/cluster.sh`` and docker-compose derive it
+    from workers x worker concurrency); otherwise no cap under a distributed executor (the workers'
+    slots bound it, so it grows with workers) and 2 on a single machine (LocalExecutor).
+    """
+    value = os.environ.get("CBMFLOW_EXTRACT_CONCURRENCY", "").strip()
+    if value:
+        n = int(value)
+        if n < 1:
+            raise ValueError(f"CBMFLOW_EXTRACT_CONCURRENCY must be >= 1, got {value!r}")
+        return n
+    executor = os.environ.get("AIRFLOW__CORE__EXECUTOR", "")
+    return None if executor.endswith(("CeleryExecutor", "KubernetesExecutor", "EdgeExecutor")) else 2
+
+
+def retry_delay(default_seconds: float = 30.0) -> Any:
+    """The first retry's delay (``$CBMFLOW_RETRY_DELAY_S``, else the default) as a timedelta."""
+    from datetime import timedelta
+
+    return timedelta(seconds=float(os.environ.get("CBMFLOW_RETRY_DELAY_S") or default_seconds))

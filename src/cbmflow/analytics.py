@@ -20,7 +20,6 @@ from psycopg.types.json import Jsonb
 
 from cbmflow import db, storage
 from cbmflow.classify import FLAG_COLUMNS, classify_frame, evaluate_flags
-from cbmflow.config import project_root
 from cbmflow.errors import CorruptData, InputError, NotFound
 from cbmflow.features import build_features
 from cbmflow.periods import compute_period_means
@@ -49,13 +48,13 @@ class SeasonRun:
 
 
 def work_dir() -> str:
-    """Base folder/URI for intermediate files ($CBMFLOW_WORK_DIR, else <project>/var/work)."""
-    return os.environ.get("CBMFLOW_WORK_DIR") or str(project_root() / "var" / "work")
+    """Base folder/URI for intermediate files (see :func:`cbmflow.storage.work_uri`)."""
+    return storage.work_uri()
 
 
 def reports_dir() -> str:
-    """Base folder/URI for reports ($CBMFLOW_REPORT_DIR, else <project>/reports)."""
-    return os.environ.get("CBMFLOW_REPORT_DIR") or str(project_root() / "reports")
+    """Base folder/URI for reports (see :func:`cbmflow.storage.report_uri`)."""
+    return storage.report_uri()
 
 
 def read_parquet(uri: str) -> pd.DataFrame:

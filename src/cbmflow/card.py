@@ -512,8 +512,10 @@ def raise_for_failed(ids: Sequence[int], dsn: str | None = None) -> dict[str, in
     if not ids:
         return {}
     with db.connect(dsn) as conn:
+        catalogue.release_orphans(conn, ids=list(ids))  # a dead worker's claim is this run's failure
+        conn.commit()
         scenes = catalogue.find(conn, ids=list(ids))
-    # 'processing' is another run's claim (overlapping windows), not a failure of this run
+    # 'processing' with a live claim is another run's work (overlapping windows), not a failure of this run
     failed = [s for s in scenes if s.status in ("failed", "discovered")]
     counts: dict[str, int] = {}
     for s in scenes:

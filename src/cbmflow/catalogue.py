@@ -345,6 +345,7 @@ class Extraction:
     rows: int = 0
     run_id: str | None = None
     updated_at: datetime | None = None
+    parcels_version: int = 0
     product_id: str | None = None
     card_type: str | None = None
     sensing_time: datetime | None = None
@@ -352,7 +353,7 @@ class Extraction:
 
 _EXT_SELECT = (
     "SELECT e.obsid, e.aoi, e.year, e.status, e.attempts, e.last_error, e.band, e.rows, e.run_id, "
-    "e.updated_at, c.product_id, c.card_type, c.sensing_time FROM extractions e "
+    "e.updated_at, e.parcels_version, c.product_id, c.card_type, c.sensing_time FROM extractions e "
     "JOIN catalogue c ON c.id = e.obsid"
 )
 
@@ -376,6 +377,7 @@ class Claim:
     run_id: str | None
     updated_at: datetime
     contended: bool  # another live session held it first (we waited for it to finish)
+    parcels_version: int = 0  # the AOI parcel set the current rows were computed for
 
 
 def claim_extraction(conn: psycopg.Connection, obsid: int, aoi: str, year: int) -> Claim:
@@ -387,7 +389,8 @@ def claim_extraction(conn: psycopg.Connection, obsid: int, aoi: str, year: int) 
     import psycopg.errors
 
     register_extractions(conn, [obsid], aoi, year)
-    q = "SELECT status, run_id, updated_at FROM extractions WHERE obsid = %s AND aoi = %s AND year = %s FOR UPDATE"
+    q = ("SELECT status, run_id, updated_at, parcels_version FROM extractions "
+         "WHERE obsid = %s AND aoi = %s AND year = %s FOR UPDATE")
     args = (int(obsid), aoi, int(year))
     contended = False
     try:
@@ -397,20 +400,23 @@ def claim_extraction(conn: psycopg.Connection, obsid: int, aoi: str, year: int) 
         contended = True
         row = conn.execute(q, args).fetchone()
     assert row is not None
-    return Claim(status=row[0], run_id=row[1], updated_at=row[2], contended=contended)
+    return Claim(status=row[0], run_id=row[1], updated_at=row[2], contended=contended, parcels_version=int(row[3]))
 
 
 def finish_extraction(
     conn: psycopg.Connection, obsid: int, aoi: str, year: int, status: str, *, rows: int = 0,
     run_id: str | None = None, error: str | None = None, band: str | None = None,
+    parcels_version: int | None = None,
 ) -> None:
     """Set the outcome of one try (in the write transaction for extracted/no_data)."""
     if status not in EXTRACTION_STATUSES:
         raise InputError(f"unknown extraction status {status!r}; known: {EXTRACTION_STATUSES}")
     conn.execute(
         "UPDATE extractions SET status = %s, rows = %s, run_id = %s, last_error = %s, band = %s, "
+        "parcels_version = coalesce(%s, parcels_version), "
         "attempts = attempts + 1, updated_at = now() WHERE obsid = %s AND aoi = %s AND year = %s",
-        (status, int(rows), run_id, (error or None) and error[-4000:], band, int(obsid), aoi, int(year)),
+        (status, int(rows), run_id, (error or None) and error[-4000:], band, parcels_version,
+         int(obsid), aoi, int(year)),
     )
     if status in DONE_STATUSES:  # the catalogue says "extracted for at least one AOI"
         conn.execute("UPDATE catalogue SET status = 'extracted', last_error = NULL, updated_at = now() "

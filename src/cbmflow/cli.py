@@ -1,7 +1,9 @@
 """The ``cbmflow`` command line.
 
 Each domain module that offers commands defines ``register_cli(subparsers)``; the modules are
-listed in ``_COMMAND_MODULES``. Errors of the cbmflow family print one clear line and exit 2.
+listed in ``_COMMAND_MODULES``. Every failure prints one line (no traceback, no secret) and
+exits non-zero: 2 bad input, 3 temporary (database or S3 unreachable), 4 disk full
+(:mod:`cbmflow.clierrors`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-
-from cbmflow.errors import CbmError
 
 # Modules that contribute sub-commands (imported lazily; each has register_cli(subparsers)).
 _COMMAND_MODULES = (
@@ -92,11 +92,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from cbmflow import clierrors
+
+    clierrors.install_log_scrubber()
     try:
         return int(args.func(args) or 0)
-    except CbmError as exc:
-        print(f"cbmflow: error: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # noqa: BLE001 - one line and an exit code; unknown errors re-raise
+        message, code = clierrors.handle(exc)
+        print(f"cbmflow: {'error: ' if code else ''}{message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -55,8 +55,16 @@ def transaction(dsn: str | None = None) -> Iterator[psycopg.Connection]:
         conn.close()
 
 
+# user:password@ in a URL DSN; greedy up to the last '@' of the token, so an unencoded '@', '/',
+# ':' or '?' in the password is covered too.
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s]*@", re.IGNORECASE)
+# password=... as a key=value pair ('quoted value' or a bare word) or a URL query parameter.
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
 def _redact(dsn: str) -> str:
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", dsn)
+    """The text with every DSN password replaced by ``***`` (URL, ``?password=`` and key=value forms)."""
+    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))
 
 
 def migrations_dir() -> Path:

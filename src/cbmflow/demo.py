@@ -92,9 +92,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _redact(dsn: str) -> str:
-    import re
+    from cbmflow.db import _redact as redact
 
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", dsn)
+    return redact(dsn)
 
 
 def _run_dag(dag_id: str, conf: dict[str, Any]) -> Any:

@@ -32,7 +32,15 @@ import numpy as np
 from cbmflow import bands as bands_mod
 from cbmflow.errors import CbmError, CorruptData, InputError
 from cbmflow.parcels import get_aoi, load_parcels
-from cbmflow.pixelindex import Grid, IndexCache, PixelIndex, build_index, default_cache
+from cbmflow.pixelindex import (
+    BYTES_PER_INDEXED_PIXEL,
+    Grid,
+    IndexCache,
+    PixelIndex,
+    build_index,
+    check_fits,
+    default_cache,
+)
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +172,11 @@ def gather(src: Any, band: int, index: PixelIndex, uri: str = "") -> np.ndarray:
         except RasterioIOError as exc:
             raise CorruptData(f"raster {uri or src.name} cannot be read (rows {r0}-{r1}): {exc}") from exc
         p = index.pix[a:b]
-        rows, cols = np.divmod(p, w)
-        out[a:b] = arr.ravel()[(rows - r0) * (c1 - c0) + (cols - c0)]
+        if c0 == 0 and c1 == w:  # a full-width window: the offset is the flat pixel number
+            out[a:b] = arr.ravel()[p - p.dtype.type(r0 * w)]
+        else:
+            rows, cols = np.divmod(p, w)
+            out[a:b] = arr.ravel()[(rows - r0) * (c1 - c0) + (cols - c0)]
     return out
 
 
@@ -251,6 +262,8 @@ def index_for(
         cache.put(key, idx)
         log.info("built pixel index %s on grid %s: %d parcels, %d pixels, %d pass(es)",
                  key, grid.key(), idx.n_parcels, idx.pix.size, idx.passes)
+    # the statistics still need values, validity and the sort working set per pixel (memory guard)
+    check_fits(idx.pix.size, f"statistics over pixel index {key}", per_pixel=BYTES_PER_INDEXED_PIXEL - 8)
     return idx
 
 
@@ -491,7 +504,9 @@ def extract_scenes(
                 with conn.transaction():
                     claim = catalogue.claim_extraction(conn, sid, aoi, year)
                     mine = run_id is not None and claim.run_id == run_id
-                    if claim.status in catalogue.DONE_STATUSES and (not reprocess or claim.contended or mine):
+                    stale = claim.parcels_version < info.parcels_version  # the AOI's parcels changed since
+                    if (claim.status in catalogue.DONE_STATUSES and not stale
+                            and (not reprocess or claim.contended or mine)):
                         log.info("%s: already %s%s, skipped", where, claim.status,
                                  " (by a concurrent worker)" if claim.contended else "")
                         summary["skipped"].append(sid)
@@ -512,7 +527,7 @@ def extract_scenes(
                     n = sink.write_scene(conn, sid, scene.year, stats, scl_hist=hist, aoi=aoi, parcel_year=year)
                     status = "extracted" if n else "no_data"
                     catalogue.finish_extraction(
-                        conn, sid, aoi, year, status, rows=n, run_id=run_id,
+                        conn, sid, aoi, year, status, rows=n, run_id=run_id, parcels_version=info.parcels_version,
                         error=None if n else "no parcel of the AOI has a valid pixel in this scene "
                                              "(all nodata, masked, or no overlap)")
             except Exception as exc:  # noqa: BLE001 - classified below: outage -> retry, bad file -> failed
@@ -643,10 +658,13 @@ def plan_units(
         # Scenes whose footprint misses the AOI's parcels are left for other AOIs (no footprint: kept).
         scenes = [sc for sc in scenes if not sc.footprint_wkt or shapely.from_wkt(sc.footprint_wkt).intersects(extent)]
         state = catalogue.get_extractions(conn, [(int(sc.id), info.name, int(year)) for sc in scenes if sc.id])
-        if not reprocess:  # only what this AOI has not got: never tried, or interrupted by an outage
-            scenes = [sc for sc in scenes
-                      if state.get((int(sc.id), info.name, int(year))) is None  # type: ignore[arg-type]
-                      or state[(int(sc.id), info.name, int(year))].status == "pending"]  # type: ignore[arg-type]
+        if not reprocess:  # what this AOI has not got: never tried, interrupted, or done for an older parcel set
+
+            def due(x: Any) -> bool:
+                return (x is None or x.status == "pending"
+                        or (x.status in catalogue.DONE_STATUSES and x.parcels_version < info.parcels_version))
+
+            scenes = [sc for sc in scenes if due(state.get((int(sc.id), info.name, int(year))))]  # type: ignore[arg-type]
         catalogue.register_extractions(conn, [int(sc.id) for sc in scenes if sc.id], info.name, int(year))
         conn.commit()
     groups: dict[tuple[str, str], list[Any]] = {}
@@ -674,7 +692,7 @@ def plan_units(
                      max(b[3] for b in boxes)] if boxes and ct == "s2" else None)
             first, last = batch[0].sensing_time, batch[-1].sensing_time
             units.append({"scene_ids": [int(x.id) for x in batch], "aoi": aoi, "year": int(year),
-                          "card_type": ct, "tile": tile, "tile_bbox": bbox,
+                          "card_type": ct, "tile": tile, "tile_bbox": bbox, "parcels_version": info.parcels_version,
                           "label": f"{aoi} {ct} {tile} {first:%Y-%m-%d}..{last:%Y-%m-%d} ({len(batch)})"})
     planned_at = _db_now(dsn).isoformat()
     for u in units:
@@ -708,6 +726,7 @@ def extraction_report(units: Sequence[dict[str, Any]], *, reprocess: bool = Fals
 
     keys = [(int(sid), str(u["aoi"]), int(u["year"])) for u in units for sid in u["scene_ids"]]
     planned = {str(u["aoi"]): _as_dt(u.get("planned_at"), "planned_at") for u in units}
+    versions = {str(u["aoi"]): int(u.get("parcels_version") or 0) for u in units}
     report: dict[str, Any] = {"planned": len(keys), "extracted": 0, "rows": 0, "no_data": [], "failed": [],
                               "not_done": []}
     if not keys:
@@ -726,8 +745,9 @@ def extraction_report(units: Sequence[dict[str, Any]], *, reprocess: bool = Fals
         item = {"obsid": k[0], "product_id": names.get(k[0], f"id {k[0]}"), "aoi": k[1], "year": k[2],
                 "status": x.status if x else "missing", "band": x.band if x else None,
                 "error": (x.last_error if x else None), "attempts": x.attempts if x else 0}
-        fresh = x is not None and (not reprocess or planned.get(k[1]) is None
-                                   or (x.updated_at is not None and x.updated_at >= planned[k[1]]))  # type: ignore[operator]
+        fresh = x is not None and x.parcels_version >= versions.get(k[1], 0) and (
+            not reprocess or planned.get(k[1]) is None
+            or (x.updated_at is not None and x.updated_at >= planned[k[1]]))  # type: ignore[operator]
         if x is not None and x.status == "failed" and fresh:
             report["failed"].append(item)
         elif x is not None and x.status in catalogue.DONE_STATUSES and fresh:
@@ -811,15 +831,12 @@ def extract_all(
 
 
 def _cli_extract(args: argparse.Namespace) -> int:
-    import geopandas as gpd
     import pandas as pd
 
     from cbmflow import storage
+    from cbmflow.parcels import read_vector
 
-    try:
-        parcels = gpd.read_file(args.parcels)
-    except Exception as exc:  # noqa: BLE001
-        raise InputError(f"cannot read parcels {args.parcels}: {exc}") from exc
+    parcels = read_vector(args.parcels)  # keeps the FID column, as `cbmflow parcels import` does
     out = str(args.out)
     if not out.endswith((".parquet", ".csv")):
         raise InputError(f"--out {out}: use a .parquet or .csv file name")
@@ -864,6 +881,8 @@ def _cli_signatures(args: argparse.Namespace) -> int:
           f"{len(out['failed'])} failed")
     for band, n in sorted(out["bands"].items()):
         print(f"  {band:<7} {n} rows")
+    for sid in out["no_data"]:
+        print(f"  no data {sid}: no parcel has a valid pixel")
     for sid, msg in sorted(out["failed"].items()):
         print(f"  failed {sid}: {msg}")
     return 1 if out["failed"] else 0

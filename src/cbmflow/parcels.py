@@ -28,6 +28,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from cbmflow.errors import InputError, NotFound
+from cbmflow.parcelcheck import (
+    Issue,
+    Rules,
+    check_source,
+    check_working,
+    check_working_crs,
+    choose_epsg,
+)
 
 if TYPE_CHECKING:
     import geopandas
@@ -35,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _AOI_RE = re.compile(r"^[a-z0-9_]+$")
-_POLYGONAL = ("Polygon", "MultiPolygon")
 REPORT_FIELDS = ("row", "parcel_id", "action", "reason")
 
 
@@ -48,33 +55,28 @@ class Aoi:
     parcels_version: int
 
 
-@dataclass(frozen=True)
-class ParcelIssue:
-    """One repaired or rejected input row (row is the 1-based feature number in the file)."""
-
-    row: int
-    parcel_id: str | None
-    action: str  # "repaired" | "rejected"
-    reason: str
+ParcelIssue = Issue  # one repaired or rejected input row (row = 1-based feature number)
 
 
 @dataclass(frozen=True)
 class Validation:
-    """Parcels ready to store (in the target CRS) and the issues met on the way."""
+    """Parcels ready to store (in the target CRS), the issues met on the way and any warnings."""
 
     frame: geopandas.GeoDataFrame  # row, parcel_id, crop_code, crop_name, area_m2, geometry
     issues: tuple[ParcelIssue, ...]
     read: int
+    oriented: int = 0  # rows whose ring orientation was normalised (not reported per row)
+    warnings: tuple[str, ...] = ()
 
     @property
     def repaired(self) -> int:
         """Number of rows imported after repair."""
-        return sum(1 for i in self.issues if i.action == "repaired")
+        return len({i.row for i in self.issues if i.action == "repaired"})
 
     @property
     def rejected(self) -> int:
         """Number of rows rejected."""
-        return sum(1 for i in self.issues if i.action == "rejected")
+        return len({i.row for i in self.issues if i.action == "rejected"})
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class ImportResult:
     unchanged: int
     parcels_version: int
     report_path: str
+    oriented: int = 0
+    warnings: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line for logs and the command line."""
@@ -119,8 +123,9 @@ def get_aoi(conn: psycopg.Connection, name: str) -> Aoi:
 
 def utm_epsg(lon: float, lat: float) -> int:
     """The WGS 84 / UTM zone EPSG code (326xx north, 327xx south) containing a point."""
-    zone = min(60, max(1, int(math.floor((lon + 180.0) / 6.0)) + 1))
-    return (32600 if lat >= 0 else 32700) + zone
+    from cbmflow.parcelcheck import utm_epsg as _utm
+
+    return _utm(lon, lat)
 
 
 # --------------------------------------------------------------------------- reading
@@ -216,7 +221,10 @@ def read_parcels_file(
         local = _local_copy(path, tmp)
         frame, _ = _read_any(local)
     if frame.crs is None:
-        raise InputError(f"parcel file {path} has no CRS; assign one (e.g. with ogr2ogr -a_srs)")
+        raise InputError(
+            f"parcel file {path} has no CRS; assign the CRS its coordinates are in and import again, "
+            f"e.g. ogr2ogr -a_srs EPSG:25832 fixed.gpkg {Path(os.fspath(path)).name}"
+        )
     available = [c for c in frame.columns if c != frame.geometry.name]
     wanted = {"--id-col": _split_cols(id_col), "--crop-col": _split_cols(crop_col)}
     if crop_name_col:
@@ -259,6 +267,13 @@ def read_parcels_file(
     return out
 
 
+def read_vector(path: str | os.PathLike[str]) -> geopandas.GeoDataFrame:
+    """A vector file (local or s3://) as a GeoDataFrame that keeps its FID column (e.g. GeoPackage ``fid``/``id``)."""
+    with tempfile.TemporaryDirectory(prefix="cbmflow-parcels-") as tmp:
+        frame, _ = _read_any(_local_copy(path, tmp))
+    return frame
+
+
 def list_columns(path: str | os.PathLike[str]) -> list[tuple[str, str, str | None]]:
     """The columns of a parcel file as (name, dtype, first non-empty value)."""
     with tempfile.TemporaryDirectory(prefix="cbmflow-parcels-") as tmp:
@@ -277,116 +292,27 @@ def list_columns(path: str | os.PathLike[str]) -> list[tuple[str, str, str | Non
 
 
 def default_epsg(frame: geopandas.GeoDataFrame) -> int:
-    """The UTM zone EPSG code of the centre of the parcels' extent."""
-    import shapely
-
-    geoms = frame.geometry
-    geoms = geoms[~(geoms.isna() | geoms.is_empty)]
-    if geoms.empty:
-        raise InputError("no parcel has a geometry: cannot choose a working CRS")
-    minx, miny, maxx, maxy = geoms.to_crs(4326).total_bounds
-    centre = shapely.box(minx, miny, maxx, maxy).centroid
-    return utm_epsg(centre.x, centre.y)
+    """The UTM zone EPSG code of the parcels' median centre (a stray vertex cannot move it)."""
+    return choose_epsg(frame)[0]
 
 
-def _polygonal_part(geom: Any) -> Any:
-    """The polygonal part of a geometry as a (Multi)Polygon, or None if it has none."""
-    import shapely
-    from shapely.geometry import MultiPolygon, Polygon
+def validate(frame: geopandas.GeoDataFrame, epsg: int | None = None, rules: Rules | None = None) -> Validation:
+    """Check in the source CRS, check the working CRS, reproject, check again; one issue per problem row.
 
-    if geom is None or geom.is_empty:
-        return None
-    if isinstance(geom, (Polygon, MultiPolygon)):
-        return geom
-    polys: list[Polygon] = []
-    for part in shapely.get_parts(geom):
-        if isinstance(part, Polygon) and not part.is_empty:
-            polys.append(part)
-        elif isinstance(part, MultiPolygon):
-            polys.extend(p for p in part.geoms if not p.is_empty)
-        elif part.geom_type == "GeometryCollection":
-            sub = _polygonal_part(part)
-            if sub is not None:
-                polys.extend(shapely.get_parts(sub))
-    if not polys:
-        return None
-    return polys[0] if len(polys) == 1 else MultiPolygon(polys)
-
-
-def validate(frame: geopandas.GeoDataFrame, epsg: int) -> Validation:
-    """Reproject to EPSG:epsg, repair what can be repaired, reject the rest (one issue per row)."""
-    import geopandas as gpd
-    import numpy as np
-    import shapely
-
-    read = len(frame)
-    issues: list[ParcelIssue] = []
-    rows = frame["row"].to_numpy()
-    ids = [_text(v) for v in frame["parcel_id"].tolist()]
-    geoms = frame.geometry.values
-    bad = np.zeros(read, dtype=bool)
-
-    missing = shapely.is_missing(np.asarray(geoms)) | shapely.is_empty(np.asarray(geoms))
-    for i in np.flatnonzero(missing):
-        issues.append(ParcelIssue(int(rows[i]), ids[i], "rejected", "null or empty geometry"))
-    bad |= missing
-
-    gtypes = np.array([g.geom_type if g is not None else "" for g in geoms], dtype=object)
-    for i in np.flatnonzero(~bad):
-        if gtypes[i] not in _POLYGONAL and gtypes[i] != "GeometryCollection":
-            issues.append(ParcelIssue(int(rows[i]), ids[i], "rejected", f"non-polygon geometry ({gtypes[i]})"))
-            bad[i] = True
-    for i in np.flatnonzero(~bad):
-        if ids[i] is None:
-            issues.append(ParcelIssue(int(rows[i]), None, "rejected", "missing parcel id"))
-            bad[i] = True
-
-    keep = frame.loc[~bad].copy()
-    if keep.crs is None:
-        raise InputError("parcels have no CRS")
-    keep = keep.to_crs(epsg)
-    new_geoms = list(keep.geometry.values)
-    krows = keep["row"].tolist()
-    kids = keep["parcel_id"].tolist()
-    drop = np.zeros(len(keep), dtype=bool)
-    valid = shapely.is_valid(np.asarray(new_geoms, dtype=object))
-    for j, g in enumerate(new_geoms):
-        if valid[j] and g.geom_type in _POLYGONAL:
-            continue
-        if valid[j]:  # a valid GeometryCollection
-            part = _polygonal_part(g)
-            reason = "polygonal parts kept from GeometryCollection"
-        else:
-            why = shapely.is_valid_reason(g)
-            part = _polygonal_part(shapely.make_valid(g))
-            reason = f"invalid geometry ({why}) repaired with make_valid"
-        if part is None or part.is_empty or part.area <= 0:
-            issues.append(ParcelIssue(krows[j], kids[j], "rejected", "geometry empty after repair"
-                                      if not valid[j] else "no polygonal part"))
-            drop[j] = True
-            continue
-        new_geoms[j] = part
-        issues.append(ParcelIssue(krows[j], kids[j], "repaired", reason))
-    keep = gpd.GeoDataFrame(
-        keep.drop(columns=keep.geometry.name), geometry=new_geoms, crs=keep.crs
-    ).loc[~drop]
-
-    first_row: dict[str, int] = {}
-    dup = np.zeros(len(keep), dtype=bool)
-    for j, (pid, row) in enumerate(zip(keep["parcel_id"].tolist(), keep["row"].tolist(), strict=True)):
-        if pid in first_row:
-            dup[j] = True
-            issues.append(ParcelIssue(row, pid, "rejected", f"duplicate parcel id; row {first_row[pid]} is kept"))
-        else:
-            first_row[pid] = row
-    rejected_dup_rows = set(keep["row"].to_numpy()[dup].tolist())
-    # a duplicate that was repaired first is reported once, as rejected
-    issues = [i for i in issues if not (i.action == "repaired" and i.row in rejected_dup_rows)]
-    keep = keep.loc[~dup].copy()
-    keep["area_m2"] = keep.geometry.area
-    keep = keep[["row", "parcel_id", "crop_code", "crop_name", "area_m2", "geometry"]]
-    issues.sort(key=lambda i: i.row)
-    return Validation(frame=keep.reset_index(drop=True), issues=tuple(issues), read=read)
+    ``epsg`` None chooses the UTM zone of the parcels. Raises InputError when the CRS label or the
+    working CRS is wrong (see :mod:`cbmflow.parcelcheck`).
+    """
+    rules = rules or Rules.from_env()
+    src = check_source(frame, rules)
+    warnings: list[str] = list(src.warnings)
+    if epsg is None:
+        epsg, more = choose_epsg(src.frame)
+        warnings.extend(more)
+    check_working_crs(int(epsg), src.frame, rules)
+    good, issues = check_working(src, int(epsg), rules)
+    for w in warnings:
+        log.warning("%s", w)
+    return Validation(frame=good, issues=issues, read=src.read, oriented=src.oriented, warnings=tuple(warnings))
 
 
 # --------------------------------------------------------------------------- report
@@ -416,7 +342,10 @@ def write_report(issues: Sequence[ParcelIssue], uri: str) -> str:
 # --------------------------------------------------------------------------- import
 
 
-def _ensure_aoi(conn: psycopg.Connection, name: str, epsg: int | None, frame: geopandas.GeoDataFrame) -> Aoi:
+def _ensure_aoi(
+    conn: psycopg.Connection, name: str, epsg: int | None, frame: geopandas.GeoDataFrame, rules: Rules
+) -> tuple[Aoi, list[str]]:
+    """The AOI (created in the given or default working CRS if new) and any CRS warnings."""
     if not _AOI_RE.match(name):
         raise InputError(f"AOI name {name!r} must match [a-z0-9_]+")
     row = conn.execute(
@@ -428,9 +357,14 @@ def _ensure_aoi(conn: psycopg.Connection, name: str, epsg: int | None, frame: ge
             raise InputError(
                 f"AOI {name} already works in EPSG:{aoi.epsg}; --epsg {epsg} contradicts it"
             )
-        return aoi
-    code = int(epsg) if epsg is not None else default_epsg(frame)
-    _check_projected(code)
+        check_working_crs(aoi.epsg, frame, rules)
+        return aoi, []
+    warnings: list[str] = []
+    if epsg is not None:
+        code = int(epsg)
+    else:
+        code, warnings = choose_epsg(frame)
+    check_working_crs(code, frame, rules)
     conn.execute(
         "INSERT INTO aois (name, epsg) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING", (name, code)
     )
@@ -439,19 +373,7 @@ def _ensure_aoi(conn: psycopg.Connection, name: str, epsg: int | None, frame: ge
     ).fetchone()
     assert row is not None
     log.info("created AOI %s in EPSG:%s", name, row[1])
-    return Aoi(str(row[0]), int(row[1]), int(row[2]))
-
-
-def _check_projected(epsg: int) -> None:
-    from pyproj import CRS
-    from pyproj.exceptions import CRSError
-
-    try:
-        crs = CRS.from_epsg(epsg)
-    except CRSError as exc:
-        raise InputError(f"EPSG:{epsg} is not a known CRS") from exc
-    if not crs.is_projected:
-        raise InputError(f"EPSG:{epsg} ({crs.name}) is not projected; the working CRS needs metres")
+    return Aoi(str(row[0]), int(row[1]), int(row[2])), warnings
 
 
 def import_parcels(
@@ -466,18 +388,25 @@ def import_parcels(
     epsg: int | None = None,
     report_path: str | None = None,
     source: str | None = None,
+    rules: Rules | None = None,
 ) -> ImportResult:
     """Import a parcel file into an AOI and year in one transaction (committed unless nested)."""
     import shapely
 
     if not 1900 <= int(year) <= 2200:
         raise InputError(f"year {year} is out of range")
+    the_rules = rules or Rules.from_env()
     frame = read_parcels_file(path, id_col=id_col, crop_col=crop_col, crop_name_col=crop_name_col)
     src = source or Path(os.fspath(path)).name
     report = report_path or default_report_path(path, aoi, year)
+    first = check_source(frame, the_rules)  # may raise: wrong CRS label
     with conn.transaction():
-        the_aoi = _ensure_aoi(conn, aoi, epsg, frame)
-        checked = validate(frame, the_aoi.epsg)
+        the_aoi, warnings = _ensure_aoi(conn, aoi, epsg, first.frame, the_rules)
+        good, issues = check_working(first, the_aoi.epsg, the_rules)
+        checked = Validation(frame=good, issues=issues, read=first.read, oriented=first.oriented,
+                             warnings=tuple(warnings))
+        for w in warnings:
+            log.warning("%s", w)
         good = checked.frame
         wkb = shapely.to_wkb(good.geometry.values, output_dimension=2)
         with conn.cursor() as cur:
@@ -529,12 +458,13 @@ def import_parcels(
             ).fetchone()
             assert bumped is not None
             version = int(bumped[0])
-    written = write_report(checked.issues, report)
+        # written before the commit: a report that cannot be written (full disk) imports nothing
+        written = write_report(checked.issues, report)
     result = ImportResult(
         aoi=the_aoi.name, year=int(year), epsg=the_aoi.epsg, source=src, read=checked.read,
         accepted=len(good), repaired=checked.repaired, rejected=checked.rejected, new=new,
         updated=updated, unchanged=len(good) - new - updated, parcels_version=version,
-        report_path=written,
+        report_path=written, oriented=checked.oriented, warnings=checked.warnings,
     )
     log.info(result.summary())
     return result
@@ -592,7 +522,12 @@ def _cli_import(args: argparse.Namespace) -> int:
             conn, args.file, aoi=args.aoi, year=args.year, id_col=args.id_col,
             crop_col=args.crop_col, crop_name_col=args.crop_name_col, epsg=args.epsg,
             report_path=args.report,
+            rules=Rules.from_env(min_area_m2=args.min_area_m2,
+                                 max_area_m2=args.max_area_ha * 1e4 if args.max_area_ha is not None else None,
+                                 repair_tolerance=args.repair_tolerance),
         )
+    for w in result.warnings:
+        print(f"warning: {w}")
     print(f"read {result.read}")
     print(f"imported {result.accepted} (new {result.new}, updated {result.updated}, unchanged {result.unchanged})")
     print(f"repaired {result.repaired}")
@@ -621,6 +556,12 @@ def register_cli(subparsers: Any) -> None:
     imp.add_argument("--crop-name-col", default=None, help="crop name column")
     imp.add_argument("--epsg", type=int, default=None, help="working CRS of a new AOI (default: UTM zone)")
     imp.add_argument("--report", default=None, help="CSV report path (default: reports/parcels/...)")
+    imp.add_argument("--min-area-m2", type=float, default=None,
+                     help="reject parcels smaller than this (default 1 m2; $CBMFLOW_PARCEL_MIN_AREA_M2)")
+    imp.add_argument("--max-area-ha", type=float, default=None,
+                     help="reject parcels larger than this (default 1000 ha; $CBMFLOW_PARCEL_MAX_AREA_HA)")
+    imp.add_argument("--repair-tolerance", type=float, default=None,
+                     help="largest relative area change a self-intersection repair may make (default 0.01)")
     imp.set_defaults(func=_cli_import)
     cols = sub.add_parser("list-columns", help="list the columns of a parcel file with a sample value")
     cols.add_argument("file")

@@ -23,6 +23,59 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 STRIP_ROWS = 1024  # rows per read/rasterise window (a multiple of the COGs' 512-pixel blocks)
+# Pixels per read/rasterise window: an S2 tile's 10980 columns x 764 rows; a raster 500,000 px wide
+# is read and rasterised 16 rows at a time. Windows never span more than the parcels' extent.
+WINDOW_PIXELS = 2**23
+DEFAULT_MEMORY_MB = 1536
+# Peak bytes per indexed pixel of an extraction: the index (8: pixel number + label, 16 while its
+# parts are concatenated), one band's values (4-8) and validity (1), and the statistics' sort working
+# set (~30, measured). The guard budgets 48.
+BYTES_PER_INDEXED_PIXEL = 48
+
+
+def memory_ceiling_bytes() -> int:
+    """The extraction memory ceiling: ``CBMFLOW_EXTRACT_MEMORY_MB`` (default 1536) in bytes."""
+    raw = os.environ.get("CBMFLOW_EXTRACT_MEMORY_MB") or str(DEFAULT_MEMORY_MB)
+    try:
+        mb = float(raw)
+    except ValueError:
+        from cbmflow.errors import ConfigError
+
+        raise ConfigError(f"CBMFLOW_EXTRACT_MEMORY_MB={raw!r} is not a number of megabytes") from None
+    return int(mb * 2**20)
+
+
+def rss_bytes() -> int:
+    """The resident memory of this process now (0 where /proc is not available)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def check_fits(n_pixels: int, what: str, per_pixel: int = BYTES_PER_INDEXED_PIXEL) -> None:
+    """Raise ProcessingError, before allocating, when ``n_pixels`` indexed pixels cannot fit the ceiling."""
+    ceiling = memory_ceiling_bytes()
+    used = rss_bytes()
+    need = int(n_pixels) * per_pixel
+    if used + need > ceiling:
+        from cbmflow.errors import ProcessingError
+
+        mb = 2**20
+        raise ProcessingError(
+            f"{what}: {n_pixels:,} parcel pixels need ~{need // mb:,} MB on top of the {used // mb:,} MB in use, "
+            f"more than CBMFLOW_EXTRACT_MEMORY_MB={ceiling // mb:,} allows; raise the limit or extract fewer or "
+            "smaller parcels at a time (a tile or part of the AOI)"
+        )
+
+
+def _window_rows(width: int, rows: int = STRIP_ROWS) -> int:
+    """Rows per window so that rows x width stays within WINDOW_PIXELS (whole 512-row blocks when possible)."""
+    fit = max(1, WINDOW_PIXELS // max(1, width))
+    if fit >= rows:
+        return rows
+    return (fit // 512) * 512 if fit >= 512 else fit
 
 
 @dataclass(frozen=True)
@@ -86,15 +139,28 @@ class PixelIndex:
         """Non-empty read windows as (row0, row1, col0, col1, start, stop) slices of the index."""
         if rows == STRIP_ROWS and "default_strips" in self.__dict__:
             return self.__dict__["default_strips"]  # type: ignore[no-any-return]
-        out = []
+        out: list[tuple[int, int, int, int, int, int]] = []
         w = self.grid.width
-        for r0 in range(0, self.grid.height, rows):
-            r1 = min(r0 + rows, self.grid.height)
-            a, b = np.searchsorted(self.pix, [r0 * w, r1 * w])
+        pending = [(r0, min(r0 + rows, self.grid.height)) for r0 in range(0, self.grid.height, rows)]
+        while pending:
+            r0, r1 = pending.pop(0)
+            a, b = (int(v) for v in np.searchsorted(self.pix, [r0 * w, r1 * w]))
             if b <= a:
                 continue
-            cols = self.pix[a:b] % w
-            out.append((r0, r1, int(cols.min()), int(cols.max()) + 1, int(a), int(b)))
+            first, last = int(self.pix[a]) // w, int(self.pix[b - 1]) // w
+            r0, r1 = first, last + 1  # rows that hold indexed pixels
+            if r1 - r0 == 1:
+                c0, c1 = int(self.pix[a]) % w, int(self.pix[b - 1]) % w + 1
+            else:
+                c0, c1 = 0, w
+                if (b - a) * 4 < WINDOW_PIXELS:  # cheap enough to find the exact column range
+                    cols = self.pix[a:b] % w
+                    c0, c1 = int(cols.min()), int(cols.max()) + 1
+            fit = _window_rows(c1 - c0, r1 - r0)
+            if fit < r1 - r0:  # too wide for one window: split into row bands that fit
+                pending[:0] = [(r, min(r + fit, r1)) for r in range(r0, r1, fit)]
+                continue
+            out.append((r0, r1, c0, c1, a, b))
         return out
 
 
@@ -129,36 +195,53 @@ def build_index(
         cmin, cmax = cols.min(axis=0), cols.max(axis=0)
         usable = ~shapely.is_empty(geoms) & (rmax >= 0) & (rmin <= grid.height) & (cmax >= 0) & (cmin <= grid.width)
     else:
-        rmin = rmax = np.zeros(0)
+        rmin = rmax = cmin = cmax = np.zeros(0)
         usable = np.zeros(0, dtype=bool)
     # flat pixel numbers fit uint32 for grids up to 65536 x 65536 (an S2 tile is 10980 x 10980)
     pix_dtype = np.uint32 if grid.height * grid.width < 2**32 else np.int64
-    shapes = _geojson(geoms)
+    w = grid.width
     pix_parts: list[np.ndarray] = []
     lab_parts: list[np.ndarray] = []
-    w = grid.width
-    for r0 in range(0, grid.height, strip_rows):
-        r1 = min(r0 + strip_rows, grid.height)
-        in_strip = usable & (rmax >= r0) & (rmin <= r1)
-        if not in_strip.any():
-            continue
-        t = grid.affine @ grid.affine.translation(0, r0)
-        for layer in range(n_layers):
-            sel = np.flatnonzero(in_strip & (layers == layer))
-            if sel.size == 0:
+    if usable.any():
+        # The window: the parcels' extent on the grid, never the whole raster.
+        R0 = max(0, int(np.floor(rmin[usable].min())))
+        R1 = min(grid.height, int(np.ceil(rmax[usable].max())) + 1)
+        C0 = max(0, int(np.floor(cmin[usable].min())))
+        C1 = min(grid.width, int(np.ceil(cmax[usable].max())) + 1)
+        # Guard before allocating: each parcel covers at most min(its area, its bbox on the grid) in pixels.
+        px_area = abs(grid.affine.a * grid.affine.e - grid.affine.b * grid.affine.d)
+        bbox_px = ((np.clip(rmax, 0, grid.height) - np.clip(rmin, 0, grid.height) + 1)
+                   * (np.clip(cmax, 0, grid.width) - np.clip(cmin, 0, grid.width) + 1))
+        est = np.minimum(shapely.area(geoms) / px_area if px_area > 0 else bbox_px, bbox_px)
+        expected = int(np.ceil(est[usable].sum()))
+        check_fits(expected, f"pixel index of {int(usable.sum()):,} parcels on a {grid.height}x{grid.width} grid")
+        rows_per = max(1, min(strip_rows, _window_rows(C1 - C0)))
+        shapes = _geojson(geoms)
+        for r0 in range(R0, R1, rows_per):
+            r1 = min(r0 + rows_per, R1)
+            in_strip = usable & (rmax >= r0) & (rmin <= r1)
+            if not in_strip.any():
                 continue
-            burned = rasterize(
-                zip([shapes[i] for i in sel.tolist()], (sel + 1).tolist(), strict=True),
-                out_shape=(r1 - r0, w),
-                transform=t,
-                fill=0,
-                all_touched=False,
-                dtype="int32",
-            )
-            flat = burned.ravel()
-            hit = np.flatnonzero(flat)
-            pix_parts.append((hit + r0 * w).astype(pix_dtype))
-            lab_parts.append(flat[hit] - 1)
+            t = grid.affine @ grid.affine.translation(C0, r0)
+            for layer in range(n_layers):
+                sel = np.flatnonzero(in_strip & (layers == layer))
+                if sel.size == 0:
+                    continue
+                burned = rasterize(
+                    zip([shapes[i] for i in sel.tolist()], (sel + 1).tolist(), strict=True),
+                    out_shape=(r1 - r0, C1 - C0),
+                    transform=t,
+                    fill=0,
+                    all_touched=False,
+                    dtype="int32",
+                )
+                rr, cc = np.nonzero(burned)
+                flat_rows: np.ndarray = (rr + r0).astype(pix_dtype)
+                flat_rows *= w
+                flat_rows += (cc + C0).astype(pix_dtype)
+                pix_parts.append(flat_rows)
+                lab_parts.append(burned[rr, cc] - 1)
+                del burned, rr, cc
     if pix_parts:
         pix = np.concatenate(pix_parts)
         del pix_parts

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cbmflow import bands as bands_mod
+from cbmflow import testhooks
 from cbmflow.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ def copy_signatures(conn: Any, payload: bytes) -> None:
         step = 8 << 20 if not pause else RECORD_DTYPE.itemsize * 4
         for i in range(0, len(payload), step):
             cp.write(payload[i: i + step])
+            if i == 0:
+                testhooks.pause("copy")
             if pause:
                 log.warning("test hook %s: pausing %.1f s inside the COPY", COPY_PAUSE_ENV, pause)
                 time.sleep(pause)

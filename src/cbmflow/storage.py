@@ -56,6 +56,51 @@ def join(base: str, *parts: str) -> str:
     return str(Path(u.key).joinpath(*parts))
 
 
+_DISTRIBUTED = ("CeleryExecutor", "KubernetesExecutor", "EdgeExecutor", "CeleryKubernetesExecutor")
+
+
+def _local_allowed() -> bool:
+    executor = os.environ.get("AIRFLOW__CORE__EXECUTOR", "")
+    return not any(executor.endswith(name) for name in _DISTRIBUTED)
+
+
+def work_uri(*parts: str) -> str:
+    """Where intermediate work files go: ``$CBMFLOW_WORK_URI`` (shared object storage, e.g.
+    ``s3://bucket/work``), else ``$CBMFLOW_WORK_DIR`` (an explicit local folder), else
+    ``<project>/var/work`` on a single machine; refuses a local default under a distributed executor.
+    """
+    from cbmflow.config import project_root
+
+    base = os.environ.get("CBMFLOW_WORK_URI") or os.environ.get("CBMFLOW_WORK_DIR")
+    if not base:
+        if not _local_allowed():
+            raise ConfigError(
+                "CBMFLOW_WORK_URI is not set: with a distributed executor work files must go to shared "
+                "object storage (e.g. s3://bucket/work) so any worker can read them; set CBMFLOW_WORK_DIR "
+                "only for a single machine"
+            )
+        base = str(project_root() / "var" / "work")
+    return join(base, *parts) if parts else base
+
+
+def report_uri(*parts: str) -> str:
+    """Where reports go: ``$CBMFLOW_REPORT_URI``, else ``$CBMFLOW_REPORT_DIR`` (local folder), else
+    ``$CBMFLOW_WORK_URI/reports``, else ``<project>/reports``.
+    """
+    from cbmflow.config import project_root
+
+    base = os.environ.get("CBMFLOW_REPORT_URI") or os.environ.get("CBMFLOW_REPORT_DIR")
+    if not base:
+        if os.environ.get("CBMFLOW_WORK_URI"):
+            base = join(os.environ["CBMFLOW_WORK_URI"], "reports")
+        elif not _local_allowed():
+            raise ConfigError("CBMFLOW_REPORT_URI (or CBMFLOW_WORK_URI) is not set: with a distributed executor "
+                              "reports must go to shared object storage")
+        else:
+            base = str(project_root() / "reports")
+    return join(base, *parts) if parts else base
+
+
 def gdal_path(uri: str) -> str:
     """The path GDAL opens for a URI (``/vsis3/bucket/key`` for S3: ranged reads)."""
     u = parse(uri)
@@ -106,6 +151,9 @@ def open_raster(uri: str) -> Any:
     import rasterio
     from rasterio.errors import RasterioIOError
 
+    from cbmflow import testhooks
+
+    testhooks.pause("read")
     try:
         return rasterio.open(gdal_path(uri))
     except RasterioIOError as exc:
@@ -187,7 +235,10 @@ def write_bytes(uri: str, data: bytes, content_type: str = "application/octet-st
     u = parse(uri)
     if not u.is_s3:
         Path(u.key).parent.mkdir(parents=True, exist_ok=True)
-        Path(u.key).write_bytes(data)
+        try:
+            Path(u.key).write_bytes(data)
+        except OSError as exc:  # name the file (a full disk says only "No space left on device")
+            raise OSError(exc.errno, exc.strerror, str(u)) from exc
         return str(u)
     try:
         s3_client().put_object(Bucket=u.bucket, Key=u.key, Body=data, ContentType=content_type)

@@ -400,3 +400,59 @@ def test_card_claim_of_a_killed_worker_is_released_at_once(conn, clean_db) -> No
     assert scene.status == "failed" and "is gone" in (scene.last_error or "")
     assert card._claim(clean_db, sid, False).id == sid  # the retry claims it
     card._release_claim(sid)
+
+
+def test_a_retry_finishes_exactly_its_units_remaining_scenes(conn, clean_db, s3_bucket, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Reprocess run, try 1 interrupted by an outage at scene 2; try 2 (same unit, same run) skips scene 1."""
+    add_aoi(conn, "a")
+    ids = catalogue.upsert(conn, [s1_scene(f"{s3_bucket}/r", f"SIM_S1_r{i}", i + 1) for i in range(3)])
+    conn.commit()
+    s1, s2, s3 = sorted(ids.values())
+    extract.extract_all(aoi="a", year=2025, card_type="bs", dsn=clean_db)
+    clean = checksum(conn)
+    units = extract.plan_units(card_type="bs", aoi="a", year=2025, dsn=clean_db, reprocess=True)
+    assert [u["scene_ids"] for u in units] == [[s1, s2, s3]]
+    real = extract._scene_stats
+    calls: list[int] = []
+
+    def flaky(scene, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(scene.id)
+        if scene.id == s2 and calls.count(s2) == 1:
+            raise StorageUnavailable(f"raster {scene.assets['VV']}: HTTP response code: 503 (SlowDown)")
+        return real(scene, *args, **kwargs)
+
+    monkeypatch.setattr(extract, "_scene_stats", flaky)
+    unit = units[0]
+    with pytest.raises(StorageUnavailable):  # try 1
+        extract.extract_scenes(unit["scene_ids"], aoi="a", year=2025, dsn=clean_db, reprocess=True, run_id="R")
+    with pytest.raises(Exception, match="not done"):  # verify now: scenes 2 and 3 are not redone yet
+        extract.verify_extraction(units, reprocess=True, dsn=clean_db)
+    out = extract.extract_scenes(unit["scene_ids"], aoi="a", year=2025, dsn=clean_db, reprocess=True, run_id="R")
+    assert out["skipped"] == [s1] and out["extracted"] == [s2, s3]  # try 2: only what try 1 did not finish
+    assert calls == [s1, s2, s2, s3]
+    assert extract.verify_extraction(units, reprocess=True, dsn=clean_db)["extracted"] == 3
+    assert checksum(conn) == clean and duplicates(conn) == 0
+
+
+def test_new_parcels_make_extracted_scenes_due_again(conn, clean_db, s3_bucket) -> None:  # type: ignore[no-untyped-def]
+    """Parcels imported after an extraction (parcels_version grows): the next plain run extracts them."""
+    pids = add_aoi(conn, "a")
+    ids = catalogue.upsert(conn, [s1_scene(f"{s3_bucket}/v", "SIM_S1_v", 1)])
+    conn.commit()
+    extract.extract_all(aoi="a", year=2025, card_type="bs", dsn=clean_db)
+    assert extract.plan_units(card_type="bs", aoi="a", year=2025, dsn=clean_db) == []
+    g = pixel_box(30, 39, 30, 39)
+    new = conn.execute("INSERT INTO parcels (aoi, year, parcel_id, area_m2, geom, source) VALUES "
+                       "('a', 2025, 'P9', %s, ST_Multi(ST_GeomFromText(%s, 32633)), 'test') RETURNING pid",
+                       (g.area, g.wkt)).fetchone()[0]
+    conn.execute("UPDATE aois SET parcels_version = parcels_version + 1 WHERE name = 'a'")
+    conn.commit()
+    units = extract.plan_units(card_type="bs", aoi="a", year=2025, dsn=clean_db)
+    assert [u["scene_ids"] for u in units] == [[ids["SIM_S1_v"]]]
+    with pytest.raises(Exception, match="not done"):  # planned for the new parcel set, not yet done
+        extract.verify_extraction(units, dsn=clean_db)
+    out = extract.extract_scenes(units[0]["scene_ids"], aoi="a", year=2025, dsn=clean_db)
+    assert out["rows"] == 8 and out["extracted"] == [ids["SIM_S1_v"]]
+    per_pid = dict(conn.execute("SELECT pid, count(*) FROM signatures GROUP BY pid").fetchall())
+    assert per_pid == {**{p: 2 for p in pids.values()}, new: 2}
+    assert extract.verify_extraction(units, dsn=clean_db)["extracted"] == 1

@@ -84,6 +84,9 @@ def _dag():  # type: ignore[no-untyped-def]
     return dag
 
 
+LABELS: set[str] = set()  # the UI labels of the last run's mapped extract tasks
+
+
 def run(conf: dict):  # type: ignore[no-untyped-def]
     """(state, task states by task id (mapped: the set of states), Asset events the run emitted)."""
     from airflow.models.asset import AssetEvent
@@ -91,8 +94,11 @@ def run(conf: dict):  # type: ignore[no-untyped-def]
 
     dr = _dag().test(run_conf=conf)
     states: dict[str, set[str]] = {}
+    LABELS.clear()
     for ti in dr.get_task_instances():
         states.setdefault(ti.task_id, set()).add(str(ti.state))
+        if ti.task_id == "extract" and ti.map_index >= 0:
+            LABELS.add(str(ti.rendered_map_index))
     with create_session() as session:
         events = session.query(AssetEvent).filter(AssetEvent.source_run_id == dr.run_id).count()
     return str(dr.state), {k: (v.pop() if len(v) == 1 else v) for k, v in states.items()}, events
@@ -118,6 +124,8 @@ def test_dag_extracts_replaces_and_skips(airflow_db: str, conn: psycopg.Connecti
     # the corrupt scene fails the run after the others were written; verify names it; no Asset event
     assert state == "failed" and tasks["verify"] == "failed" and tasks["publish"] == "upstream_failed"
     assert tasks["summarise"] == "success" and tasks["extract"] == "success" and events == 0
+    assert LABELS == {"sys bs E25N250 2025-05-01..2025-05-02 (2)", "sys bs E25N250 2025-05-03..2025-05-03 (1)",
+                      "sys s2 33TWL 2025-05-03..2025-05-03 (1)"}
     status = extraction_status(conn)
     assert status.pop(corrupt)[::2] == ("failed", "VV")
     assert {v[0] for v in status.values()} == {"extracted"}

@@ -30,13 +30,29 @@ def _validate(tmp_path: Path, rows: list[dict]) -> parcels.Validation:
     return parcels.validate(frame, 32633)
 
 
-def test_bowtie_is_repaired_and_reported(tmp_path: Path) -> None:
-    v = _validate(tmp_path, [{"pid": "a", "crop": "1", "geometry": BOWTIE}])
+# A square whose last vertex overshoots the first corner: a 1 m knot, repair changes the area 0.01 %.
+KNOT = Polygon([(500000, 5350000), (500100, 5350000), (500100, 5350100), (500000, 5350100), (500001, 5349999)])
+
+
+def test_small_self_intersection_is_repaired_and_reported(tmp_path: Path) -> None:
+    v = _validate(tmp_path, [{"pid": "a", "crop": "1", "geometry": KNOT}])
     assert [(i.row, i.parcel_id, i.action) for i in v.issues] == [(1, "a", "repaired")]
-    assert "Self-intersection" in v.issues[0].reason
+    assert "Self-intersection" in v.issues[0].reason and "area change 0.01%" in v.issues[0].reason
     assert v.frame.geometry.iloc[0].geom_type == "MultiPolygon"
     assert v.frame.geometry.iloc[0].is_valid
-    assert v.frame["area_m2"].iloc[0] == pytest.approx(50.0)
+    assert v.frame["area_m2"].iloc[0] == pytest.approx(9950.99, abs=0.01)
+
+
+def test_bowtie_is_rejected_beyond_the_repair_tolerance(tmp_path: Path) -> None:
+    # the bowtie's two lobes cancel in its signed area: a repair would invent 100 % of the area
+    v = _validate(tmp_path, [{"pid": "a", "crop": "1", "geometry": BOWTIE}, {"pid": "b", "crop": "1", "geometry": SQUARE}])
+    assert [(i.row, i.action) for i in v.issues] == [(1, "rejected")]
+    assert "repair would change the area by 100.0% (tolerance 1.0%)" in v.issues[0].reason
+    assert v.frame["parcel_id"].tolist() == ["b"]
+    # a looser tolerance accepts it as two triangles
+    frame = parcels.read_parcels_file(tmp_path / "p.gpkg", id_col="pid", crop_col="crop")
+    loose = parcels.validate(frame, 32633, parcels.Rules(repair_tolerance=1.0))
+    assert loose.repaired == 1 and loose.frame["area_m2"].iloc[0] == pytest.approx(50.0)
 
 
 def test_null_point_and_duplicate_are_rejected_with_reasons(tmp_path: Path) -> None:
@@ -132,3 +148,20 @@ def test_report_lists_every_issue(tmp_path: Path) -> None:
     issues = [parcels.ParcelIssue(3, "c", "rejected", "non-polygon geometry (Point)")]
     out = parcels.write_report(issues, str(tmp_path / "r" / "report.csv"))
     assert Path(out).read_text() == "row,parcel_id,action,reason\n3,c,rejected,non-polygon geometry (Point)\n"
+
+
+def test_m_values_are_dropped_and_missing_crs_names_the_fix(tmp_path: Path) -> None:
+    import shapely
+
+    frame = gpd.GeoDataFrame(
+        {"row": [1], "parcel_id": ["m"], "crop_code": ["1"], "crop_name": [None]},
+        geometry=[shapely.from_wkt("POLYGON M ((500000 5350000 1, 500100 5350000 2, 500100 5350100 3, "
+                                   "500000 5350100 4, 500000 5350000 1))")],
+        crs=32633,
+    )
+    v = parcels.validate(frame, 32633)
+    assert [(i.action, i.reason) for i in v.issues] == [("repaired", "M coordinates dropped (parcels are 2D)")]
+    assert not shapely.has_m(v.frame.geometry.iloc[0]) and v.frame["area_m2"].iloc[0] == 10000.0
+    with pytest.raises(InputError, match=r"has no CRS; assign the CRS .* ogr2ogr -a_srs EPSG:25832 fixed\.gpkg"):
+        parcels.read_parcels_file(_write(tmp_path, [{"pid": "a", "crop": "1", "geometry": SQUARE}], crs=None),
+                                  id_col="pid", crop_col="crop")
