@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup demo test test-fast lint typecheck lock bench clean cluster cluster-down
+.PHONY: help setup demo ui test test-fast lint typecheck lock bench clean cluster cluster-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -14,6 +14,9 @@ setup:  ## venv, PostGIS, databases, schema, Airflow metadata (idempotent)
 
 demo: setup  ## run the demo pipeline on the simulated Austrian season
 	@source scripts/airflow-env.sh && $(VENV)/bin/cbmflow demo
+
+ui: setup  ## the Airflow UI with the flag list and parcel view (port: CBMFLOW_API_PORT, default 8080)
+	@bash scripts/ui.sh
 
 test: setup  ## the whole suite: DAG integrity, unit, integration (PostGIS, S3), system (dag.test)
 	@$(PY) -m pytest tests

@@ -6,6 +6,9 @@ export AIRFLOW__CORE__PLUGINS_FOLDER=$_root/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__EXECUTOR=${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-postgresql+psycopg2://postgres@127.0.0.1:5432/cbmflow_airflow}
+# The UI/API port: CBMFLOW_API_PORT or AIRFLOW__API__PORT (default 8080).
+export AIRFLOW__API__PORT=${AIRFLOW__API__PORT:-${CBMFLOW_API_PORT:-8080}}
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://localhost:$AIRFLOW__API__PORT/execution/}
 export CBMFLOW_HOME=$_root
 export PATH=$_root/.venv/bin:$PATH
 mkdir -p "$AIRFLOW_HOME"

@@ -55,6 +55,14 @@ if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
 fi
 
+# 2c. Debian's Chromium for the browser tests (driven by Playwright; never a browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing chromium (browser tests)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get install -y -q chromium >/dev/null 2>&1 || {
+    $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q chromium >/dev/null; }
+fi
+
 # 3. Results database and schema; Airflow metadata database (PostgreSQL, for concurrency).
 export CBMFLOW_DSN=${CBMFLOW_DSN:-postgresql://postgres@127.0.0.1:5432/cbmflow}
 .venv/bin/cbmflow db upgrade --create

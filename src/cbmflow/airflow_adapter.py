@@ -179,11 +179,94 @@ def test_dag(dag_id: str, conf: dict[str, Any], *, dags_folder: str, retries: in
     if retries is not None:
         for task in dag.tasks:
             task.retries = retries
-    dr = dag.test(run_conf=conf)
+    from unittest import mock
+
+    import airflow.sdk.execution_time.supervisor as supervisor
+
+    # dag.test() runs each task in this process and prints its log; write it also where the
+    # api-server reads task logs, so the run's tasks have their logs in the Airflow UI.
+    in_process = supervisor.run_task_in_process
+    with mock.patch.object(supervisor, "run_task_in_process", _logged_to_task_file(in_process)):
+        dr = dag.test(run_conf=conf)
     failed = [f"{ti.task_id}[{ti.map_index}]" for ti in dr.get_task_instances() if ti.state == "failed"]
     if dr.state != "success":
         raise ProcessingError(f"DAG {dag_id} ended {dr.state}; failed tasks: {failed}")
     return dr
+
+
+def task_log_path(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
+    """Where the api-server reads a task instance's log (``[logging] base_log_folder``, default template)."""
+    from airflow.configuration import conf
+
+    folder = conf.get("logging", "base_log_folder")
+    parts = [f"dag_id={dag_id}", f"run_id={run_id}", f"task_id={task_id}"]
+    if map_index >= 0:
+        parts.append(f"map_index={map_index}")
+    return os.path.join(folder, *parts, f"attempt={max(int(try_number), 1)}.log")
+
+
+class _JsonLinesHandler(logging.Handler):
+    """Writes records as the JSON lines Airflow's task-log reader parses (timestamp, level, event)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(level=logging.INFO)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import json
+        from datetime import UTC, datetime
+
+        try:
+            event = record.getMessage()
+            if record.exc_info:
+                event += "\n" + logging.Formatter().formatException(record.exc_info)
+            line = {"timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
+                    "level": record.levelname.lower(), "event": event, "logger": record.name}
+            self._file.write(json.dumps(line) + "\n")
+            self._file.flush()
+        except Exception:  # noqa: BLE001 - logging must never break the task
+            self.handleError(record)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _logged_to_task_file(run_task_in_process: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap dag.test()'s in-process task runner so cbmflow's log lines land in the task's log file."""
+
+    def run(ti: Any, task: Any, *args: Any, **kwargs: Any) -> Any:
+        path = task_log_path(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, getattr(ti, "try_number", 1))
+        handler = _JsonLinesHandler(path)
+        targets = [logging.getLogger("cbmflow"), logging.getLogger("airflow.task")]
+        saved = [(lg, lg.level, lg.propagate) for lg in targets]
+        for lg in targets:
+            lg.addHandler(handler)
+            lg.setLevel(logging.INFO)
+            lg.propagate = False  # the demo's console stays as quiet as it was
+        log.info("task %s%s of %s started in-process (dag.test)", ti.task_id,
+                 f"[{ti.map_index}]" if ti.map_index >= 0 else "", ti.run_id)
+        try:
+            result = run_task_in_process(ti, task, *args, **kwargs)
+            state = getattr(result, "state", None)
+            state = getattr(state, "value", state)
+            error = getattr(result, "error", None)
+            if error is not None and "fail" in str(state).lower():
+                log.error("task %s ended %s: %s: %s", ti.task_id, state, type(error).__name__, error)
+            elif error is not None:
+                log.info("task %s ended %s: %s", ti.task_id, state, error)
+            else:
+                log.info("task %s ended %s", ti.task_id, state)
+            return result
+        finally:
+            for lg, level, propagate in saved:
+                lg.removeHandler(handler)
+                lg.setLevel(level)
+                lg.propagate = propagate
+            handler.close()
+
+    return run
 
 
 def card_params(**extra: Any) -> dict[str, Any]:
@@ -242,6 +325,21 @@ def card_publish_and_verify(card_type: str, ids: Any, after: Any) -> Any:
     published = publish(ids)
     [after, verified] >> published
     return published
+
+
+def web_auth() -> tuple[Callable[..., Any], Callable[[str], str]]:
+    """The api-server's own user dependency and login-URL builder, for the cbmflow web app.
+
+    ``get_user`` is what Airflow's REST API and UI routes use: the ``_token`` cookie the UI sets, or
+    an ``Authorization: Bearer`` JWT, validated with the api-server's JWT secret.
+    """
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.core_api.security import get_user
+
+    def login_url(next_url: str) -> str:
+        return str(get_auth_manager().get_url_login(next_url=next_url))
+
+    return get_user, login_url
 
 
 def extract_concurrency() -> int | None:

@@ -86,8 +86,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"  import and classification reports: {out / 'reports'}")
     print("  database: `cbmflow db status`; tables parcels, catalogue, signatures, period_means, parcel_flags, "
           "markers, compliance")
-    print("  Airflow UI: `source scripts/airflow-env.sh && airflow standalone`, then http://localhost:8080;"
-          " parcel viewer at /cbmflow/")
+    print("  Airflow UI (these runs and their task logs, the flag list and parcel views): `make ui`"
+          " (port: CBMFLOW_API_PORT), log in, then 'CbM flags' -> a red parcel")
     return 0
 
 

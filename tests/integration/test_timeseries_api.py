@@ -35,13 +35,22 @@ def one_parcel_two_scenes(conn) -> int:
     return int(pid)
 
 
-def test_api_serves_parcel_series_in_date_order(one_parcel_two_scenes: int, monkeypatch) -> None:
+@pytest.fixture()
+def client(airflow_db: str):
+    """The web app with the api-server's own auth dependency and a logged-in user's JWT cookie."""
     from fastapi.testclient import TestClient
 
-    from cbmflow.api import create_app
+    from cbmflow.airflow_adapter import web_auth
+    from cbmflow.web import create_app
+    from web_data import airflow_token
 
-    monkeypatch.delenv("CBMFLOW_API_TOKEN", raising=False)
-    client = TestClient(create_app())
+    token = airflow_token()
+    c = TestClient(create_app(*web_auth()), root_path="/cbmflow", follow_redirects=False)
+    c.cookies.set("_token", token)
+    return c
+
+
+def test_api_serves_parcel_series_in_date_order(one_parcel_two_scenes: int, client) -> None:
     pid = one_parcel_two_scenes
     r = client.get(f"/api/parcels/{pid}/timeseries", params={"band": "VV"})
     assert r.status_code == 200
@@ -58,18 +67,17 @@ def test_api_serves_parcel_series_in_date_order(one_parcel_two_scenes: int, monk
     assert client.get("/api/aois/t/2025/parcels").json()[0]["parcel_id"] == "P-1"
     assert client.get("/api/parcels/999999").status_code == 404
     assert "unknown band" in client.get(f"/api/parcels/{pid}/timeseries", params={"band": "XX"}).json()["detail"]
-    assert "parcel time series" in client.get("/").text
+    page = client.get(f"/parcel/{pid}")
+    assert page.status_code == 200 and "parcel.js" in page.text
 
 
-def test_api_token_is_enforced_when_set(one_parcel_two_scenes: int, monkeypatch) -> None:
-    from fastapi.testclient import TestClient
-
-    from cbmflow.api import create_app
-
-    monkeypatch.setenv("CBMFLOW_API_TOKEN", "tok")
-    client = TestClient(create_app())
-    assert client.get("/api/aois").status_code == 401
-    assert client.get("/api/aois", headers={"Authorization": "Bearer tok"}).status_code == 200
+def test_api_requires_the_airflow_login(one_parcel_two_scenes: int, client) -> None:
+    pid = one_parcel_two_scenes
+    client.cookies.clear()
+    assert client.get(f"/api/parcels/{pid}/timeseries").status_code == 401
+    assert client.get(f"/api/parcels/{pid}/timeseries", headers={"Authorization": "Bearer tok"}).status_code in (401, 403)
+    page = client.get(f"/parcel/{pid}")
+    assert page.status_code == 303 and page.headers["location"].startswith("/auth/login?next=")
 
 
 def test_plugin_registers_the_app() -> None:
@@ -82,3 +90,4 @@ def test_plugin_registers_the_app() -> None:
     spec.loader.exec_module(mod)
     apps = mod.CbmflowApiPlugin.fastapi_apps
     assert apps[0]["url_prefix"] == "/cbmflow"
+    assert any(v["href"] == "/cbmflow/flags" for v in mod.CbmflowApiPlugin.external_views)

@@ -1,0 +1,262 @@
+"""A real browser against a real Airflow api-server: log in, open the flag list, click a red parcel.
+
+The api-server runs as a process on a free port with SimpleAuthManager (a known user and password),
+a private SQLite metadata database and this session's PostGIS results database filled with
+demo-like data (tests/web_data.py), CARD COGs for the chips on the moto S3 server. Chromium is
+Debian's (/usr/bin/chromium) driven by Playwright. The parcel view's screenshot is saved to
+var/test-artefacts/parcel_view.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from web_data import RED_PARCEL, XSS_ID, XSS_PARCEL, WebData, airflow_auth_env, build
+
+pytestmark = pytest.mark.system
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTEFACTS = ROOT / "var" / "test-artefacts"
+CHROMIUM = "/usr/bin/chromium"
+USER, PASSWORD = "inspector", "cbm-inspector-pass"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def web_data(pg_dsn: str, s3_endpoint: str) -> WebData:
+    from psycopg import sql
+
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        tables = [r[0] for r in c.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "AND c.relname NOT IN ('schema_migrations', 'bands', 'spatial_ref_sys')")]
+        c.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+            sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
+    t0 = time.monotonic()
+    with psycopg.connect(pg_dsn) as conn:
+        data = build(conn, s3_base=f"s3://webui-{uuid.uuid4().hex[:10]}")
+    print(f"web test data built in {time.monotonic() - t0:.1f} s")
+    return data
+
+
+@pytest.fixture(scope="module")
+def api_server(web_data: WebData, airflow_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`airflow api-server` on a free port, logged-in users from a known password file."""
+    home = tmp_path_factory.mktemp("airflow-web")
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({USER: PASSWORD}))
+    port = _free_port()
+    env = dict(os.environ)
+    env.update(airflow_auth_env())
+    env.update({
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "CBMFLOW_CHIP_CACHE": str(home / "chips"),
+    })
+    env.pop("CBMFLOW_API_DSN", None)  # the default: the read-only role on CBMFLOW_DSN
+    log = open(home / "api-server.log", "w")  # noqa: SIM115 - closed below
+    airflow_bin = Path(sys.executable).parent / "airflow"
+    proc = subprocess.Popen([str(airflow_bin), "api-server"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/api/v2/monitor/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail(f"api-server did not come up: {(home / 'api-server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        print(f"api-server healthy after {time.monotonic() - started:.1f} s")
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        if os.environ.get("CBMFLOW_KEEP_API_LOG"):
+            ARTEFACTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(home / "api-server.log", ARTEFACTS / "api-server.log")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed: run `make setup` (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _wait(page, expression: str, timeout: float = 30.0) -> None:
+    """Poll a JS expression until truthy (page.wait_for_function would need eval, which the CSP forbids)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        time.sleep(0.2)
+
+
+def test_login_flag_list_red_parcel_view(api_server: str, browser, web_data: WebData) -> None:
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    errors: list[str] = []
+    dialogs: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "404" not in m.text else None)
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    # 1. Without a session the plugin's page sends the user to Airflow's login.
+    page.goto(api_server + "/cbmflow/flags")
+    page.wait_for_selector("input[name=username]", timeout=30_000)
+    assert "/auth/login" in page.url
+    page.fill("input[name=username]", USER)
+    page.fill("input[name=password]", PASSWORD)
+    page.keyboard.press("Enter")
+
+    # 2. Back on the flag list (Airflow's `_token` cookie is the only credential).
+    page.wait_for_selector("table#flags tbody tr", timeout=30_000)
+    assert page.url.endswith("/cbmflow/flags")
+    assert any(c["name"] == "_token" for c in page.context.cookies())
+    flags = page.locator("table#flags tbody tr").evaluate_all("rows => rows.map(r => r.dataset.flag)")
+    assert flags[0] == "red" and set(flags) == {"red", "yellow"}
+    # a parcel id with HTML in it is shown as text, not markup
+    assert page.locator("table#flags a.parcel-link", has_text=XSS_PARCEL).count() == 1
+    assert page.locator("b#xss").count() == 0
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / "flag_list.png"), full_page=True)
+    # sorting by a header re-orders the rows
+    page.click("th[data-key=probability]")
+    page.wait_for_selector("th[data-key=probability].sorted")
+
+    # 3. One click on the red parcel opens its view.
+    page.locator("tr[data-flag=red] a.parcel-link").first.click()
+    _wait(page, "document.body.dataset.ready !== undefined")
+    assert page.evaluate("document.body.dataset.ready") == "1", page.locator(".error").all_inner_texts()
+    assert f"/cbmflow/parcel/{web_data.red_pid}" in page.url
+    assert page.inner_text("#parcel-id") == RED_PARCEL
+
+    # map: the AOI's parcels coloured by flag, the selected one on top
+    assert page.locator("#map path.parcel.red.selected").count() == 1
+    assert page.locator("#map path.parcel.green").count() >= 5
+    assert page.locator("#map path.parcel.yellow").count() >= 1
+    # timeline: S1 by orbit, VH/VV, coherence, NDVI, 5-day means, peers, marker
+    series = set(page.locator("#timeline [data-series]").evaluate_all("n => n.map(x => x.dataset.series)"))
+    for s in ("VV_ascending", "VV_descending", "VH_ascending", "VH_descending", "ratio_ascending",
+              "COH_VV", "ndvi", "per_VV", "peer_VV_ascending", "VV_ascending_band"):
+        assert s in series, (s, sorted(series))
+    assert "ndvi_cloudy" not in series  # cloudy S2 observations hidden by default ...
+    page.locator(".series-legend label", has_text="NDVI cloudy").click()
+    assert page.locator("#timeline [data-series=ndvi_cloudy]").count() > 0  # ... and shown on demand
+    assert page.locator("#timeline text", has_text="harvest").count() == 1
+    assert page.locator("#timeline text", has_text="S1 backscatter γ⁰ (dB)").count() == 1
+    # the flag and why
+    reason = page.inner_text("#reason")
+    assert "5 of 5" in reason and "WW" in reason
+    assert page.inner_text("#declared-prob") == "4 %"
+    # chips: real PNGs decoded by the browser, the STAC id with HTML only as text
+    _wait(page, "[...document.querySelectorAll('#chips img')].some(i => i.complete && i.naturalWidth > 0)")
+    chip = page.locator(f"#chips .chip[data-obsid='{web_data.chip_obsid}'] img")
+    assert chip.get_attribute("alt") == XSS_ID
+    chip.scroll_into_view_if_needed()
+    _wait(page, f"(() => {{ const i = document.querySelector(\"#chips .chip[data-obsid='{web_data.chip_obsid}'] img\");"
+          " return i && i.complete && i.naturalWidth === 160; })()")
+    page.locator(f"#chips .chip[data-obsid='{web_data.chip_obsid}']").click()
+    assert page.locator("#timeline line.selected-date").count() == 1
+    page.evaluate("document.querySelector('#chips').scrollLeft = 0")
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(ARTEFACTS / "parcel_view.png"), full_page=True)
+
+    # clicking another parcel on the map opens it (search by clicking the map)
+    page.click("#zoom-parcel")
+    target = page.evaluate("""(() => {
+      const m = document.querySelector('#map').getBoundingClientRect();
+      for (const p of document.querySelectorAll('#map path.parcel.green')) {
+        const b = p.getBoundingClientRect(), x = b.x + b.width / 2, y = b.y + b.height / 2;
+        if (x > m.left + 5 && x < m.right - 5 && y > m.top + 5 && y < m.bottom - 5
+            && document.elementFromPoint(x, y) === p) return {pid: p.dataset.pid, x, y};
+      }
+      return null; })()""")
+    assert target, "no green parcel visible on the map"
+    page.mouse.click(target["x"], target["y"])
+    page.wait_for_url(f"**/cbmflow/parcel/{target['pid']}?run={web_data.run_id}", timeout=15_000)
+    _wait(page, "document.body.dataset.ready === '1'")
+    assert page.locator("#map path.parcel.green.selected").count() == 1
+
+    # search by declared id in the header
+    page.fill("header input[name=q]", RED_PARCEL)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/cbmflow/parcel/{web_data.red_pid}", timeout=15_000)
+
+    # the failed-scenes page lists the failed scene; its error's HTML stays text
+    page.goto(api_server + "/cbmflow/scenes")
+    page.wait_for_selector("tr[data-status=failed]", timeout=15_000)
+    row = page.locator("tr[data-status=failed]", has_text="S1A_IW_GRDH_1SDV_20250614T050000_FAILED")
+    assert "<script>alert(1)</script>" in row.inner_text()
+    assert "airflow dags trigger card_s1_bs" in row.inner_text()
+
+    # API docs work offline (rendered from openapi.json by a local script)
+    page.goto(api_server + "/cbmflow/docs")
+    page.wait_for_selector(".endpoint", timeout=15_000)
+    assert page.locator(".endpoint").count() >= 10
+
+    assert not dialogs and page.evaluate("window.__xss === undefined")
+    assert not errors, errors
+    page.close()
+
+
+def test_airflow_menu_links_to_the_flag_list(api_server: str) -> None:
+    import urllib.error
+
+    # the plugin's API is behind the same login as Airflow's own API
+    for path in ("/cbmflow/api/runs", "/api/v2/dags"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(api_server + path, timeout=10)
+        assert e.value.code == 401, path
+    req = urllib.request.Request(api_server + "/auth/token", method="POST",
+                                 data=json.dumps({"username": USER, "password": PASSWORD}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        token = json.loads(r.read())["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    with urllib.request.urlopen(urllib.request.Request(api_server + "/api/v2/plugins", headers=auth), timeout=10) as r:
+        plugins = json.loads(r.read())["plugins"]
+    views = [v for p in plugins if p["name"] == "cbmflow_api" for v in p["external_views"]]
+    assert any(v["href"] == "/cbmflow/flags" and v.get("nav_top_level") for v in views)
+    with urllib.request.urlopen(urllib.request.Request(api_server + "/cbmflow/api/runs", headers=auth), timeout=10) as r:
+        assert r.status == 200 and json.loads(r.read())
