@@ -282,9 +282,6 @@ def test_basemap_is_optional_and_allowed_by_the_csp(client, monkeypatch) -> None
 
 def test_flag_evidence_columns_of_schema_009_are_shown_when_present(client, web: WebData, pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as c:
-        c.execute("ALTER TABLE parcel_flags ADD COLUMN IF NOT EXISTS best_other text, "
-                  "ADD COLUMN IF NOT EXISTS best_other_probability real, ADD COLUMN IF NOT EXISTS score real, "
-                  "ADD COLUMN IF NOT EXISTS reason text")
         c.execute("UPDATE parcel_flags SET best_other = 'WW', best_other_probability = 0.9, score = 0.93, "
                   "reason = 'WW fits the season far better than the declared SM' WHERE pid = %s", (web.red_pid,))
     f = client.get(f"/api/parcels/{web.red_pid}").json()["flag"]
