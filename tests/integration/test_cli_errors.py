@@ -209,6 +209,6 @@ def test_describe_maps_the_error_family_and_re_raises_bugs() -> None:
 
     assert clierrors.describe(InputError("bad\ncolumn")) == ("bad column", 2)
     assert clierrors.describe(TransientError("busy")) == ("busy (temporary; run again later)", 3)
-    assert clierrors.describe(NothingToDo("no scenes")) == ("nothing to do: no scenes", 0)
+    assert clierrors.describe(NothingToDo("no scenes")) == ("no scenes", 2)  # a command that did nothing says so
     with pytest.raises(ZeroDivisionError):
         clierrors.describe(ZeroDivisionError("a bug keeps its traceback"))
