@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup demo test test-fast lint typecheck lock bench clean
+.PHONY: help setup demo test test-fast lint typecheck lock bench clean cluster cluster-down
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -34,3 +34,9 @@ bench: setup  ## benchmarks (not tests): extraction, Denmark scale, classificati
 
 clean:  ## remove the venv and local Airflow home (databases stay)
 	rm -rf $(VENV) .airflow
+
+cluster: setup  ## local Celery cluster (WORKERS=2): api-server on CBMFLOW_API_PORT (8080), Redis broker, PostgreSQL
+	@bash scripts/cluster.sh up
+
+cluster-down:  ## stop the local cluster (every component's process group)
+	@bash scripts/cluster.sh down

@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
-from cbmflow.airflow_adapter import card_params, card_publish_and_verify
+from cbmflow.airflow_adapter import MAP_LABEL, card_params, card_publish_and_verify
 
 DOC = """
 ### card_s1_bs — Sentinel-1 CARD-BS (geocoded backscatter), daily
@@ -21,12 +21,17 @@ backoff for transient errors) claims the scene, runs the engine — `sarsen` (na
 `snap` (graph `include/graphs/card_bs.xml` through `gpt`; fails at once where SNAP is not
 installed) — writes one COG per polarisation to
 `<card_root>/bs/<yyyy>/<mm>/<dd>/<product_id>_<BAND>.tif` and marks the scene `ready` (or
-`failed` with the error). **publish** emits the `cbmflow_card_bs` Asset that `extract_signatures`
-is scheduled on; **verify** fails the run if any scene is not ready, so failed orbits are visible.
+`failed` with the error). **verify** (runs whatever happened) fails the run, naming every scene
+and its error, if discovery failed or any scene is not ready, so failed orbits are visible;
+**publish** emits the `cbmflow_card_bs` Asset that `extract_signatures` is scheduled on, only when
+nothing failed (a failed run publishes nothing; "nothing to do" skips it).
 
 **Backfill failed orbits**: `airflow backfill create --dag-id card_s1_bs --from-date 2024-05-01
 --to-date 2024-05-31` (or *Trigger → Backfill* in the UI). Only scenes that are not `ready` are
 processed again; good ones are left alone. See `docs/operations.md`.
+
+**`footprint`** (Param): WKT in EPSG:4326; only scenes intersecting it are processed (empty = all).
+(The AOI *name* is only used by `extract_signatures` and `classify_outliers`.)
 """
 
 
@@ -60,15 +65,16 @@ def card_s1_bs() -> None:
         start, end = card.window(p.get("start"), p.get("end"), data_interval_start, data_interval_end,
                                  lookback_days=int(p.get("lookback_days") or 0))
         return run(card.discover, "bs", start=start, end=end, reprocess=bool(p.get("reprocess")),
-                   aoi_wkt=p.get("aoi"), stac_source=p.get("stac_source"), limit=p.get("max_scenes"))
+                   aoi_wkt=p.get("footprint"), stac_source=p.get("stac_source"), limit=p.get("max_scenes"))
 
     @task(retries=3, retry_delay=timedelta(minutes=2), retry_exponential_backoff=True,
-          max_retry_delay=timedelta(hours=1), max_active_tis_per_dagrun=4)
+          max_retry_delay=timedelta(hours=1), max_active_tis_per_dagrun=4, map_index_template=MAP_LABEL)
     def process(scene_id: int, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
         from cbmflow import card
-        from cbmflow.airflow_adapter import configure, run
+        from cbmflow.airflow_adapter import configure, label_map_index, run
 
         configure()
+        label_map_index(card.scene_label(scene_id))
         p = params or {}
         return run(card.process_bs_scene, scene_id, card_root=p.get("card_root"), engine=p.get("engine", "sarsen"),
                    reprocess=bool(p.get("reprocess")), dem=p.get("dem"), epsg=p.get("epsg"),

@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
-from cbmflow.airflow_adapter import card_params, card_publish_and_verify
+from cbmflow.airflow_adapter import MAP_LABEL, card_params, card_publish_and_verify
 
 DOC = """
 ### card_s1_coh6 — Sentinel-1 CARD-COH6 (6-day interferometric coherence), daily
@@ -24,11 +24,15 @@ exponential backoff for transient errors) runs `include/graphs/card_coh6.xml` wi
 20 m) and writes `COH_VV`/`COH_VH` COGs to
 `<card_root>/c6/<yyyy>/<mm>/<dd>/<secondary product_id>_<BAND>.tif`; the secondary's row becomes
 `ready`. Where SNAP is not installed each pair fails at once with what to install.
-**publish** emits the `cbmflow_card_c6` Asset; **verify** fails the run if any pair failed.
+**verify** (runs whatever happened) fails the run, naming each pair's error, if discovery failed or
+any pair failed; **publish** emits the `cbmflow_card_c6` Asset only when nothing failed.
 
 **Backfill**: `airflow backfill create --dag-id card_s1_coh6 --from-date 2024-05-01 --to-date
 2024-05-31` or *Trigger → Backfill* in the UI: only scenes that are not `ready` are redone.
 See `docs/operations.md`.
+
+**`footprint`** (Param): WKT in EPSG:4326; only scenes intersecting it are processed (empty = all).
+(The AOI *name* is only used by `extract_signatures` and `classify_outliers`.)
 """
 
 
@@ -59,15 +63,16 @@ def card_s1_coh6() -> None:
         start, end = card.window(p.get("start"), p.get("end"), data_interval_start, data_interval_end,
                                  lookback_days=int(p.get("lookback_days") or 0))
         return run(card.discover_pairs, start=start, end=end, reprocess=bool(p.get("reprocess")),
-                   aoi_wkt=p.get("aoi"), stac_source=p.get("stac_source"))
+                   aoi_wkt=p.get("footprint"), stac_source=p.get("stac_source"))
 
     @task(retries=3, retry_delay=timedelta(minutes=5), retry_exponential_backoff=True,
-          max_retry_delay=timedelta(hours=2), max_active_tis_per_dagrun=2)
+          max_retry_delay=timedelta(hours=2), max_active_tis_per_dagrun=2, map_index_template=MAP_LABEL)
     def process(pair: dict, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
         from cbmflow import card
-        from cbmflow.airflow_adapter import configure, run
+        from cbmflow.airflow_adapter import configure, label_map_index, run
 
         configure()
+        label_map_index(card.scene_label(pair["secondary_id"]) + " x " + card.scene_label(pair["reference_id"]))
         p = params or {}
         return run(card.process_coh6_pair, pair["secondary_id"], pair["reference_id"], card_root=p.get("card_root"),
                    reprocess=bool(p.get("reprocess")), dem=p.get("dem"), epsg=p.get("epsg"),

@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
-from cbmflow.airflow_adapter import card_params, card_publish_and_verify
+from cbmflow.airflow_adapter import MAP_LABEL, card_params, card_publish_and_verify
 
 DOC = """
 ### card_s2_l2a — Sentinel-2 CARD-2A (harmonised L2A reflectance + SCL), daily
@@ -22,8 +22,12 @@ SCL); an **L1C** scene goes through Sen2Cor `L2A_Process --resolution 10` (fails
 Sen2Cor is not installed). Reflectance of processing baseline 04.00+ (from 2022-01-25) loses the
 +1000 offset (DN 0 stays no-data, DN below the offset becomes 1); 20 m bands are resampled to the
 10 m grid with nearest neighbour. COGs go to `<card_root>/s2/<yyyy>/<mm>/<dd>/<product_id>_<BAND>.tif`
-and the scene becomes `ready`. **publish** emits the `cbmflow_card_s2` Asset for
-`extract_signatures`; **verify** fails the run if any scene is not ready.
+and the scene becomes `ready`. **verify** (runs whatever happened) fails the run, naming every
+scene and its error, if discovery failed or any scene is not ready; **publish** emits the
+`cbmflow_card_s2` Asset for `extract_signatures` only when nothing failed.
+
+**Params**: `footprint` (WKT in EPSG:4326: only scenes intersecting it; empty = all), `start`/`end`,
+`lookback_days`, `card_root`, `reprocess`, `stac_source`, `max_scenes`.
 
 **Backfill**: `airflow backfill create --dag-id card_s2_l2a --from-date 2024-05-01 --to-date
 2024-05-31` or *Trigger → Backfill* in the UI: only scenes that are not `ready` are redone.
@@ -56,15 +60,16 @@ def card_s2_l2a() -> None:
         start, end = card.window(p.get("start"), p.get("end"), data_interval_start, data_interval_end,
                                  lookback_days=int(p.get("lookback_days") or 0))
         return run(card.discover, "s2", start=start, end=end, reprocess=bool(p.get("reprocess")),
-                   aoi_wkt=p.get("aoi"), stac_source=p.get("stac_source"), limit=p.get("max_scenes"))
+                   aoi_wkt=p.get("footprint"), stac_source=p.get("stac_source"), limit=p.get("max_scenes"))
 
     @task(retries=3, retry_delay=timedelta(minutes=2), retry_exponential_backoff=True,
-          max_retry_delay=timedelta(hours=1), max_active_tis_per_dagrun=4)
+          max_retry_delay=timedelta(hours=1), max_active_tis_per_dagrun=4, map_index_template=MAP_LABEL)
     def process(scene_id: int, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
         from cbmflow import card
-        from cbmflow.airflow_adapter import configure, run
+        from cbmflow.airflow_adapter import configure, label_map_index, run
 
         configure()
+        label_map_index(card.scene_label(scene_id))
         p = params or {}
         return run(card.process_s2_scene, scene_id, card_root=p.get("card_root"), reprocess=bool(p.get("reprocess")))
 

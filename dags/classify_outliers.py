@@ -26,7 +26,11 @@ crop (green), uncertain ones (yellow) and the ~5 % outliers an inspector follows
 4. `report` – HTML report with PNG plots (accuracy per class, confusion matrix, flag counts, red
    parcels against their declared class's median/IQR profile) under `$CBMFLOW_REPORT_DIR`.
 
-**Params**: `aoi`, `year`, `period_days` (default 5), `by` (`group`: classes are the crop groups
+**Outcome**: the tasks form one chain, so any failure fails the run; a season without signatures
+is "nothing to do" (`period_means` is skipped and says why, nothing downstream runs).
+
+**Params**: `aoi` (the AOI *name*, required: an empty or unknown name fails at once, listing the
+known AOIs), `year`, `period_days` (default 5), `by` (`group`: classes are the crop groups
 of `cbmflow.crops` (default); `crop`: the declared crops), `min_class_size` (classes with fewer
 parcels are grouped into `other`), `min_area` (m², smaller parcels excluded), `cloud_max` (S2 cloud filter
 for the period means), `truth_uri` (optional truth parquet to evaluate the red flags against).
@@ -42,14 +46,14 @@ See `docs/analytics.md`.
     tags=["cbmflow"],
     doc_md=DOC,
     params={
-        "aoi": Param("demo", type="string", description="AOI name"),
+        "aoi": Param(None, type=["null", "string"], description="AOI name (required; the run fails naming the known AOIs)"),
         "year": Param(2025, type="integer", description="parcel year (season)"),
         "period_days": Param(5, type="integer", minimum=1, maximum=366, description="period length in days"),
         "by": Param("group", enum=["group", "crop"], description="classes: crop groups or declared crops"),
         "min_class_size": Param(20, type="integer", minimum=2, description="parcels a class needs"),
         "min_area": Param(0.0, type="number", minimum=0, description="exclude parcels under this area (m²)"),
         "cloud_max": Param(None, type=["null", "number"], description="max cloudy fraction of S2 observations"),
-        "truth_uri": Param("", type="string", description="truth parquet to evaluate red flags (optional)"),
+        "truth_uri": Param(None, type=["null", "string"], description="truth parquet to evaluate red flags (optional)"),
     },
     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
 )
@@ -57,14 +61,25 @@ def classify_outliers() -> None:
     @task
     def period_means(params: dict | None = None) -> int:  # type: ignore[type-arg]
         """Recompute the season's period means; returns rows written."""
-        from cbmflow import airflow_adapter, analytics
+        from cbmflow import airflow_adapter, analytics, db, parcels
+        from cbmflow.errors import InputError, NotFound
 
         airflow_adapter.configure()
         p = params or {}
-        return airflow_adapter.run(
-            analytics.season_periods, str(p["aoi"]), int(p["year"]),
-            period_days=int(p.get("period_days") or 5), cloud_max=p.get("cloud_max"),
-        )
+        aoi = str(p.get("aoi") or "").strip()
+
+        def _periods() -> int:
+            with db.connect() as conn:
+                try:
+                    parcels.get_aoi(conn, aoi)
+                except NotFound as exc:
+                    if not aoi:
+                        raise InputError(f"classify_outliers needs an AOI name (param aoi): {exc}") from None
+                    raise
+            return analytics.season_periods(aoi, int(p["year"]), period_days=int(p.get("period_days") or 5),
+                                            cloud_max=p.get("cloud_max"))
+
+        return airflow_adapter.run(_periods)
 
     @task
     def features(rows: int, params: dict | None = None) -> dict:  # type: ignore[type-arg]

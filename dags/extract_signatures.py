@@ -2,41 +2,60 @@
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+import logging
+from datetime import UTC
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from cbmflow.airflow_adapter import card_ready_asset, signatures_asset
+from cbmflow.airflow_adapter import (
+    MAP_LABEL,
+    card_ready_asset,
+    extract_concurrency,
+    retry_delay,
+    signatures_asset,
+)
+
+log = logging.getLogger("cbmflow.extract_signatures")
 
 DOC = """
 ### extract_signatures
 
 Turns CARD rasters into per-parcel signatures (count, mean, std, min, max, p25, p50, p75 per band,
-plus SCL histograms for Sentinel-2) in the `signatures` / `scl_histograms` tables.
+plus SCL histograms for Sentinel-2) in the `signatures` / `scl_histograms` tables, exactly once per
+(scene, AOI): the table `extractions` records each pair's status (`pending`, `extracted`, `no_data`,
+`failed`). See `docs/exactly-once.md`.
 
 **When it runs**: daily at 06:00 UTC, and whenever a CARD DAG publishes one of the Assets
 `cbmflow_card_bs`, `cbmflow_card_c6`, `cbmflow_card_s2` (new scenes are ready). Trigger it by hand
 for backfills.
 
 **Tasks**
-1. `plan` – finds the catalogue's scenes in status `ready` (plus `failed` and `extracted` when
-   `reprocess` is true) within `start`..`end` (default: the whole `year`) and the AOI's extent, and
-   groups them into units of (tile, batch of scenes): S2 by MGRS tile, S1 CARD by their grid tile
-   (or a fixed 20 km tiling of the AOI's UTM grid). Batches grow so there are at most 512 units –
-   far below Airflow's `max_map_length` of 1024 – and no unit is a single tiny scene when more
-   share its tile.
-2. `extract` – one mapped task per unit (`cbmflow.extract.extract_scenes`): builds the
-   pixel-to-parcel index once for the tile's grid and reuses it for every scene and band of the
-   batch, claims each scene (`ready -> processing`), writes its rows and marks it `extracted` in one
-   transaction. A corrupt or missing raster fails only that scene (`failed`, with the error and
-   the attempt count); the others continue. Retries with exponential backoff cover outages.
-3. `summarise` – logs scenes and rows per band, publishes the `cbmflow_signatures` Asset, and
-   fails the run (after everything else was written) if any scene failed, naming them.
+1. `plan` – for each AOI, the catalogue's scenes with CARD rasters within `start`..`end` (default:
+   the whole `year`) and the AOI's extent that the AOI has not got yet (`pending`; with `reprocess`
+   every one), grouped into units of (tile, batch of scenes) and registered as `pending`. An
+   unknown AOI or an unreachable database fails the run. No scene to do = "nothing to do" (green,
+   said in the log, no Asset).
+2. `extract` – one mapped task per unit, labelled `<aoi> <card type> <tile> <first>..<last> (<n>)`.
+   Each scene is one transaction: lock its `extractions` row (the claim: a killed worker releases it
+   at once), compute, replace this AOI's rows, mark `extracted` (or `no_data`: no parcel has a valid
+   pixel), commit. A corrupt file marks only that scene `failed`; an outage of object storage or the
+   database is retried with exponential backoff, and a retry finishes exactly the scenes of its unit
+   that are not done yet.
+3. `summarise` (runs whatever happened) – reads from the database what became of every planned
+   (scene, AOI): rows per band, `no_data` scenes, failures.
+4. `verify` (runs whatever happened) – fails the run, naming every culprit (product id, AOI, band,
+   error), when the plan failed or any planned scene is `failed` or not done.
+5. `publish` – emits the `cbmflow_signatures` Asset, only when every task succeeded and `verify`
+   passed (skipped when there was nothing to do).
 
-**Params**: `aoi` (empty = every AOI with parcels for the year), `year` (empty = current year),
-`start`/`end` (ISO dates, end exclusive), `card_type` (`bs`, `c6`, `s2`, `all`), `reprocess`
-(re-extract `extracted` and `failed` scenes: rows are replaced, never duplicated), `batch_size`,
-`buffer` (inward, metres), `min_area` (m²), `cloud_mask` (mask S2 cloudy SCL classes).
+**Params**: `aoi` (AOI name; empty = every AOI with parcels for the year), `year` (empty = current
+year), `start`/`end` (ISO dates, end exclusive), `card_type` (`bs`, `c6`, `s2`, `all`), `reprocess`
+(re-extract `extracted`, `no_data` and `failed` scenes: rows are replaced, never duplicated),
+`batch_size`, `buffer` (inward, metres), `min_area` (m²), `cloud_mask` (mask S2 cloudy SCL classes).
+
+**Concurrency**: `extract` tasks run in parallel up to `$CBMFLOW_EXTRACT_CONCURRENCY` (the cluster
+sets workers × worker concurrency; unset: uncapped on Celery, 2 on one machine). The first retry
+waits `$CBMFLOW_RETRY_DELAY_S` (default 30 s), doubling after.
 """
 
 
@@ -51,7 +70,7 @@ for backfills.
     tags=["cbmflow"],
     doc_md=DOC,
     params={
-        "aoi": Param("", type="string", description="AOI name; empty = every AOI with parcels"),
+        "aoi": Param(None, type=["null", "string"], description="AOI name; empty = every AOI with parcels"),
         "year": Param(None, type=["null", "integer"], description="parcel year; empty = current year"),
         "start": Param(None, type=["null", "string"], description="first sensing date (ISO), inclusive"),
         "end": Param(None, type=["null", "string"], description="last sensing date (ISO), exclusive"),
@@ -62,7 +81,7 @@ for backfills.
         "min_area": Param(0.0, type="number", minimum=0, description="minimum parcel area in m²"),
         "cloud_mask": Param(False, type="boolean", description="mask cloudy SCL classes in S2 bands"),
     },
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
+    default_args={"retries": 2, "retry_delay": retry_delay(30), "retry_exponential_backoff": True},
 )
 def extract_signatures() -> None:
     @task
@@ -78,11 +97,13 @@ def extract_signatures() -> None:
 
         def _plan() -> list[dict]:  # type: ignore[type-arg]
             if p.get("aoi"):
-                aois = [p["aoi"]]
+                aois = [str(p["aoi"]).strip()]
             else:
                 with db.connect() as conn:
                     aois = [r[0] for r in conn.execute(
                         "SELECT DISTINCT aoi FROM parcels WHERE year = %s ORDER BY 1", (year,))]
+                if not aois:
+                    log.info("nothing to do: no AOI has parcels for %s", year)
             units = []
             for aoi in aois:
                 units += extract.plan_units(
@@ -94,53 +115,70 @@ def extract_signatures() -> None:
 
         return airflow_adapter.run(_plan)
 
-    @task(max_active_tis_per_dag=2)
-    def extract(unit: dict, params: dict | None = None) -> dict:  # type: ignore[type-arg]
+    @task(max_active_tis_per_dag=extract_concurrency(), map_index_template=MAP_LABEL)
+    def extract(unit: dict, params: dict | None = None, run_id: str | None = None) -> dict:  # type: ignore[type-arg]
         """Extract and store one unit's scenes."""
         from cbmflow import airflow_adapter
         from cbmflow import extract as engine
 
+        airflow_adapter.label_map_index(str(unit.get("label") or unit.get("tile")))
         airflow_adapter.configure()
         p = params or {}
+        log.info("unit %s: %d scene(s)", unit.get("label"), len(unit["scene_ids"]))
         return airflow_adapter.run(
             engine.extract_scenes, unit["scene_ids"], aoi=unit["aoi"], year=int(unit["year"]),
             reprocess=bool(p.get("reprocess")), buffer=float(p.get("buffer") or 0.0),
             min_area=float(p.get("min_area") or 0.0), cloud_mask=bool(p.get("cloud_mask")),
-            tile_bbox=unit.get("tile_bbox"),
+            tile_bbox=unit.get("tile_bbox"), run_id=f"extract_signatures/{run_id}",
         )
 
-    @task(outlets=[signatures_asset()], trigger_rule="all_done")
-    def summarise(results: list) -> dict:  # type: ignore[type-arg]
-        """Log scenes and rows per band; fail if any scene failed."""
-        import logging
+    @task(trigger_rule="all_done")
+    def summarise(units: list | None, params: dict | None = None) -> dict:  # type: ignore[type-arg]
+        """Log what the database says became of every planned scene: rows per band, no data, failures."""
+        from cbmflow import airflow_adapter, extract
 
-        from cbmflow import airflow_adapter
-        from cbmflow.errors import ProcessingError
+        airflow_adapter.configure()
+        if units is None:
+            log.warning("the plan did not finish: nothing to summarise (verify fails the run)")
+            return {}
+        if not units:
+            log.info("nothing to do: no scene awaited extraction")
+            return {"planned": 0}
+        report = airflow_adapter.run(extract.extraction_report, units, reprocess=bool((params or {}).get("reprocess")))
+        log.info("planned %d scene extraction(s): %d extracted (%s rows), %d no data, %d failed, %d not done",
+                 report["planned"], report["extracted"], f"{report['rows']:,}", len(report["no_data"]),
+                 len(report["failed"]), len(report["not_done"]))
+        for band, n in sorted(report.get("bands", {}).items()):
+            log.info("band %-6s %s rows", band, f"{n:,}")
+        for item in report["no_data"]:
+            log.warning("no data: %s (AOI %s): %s", item["product_id"], item["aoi"], item["error"])
+        return {k: (len(v) if isinstance(v, list) else v) for k, v in report.items()}
 
-        log = logging.getLogger("cbmflow.extract_signatures")
-        total: dict = {"extracted": 0, "rows": 0, "skipped": 0, "failed": {}, "bands": {}}
-        for r in results or []:
-            if not r:
-                continue
-            total["extracted"] += len(r["extracted"])
-            total["skipped"] += len(r["skipped"])
-            total["rows"] += r["rows"]
-            total["failed"].update(r["failed"])
-            for band, n in r.get("bands", {}).items():
-                total["bands"][band] = total["bands"].get(band, 0) + n
-        log.info("extracted %d scene(s), %d rows, skipped %d", total["extracted"], total["rows"], total["skipped"])
-        for band, n in sorted(total["bands"].items()):
-            log.info("band %-6s %d rows", band, n)
+    @task(trigger_rule="all_done")
+    def verify(units: list | None, params: dict | None = None) -> dict:  # type: ignore[type-arg]
+        """Fail the run, naming every culprit, unless every planned scene is extracted or has no data."""
+        from cbmflow import airflow_adapter, extract
 
-        def _check() -> dict:  # type: ignore[type-arg]
-            if total["failed"]:
-                lines = "; ".join(f"{k}: {v}" for k, v in sorted(total["failed"].items()))
-                raise ProcessingError(f"{len(total['failed'])} scene(s) failed (rerun with reprocess): {lines}")
-            return total
+        airflow_adapter.configure()
+        return airflow_adapter.run(extract.verify_extraction, units, reprocess=bool((params or {}).get("reprocess")))
 
-        return airflow_adapter.run(_check)
+    @task(outlets=[signatures_asset()], trigger_rule="none_failed")
+    def publish(units: list | None) -> int:  # type: ignore[type-arg]
+        """Emit the cbmflow_signatures Asset (only after a fully good run with work done)."""
+        from airflow.sdk.exceptions import AirflowSkipException
 
-    summarise(extract.expand(unit=plan()))
+        if not units:
+            raise AirflowSkipException("nothing to do: no Asset event")
+        n = sum(len(u["scene_ids"]) for u in units)
+        log.info("publishing cbmflow_signatures: %d scene extraction(s) verified", n)
+        return n
+
+    units = plan()
+    extracted = extract.expand(unit=units)
+    summary = summarise(units)
+    verified = verify(units)
+    extracted >> summary >> verified
+    [extracted, verified] >> publish(units)
 
 
 extract_signatures()

@@ -43,6 +43,18 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
 fi
 
+# 2b. Redis: the Celery broker of the local cluster (make cluster, the fault-injection tests).
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  if ! command -v redis-server >/dev/null 2>&1; then
+    say "installing redis-server"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get install -y -q redis-server >/dev/null 2>&1 || {
+      $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q redis-server >/dev/null; }
+  fi
+  say "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+fi
+
 # 3. Results database and schema; Airflow metadata database (PostgreSQL, for concurrency).
 export CBMFLOW_DSN=${CBMFLOW_DSN:-postgresql://postgres@127.0.0.1:5432/cbmflow}
 .venv/bin/cbmflow db upgrade --create
@@ -50,9 +62,14 @@ psql -q -h 127.0.0.1 -U postgres -d postgres -tc "SELECT 1 FROM pg_database WHER
   || psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE cbmflow_airflow" >/dev/null
 # shellcheck source=/dev/null
 . scripts/airflow-env.sh
-if [ "$(cat .airflow/.migrated 2>/dev/null)" != "$(.venv/bin/airflow version 2>/dev/null)" ]; then
+# The marker lives in AIRFLOW_HOME (wherever it is set) and holds the version and a hash of the metadata DB URL,
+# so a new Airflow version or another metadata database is migrated again.
+_migrated="$AIRFLOW_HOME/.migrated"
+_want="$(.venv/bin/airflow version 2>/dev/null) $(printf '%s' "$AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" | sha1sum | cut -c1-12)"
+if [ "$(cat "$_migrated" 2>/dev/null)" != "$_want" ]; then
   say "migrating the Airflow metadata database"
   .venv/bin/airflow db migrate >/dev/null
-  .venv/bin/airflow version > .airflow/.migrated
+  mkdir -p "$AIRFLOW_HOME"
+  printf '%s\n' "$_want" > "$_migrated"
 fi
 say "ready: $(.venv/bin/python -c 'import airflow,cbmflow;print("airflow",airflow.__version__,"cbmflow",cbmflow.__version__)')"

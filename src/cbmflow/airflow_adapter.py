@@ -134,6 +134,16 @@ def configure() -> None:
                  "session" if creds.token else "static")
 
 
+def label_map_index(label: str) -> None:
+    """Name the running mapped task instance in the UI (its ``map_index_template`` is ``{{ map_label }}``)."""
+    from airflow.sdk import get_current_context
+
+    get_current_context()["map_label"] = label  # type: ignore[typeddict-unknown-key]
+
+
+MAP_LABEL = "{{ map_label }}"
+
+
 def card_ready_asset(card_type: str) -> Any:
     """The Airflow Asset a CARD DAG publishes when new scenes of ``card_type`` are ready."""
     from airflow.sdk import Asset
@@ -185,7 +195,8 @@ def card_params(**extra: Any) -> dict[str, Any]:
         "end": Param(None, type=["null", "string"], description="window end, exclusive; default data interval end"),
         "lookback_days": Param(2, type="integer", minimum=0,
                                description="also retry unready scenes sensed up to N days before the window"),
-        "aoi": Param(None, type=["null", "string"], description="AOI footprint filter, WKT in EPSG:4326"),
+        "footprint": Param(None, type=["null", "string"],
+                           description="only scenes intersecting this footprint (WKT, EPSG:4326); empty = all"),
         "card_root": Param(None, type=["null", "string"], description="CARD root URI; default $CBMFLOW_CARD_ROOT"),
         "reprocess": Param(False, type="boolean", description="also redo ready/extracted scenes"),
         "stac_source": Param(None, type=["null", "string"], description="STAC API URL or ItemCollection to discover first"),
@@ -194,28 +205,64 @@ def card_params(**extra: Any) -> dict[str, Any]:
 
 
 def card_publish_and_verify(card_type: str, ids: Any, after: Any) -> Any:
-    """Wire the tail every CARD DAG ends with: publish (the Asset outlet), then verify.
+    """Wire the tail every CARD DAG ends with: verify, then publish (the Asset outlet).
 
-    ``publish`` emits ``card_ready_asset(card_type)`` when at least one scene became ready (it is
-    skipped otherwise); ``verify`` fails the run, naming each scene and its error, when any scene
-    of ``ids`` is not ready. Both run after ``after`` whatever its outcome.
+    ``verify`` runs whatever happened upstream and fails the run, naming each scene and its error,
+    when ``discover`` did not finish or any scene of ``ids`` is not ready. ``publish`` emits
+    ``card_ready_asset(card_type)`` only when no task failed and verify passed (and skips itself
+    when no scene became ready: nothing to do), so a failed run never publishes an Asset event.
     """
     from airflow.sdk import task
 
-    @task(task_id="publish", outlets=[card_ready_asset(card_type)], trigger_rule="all_done")
-    def publish(scene_ids: list[int]) -> dict[str, list[int]]:
-        from cbmflow import card
-
-        configure()
-        return run(card.publish, scene_ids)
-
     @task(task_id="verify", trigger_rule="all_done")
-    def verify(scene_ids: list[int]) -> dict[str, int]:
+    def verify(scene_ids: list[int] | None) -> dict[str, int]:
+        from cbmflow import card
+        from cbmflow.errors import ProcessingError
+
+        configure()
+
+        def _verify() -> dict[str, int]:
+            if scene_ids is None:
+                raise ProcessingError("discover did not finish (see its log): no scene was verified")
+            if not scene_ids:
+                log.info("nothing to do: no %s scene awaited processing", card_type)
+            return card.raise_for_failed(scene_ids)
+
+        return run(_verify)
+
+    @task(task_id="publish", outlets=[card_ready_asset(card_type)], trigger_rule="none_failed")
+    def publish(scene_ids: list[int] | None) -> dict[str, list[int]]:
         from cbmflow import card
 
         configure()
-        return run(card.raise_for_failed, scene_ids)
+        return run(card.publish, scene_ids or [])
 
+    verified = verify(ids)
+    after >> verified
     published = publish(ids)
-    after >> published >> verify(ids)
+    [after, verified] >> published
     return published
+
+
+def extract_concurrency() -> int | None:
+    """How many ``extract`` tasks of a DAG may run at once (``max_active_tis_per_dag``).
+
+    ``$CBMFLOW_EXTRACT_CONCURRENCY`` when set (``scripts/cluster.sh`` and docker-compose derive it
+    from workers x worker concurrency); otherwise no cap under a distributed executor (the workers'
+    slots bound it, so it grows with workers) and 2 on a single machine (LocalExecutor).
+    """
+    value = os.environ.get("CBMFLOW_EXTRACT_CONCURRENCY", "").strip()
+    if value:
+        n = int(value)
+        if n < 1:
+            raise ValueError(f"CBMFLOW_EXTRACT_CONCURRENCY must be >= 1, got {value!r}")
+        return n
+    executor = os.environ.get("AIRFLOW__CORE__EXECUTOR", "")
+    return None if executor.endswith(("CeleryExecutor", "KubernetesExecutor", "EdgeExecutor")) else 2
+
+
+def retry_delay(default_seconds: float = 30.0) -> Any:
+    """The first retry's delay (``$CBMFLOW_RETRY_DELAY_S``, else the default) as a timedelta."""
+    from datetime import timedelta
+
+    return timedelta(seconds=float(os.environ.get("CBMFLOW_RETRY_DELAY_S") or default_seconds))

@@ -20,7 +20,6 @@ from psycopg.types.json import Jsonb
 
 from cbmflow import db, storage
 from cbmflow.classify import FLAG_COLUMNS, classify_frame, evaluate_flags
-from cbmflow.config import project_root
 from cbmflow.errors import CorruptData, InputError, NotFound
 from cbmflow.features import build_features
 from cbmflow.periods import compute_period_means
@@ -49,13 +48,13 @@ class SeasonRun:
 
 
 def work_dir() -> str:
-    """Base folder/URI for intermediate files ($CBMFLOW_WORK_DIR, else <project>/var/work)."""
-    return os.environ.get("CBMFLOW_WORK_DIR") or str(project_root() / "var" / "work")
+    """Base folder/URI for intermediate files (see :func:`cbmflow.storage.work_uri`)."""
+    return storage.work_uri()
 
 
 def reports_dir() -> str:
-    """Base folder/URI for reports ($CBMFLOW_REPORT_DIR, else <project>/reports)."""
-    return os.environ.get("CBMFLOW_REPORT_DIR") or str(project_root() / "reports")
+    """Base folder/URI for reports (see :func:`cbmflow.storage.report_uri`)."""
+    return storage.report_uri()
 
 
 def read_parquet(uri: str) -> pd.DataFrame:
@@ -230,6 +229,9 @@ def report_run(run_id: int, *, out_dir: str | None = None, dsn: str | None = Non
             columns=["pid", "parcel_id", "declared", "declared_class", "predicted", "probability",
                      "declared_probability", "agree_count", "n_predictions", "flag"],
         )
+        from cbmflow.markers.store import parcel_summaries  # activity markers of the red parcels
+
+        marks = parcel_summaries(conn, str(aoi), int(year), [int(p) for p in flags.loc[flags["flag"] == "red", "pid"]])
     features = None
     furi = metrics.get("features_uri")
     if furi:
@@ -240,7 +242,7 @@ def report_run(run_id: int, *, out_dir: str | None = None, dsn: str | None = Non
     out_dir = out_dir or storage.join(reports_dir(), str(aoi), str(year), f"run_{run_id}")
     uri = write_report(
         out_dir, flags, metrics, features, title=f"cbmflow classification run {run_id}: {aoi} {year}",
-        evaluation=metrics.get("evaluation"),
+        evaluation=metrics.get("evaluation"), markers=marks,
     )
     with db.connect(dsn) as conn:
         conn.execute("UPDATE classification_runs SET report_uri = %s WHERE run_id = %s", (uri, run_id))

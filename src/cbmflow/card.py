@@ -69,9 +69,9 @@ def pending(card_type: str, *, start: datetime | None, end: datetime | None, dsn
     from cbmflow import db
 
     with db.connect(dsn) as conn:
-        released = catalogue.release_stale(conn, card_type=card_type)
+        released = catalogue.release_orphans(conn, card_type=card_type)
         if released:
-            log.warning("released %d stale %s claim(s) for retry: %s", len(released), card_type, released)
+            log.warning("released %d %s claim(s) of workers that are gone: %s", len(released), card_type, released)
         conn.commit()
         scenes = catalogue.find(conn, card_type=card_type, statuses=claimable_statuses(reprocess),
                                 start=start, end=end, aoi_wkt=aoi_wkt or None,
@@ -155,16 +155,58 @@ def publish(ids: Sequence[int], dsn: str | None = None) -> dict[str, list[int]]:
     return result
 
 
-def _claim(dsn: str | None, scene_id: int, reprocess: bool) -> Scene:
+def scene_label(scene_id: int, dsn: str | None = None) -> str:
+    """``<product id> <sensing date>`` of a catalogue scene (names a mapped task in the UI)."""
     from cbmflow import db
 
-    with db.transaction(dsn) as conn:
-        scene = catalogue.get(conn, scene_id)
-        if not catalogue.claim(conn, scene_id, claimable_statuses(reprocess)):
-            raise NothingToDo(f"scene {scene.product_id} (id {scene_id}) is {scene.status}; only "
-                              f"{'/'.join(claimable_statuses(reprocess))} scenes are processed"
-                              + ("" if reprocess else " (set reprocess to redo ready scenes)"))
+    try:
+        with db.connect(dsn) as conn:
+            s = catalogue.get(conn, int(scene_id))
+    except Exception:  # noqa: BLE001 - a label is cosmetic; the task itself reports real errors
+        return f"scene {scene_id}"
+    return f"{s.product_id} {s.sensing_time:%Y-%m-%d}"
+
+
+# Claim-holding sessions of this process, by scene id: open while the scene is being processed.
+_HOLDERS: dict[int, Any] = {}
+
+
+def _claim(dsn: str | None, scene_id: int, reprocess: bool) -> Scene:
+    """Claim a scene for this process: the claim lock on a session of its own, then status ``processing``.
+
+    A claim left by a worker that died (its session, and so its lock, is gone) is released first,
+    so a retry takes the scene at once; a live worker's claim makes this a NothingToDo.
+    """
+    from cbmflow import db
+
+    holder = db.connect(dsn, autocommit=True)
+    try:
+        if not catalogue.hold_claim(holder, scene_id):
+            name = catalogue.get(holder, scene_id).product_id
+            raise NothingToDo(f"scene {name} (id {scene_id}) is being processed by a live worker")
+        with db.transaction(dsn) as conn:
+            released = catalogue.release_orphans(conn, ids=[scene_id])
+            if released:
+                log.warning("scene id %s: released the claim of a worker that is gone", scene_id)
+            scene = catalogue.get(conn, scene_id)
+            if not catalogue.claim(conn, scene_id, claimable_statuses(reprocess)):
+                raise NothingToDo(f"scene {scene.product_id} (id {scene_id}) is {scene.status}; only "
+                                  f"{'/'.join(claimable_statuses(reprocess))} scenes are processed"
+                                  + ("" if reprocess else " (set reprocess to redo ready scenes)"))
+    except BaseException:
+        holder.close()
+        raise
+    old = _HOLDERS.pop(scene_id, None)
+    if old is not None:
+        old.close()
+    _HOLDERS[scene_id] = holder
     return scene
+
+
+def _release_claim(scene_id: int) -> None:
+    holder = _HOLDERS.pop(scene_id, None)
+    if holder is not None:
+        holder.close()  # ends the session: the claim lock goes with it
 
 
 def _run_claimed(dsn: str | None, scene: Scene, work: Callable[[], dict[str, str]]) -> dict[str, str]:
@@ -173,17 +215,20 @@ def _run_claimed(dsn: str | None, scene: Scene, work: Callable[[], dict[str, str
 
     assert scene.id is not None
     try:
-        assets = work()
-        if not assets:
-            raise ProcessingError(f"scene {scene.product_id}: processing produced no band")
-    except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}"
+        try:
+            assets = work()
+            if not assets:
+                raise ProcessingError(f"scene {scene.product_id}: processing produced no band")
+        except BaseException as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            with db.transaction(dsn) as conn:
+                catalogue.mark_failed(conn, scene.id, message)
+            log.warning("scene %s failed: %s", scene.product_id, message)
+            raise
         with db.transaction(dsn) as conn:
-            catalogue.mark_failed(conn, scene.id, message)
-        log.error("scene %s failed: %s", scene.product_id, message)
-        raise
-    with db.transaction(dsn) as conn:
-        catalogue.mark_ready(conn, scene.id, assets)
+            catalogue.mark_ready(conn, scene.id, assets)
+    finally:
+        _release_claim(scene.id)
     log.info("scene %s ready: %s", scene.product_id, json.dumps(assets))
     return assets
 
@@ -467,8 +512,10 @@ def raise_for_failed(ids: Sequence[int], dsn: str | None = None) -> dict[str, in
     if not ids:
         return {}
     with db.connect(dsn) as conn:
+        catalogue.release_orphans(conn, ids=list(ids))  # a dead worker's claim is this run's failure
+        conn.commit()
         scenes = catalogue.find(conn, ids=list(ids))
-    # 'processing' is another run's claim (overlapping windows), not a failure of this run
+    # 'processing' with a live claim is another run's work (overlapping windows), not a failure of this run
     failed = [s for s in scenes if s.status in ("failed", "discovered")]
     counts: dict[str, int] = {}
     for s in scenes:

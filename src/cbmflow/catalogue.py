@@ -1,7 +1,11 @@
 """The scene catalogue in PostGIS: scene records, idempotent upsert, and the status queue.
 
 Status moves ``discovered -> processing -> ready -> extracted``; any step may go to ``failed``
-(with the attempt count and the last error), from where the scene can be retried.
+(with the attempt count and the last error), from where the scene can be retried. ``processing``
+is backed by a session-level advisory lock of the worker (:func:`hold_claim`), so the claim of a
+worker that died is released at once (:func:`release_orphans`). ``extracted`` means "extracted for
+at least one AOI"; the extraction status per (scene, AOI) is the table ``extractions``
+(:func:`claim_extraction`, :func:`finish_extraction`, :func:`problem_scenes`).
 """
 
 from __future__ import annotations
@@ -251,6 +255,41 @@ def set_status(conn: psycopg.Connection, scene_id: int, status: str) -> None:
     )
 
 
+# Advisory lock namespace of CARD claims ("card"): a worker holds pg_advisory_lock(CLAIM_LOCK, id) on
+# a session of its own while it processes a claimed scene; the lock dies with the worker's session.
+CLAIM_LOCK = 0x63617264
+
+
+def hold_claim(conn: psycopg.Connection, scene_id: int) -> bool:
+    """Take the session-level claim lock of a scene on ``conn`` (keep it open while working); False if held."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (CLAIM_LOCK, int(scene_id))).fetchone()
+    return bool(row and row[0])
+
+
+def release_orphans(
+    conn: psycopg.Connection, *, card_type: str | None = None, ids: Sequence[int] | None = None
+) -> list[int]:
+    """Release ``processing`` scenes whose claiming session is gone (killed worker): at once, no timer.
+
+    A live worker holds its scene's claim lock (:func:`hold_claim`); a claim without a live lock
+    holder is an orphan. A scene with CARD assets goes back to ``ready``, one without to ``failed``.
+    """
+    rows = conn.execute(
+        "UPDATE catalogue SET status = CASE WHEN assets <> '{}'::jsonb THEN 'ready' ELSE 'failed' END, "
+        "updated_at = now(), last_error = 'claim released: the worker that had it in processing since ' "
+        "|| to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC is gone' "
+        "WHERE status = 'processing' AND (%s::text IS NULL OR card_type = %s) "
+        "AND (%s::int[] IS NULL OR id = ANY(%s::int[])) "
+        "AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+        "  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "  AND l.classid = %s::bigint::oid AND l.objid = catalogue.id::bigint::oid AND l.objsubid = 2) "
+        "RETURNING id",
+        (card_type, card_type, list(ids) if ids is not None else None, list(ids) if ids is not None else None,
+         CLAIM_LOCK),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
 STALE_AFTER = timedelta(hours=6)
 
 
@@ -280,4 +319,166 @@ def counts(conn: psycopg.Connection) -> dict[tuple[str, str], int]:
     return {
         (r[0], r[1]): int(r[2])
         for r in conn.execute("SELECT card_type, status, count(*) FROM catalogue GROUP BY 1, 2")
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Extraction status per (scene, AOI, parcel year): the table ``extractions`` (schema 005)
+# --------------------------------------------------------------------------------------------
+
+ExtractionStatus = Literal["pending", "extracted", "no_data", "failed"]
+EXTRACTION_STATUSES: tuple[str, ...] = ("pending", "extracted", "no_data", "failed")
+DONE_STATUSES: tuple[str, ...] = ("extracted", "no_data")
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """One scene's extraction state for one AOI and parcel year."""
+
+    obsid: int
+    aoi: str
+    year: int
+    status: str
+    attempts: int = 0
+    last_error: str | None = None
+    band: str | None = None
+    rows: int = 0
+    run_id: str | None = None
+    updated_at: datetime | None = None
+    parcels_version: int = 0
+    product_id: str | None = None
+    card_type: str | None = None
+    sensing_time: datetime | None = None
+
+
+_EXT_SELECT = (
+    "SELECT e.obsid, e.aoi, e.year, e.status, e.attempts, e.last_error, e.band, e.rows, e.run_id, "
+    "e.updated_at, e.parcels_version, c.product_id, c.card_type, c.sensing_time FROM extractions e "
+    "JOIN catalogue c ON c.id = e.obsid"
+)
+
+
+def register_extractions(conn: psycopg.Connection, obsids: Sequence[int], aoi: str, year: int) -> None:
+    """Record (scene, AOI, year) pairs as ``pending`` work unless they already have a status."""
+    if not obsids:
+        return
+    conn.execute(
+        "INSERT INTO extractions (obsid, aoi, year) SELECT unnest(%s::int[]), %s, %s "
+        "ON CONFLICT (obsid, aoi, year) DO NOTHING",
+        (list(map(int, obsids)), aoi, int(year)),
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A held extraction claim: the row lock lives as long as the caller's transaction."""
+
+    status: str
+    run_id: str | None
+    updated_at: datetime
+    contended: bool  # another live session held it first (we waited for it to finish)
+    parcels_version: int = 0  # the AOI parcel set the current rows were computed for
+
+
+def claim_extraction(conn: psycopg.Connection, obsid: int, aoi: str, year: int) -> Claim:
+    """Lock a scene's extraction row for this AOI inside the caller's transaction (waiting for a live holder).
+
+    The claim is the row lock: it ends with the transaction, so a worker that dies (kill -9, lost
+    node) leaves nothing behind and the next attempt claims the scene at once.
+    """
+    import psycopg.errors
+
+    register_extractions(conn, [obsid], aoi, year)
+    q = ("SELECT status, run_id, updated_at, parcels_version FROM extractions "
+         "WHERE obsid = %s AND aoi = %s AND year = %s FOR UPDATE")
+    args = (int(obsid), aoi, int(year))
+    contended = False
+    try:
+        with conn.transaction():  # a savepoint: NOWAIT's error must not abort the caller's transaction
+            row = conn.execute(q + " NOWAIT", args).fetchone()
+    except psycopg.errors.LockNotAvailable:
+        contended = True
+        row = conn.execute(q, args).fetchone()
+    assert row is not None
+    return Claim(status=row[0], run_id=row[1], updated_at=row[2], contended=contended, parcels_version=int(row[3]))
+
+
+def finish_extraction(
+    conn: psycopg.Connection, obsid: int, aoi: str, year: int, status: str, *, rows: int = 0,
+    run_id: str | None = None, error: str | None = None, band: str | None = None,
+    parcels_version: int | None = None,
+) -> None:
+    """Set the outcome of one try (in the write transaction for extracted/no_data)."""
+    if status not in EXTRACTION_STATUSES:
+        raise InputError(f"unknown extraction status {status!r}; known: {EXTRACTION_STATUSES}")
+    conn.execute(
+        "UPDATE extractions SET status = %s, rows = %s, run_id = %s, last_error = %s, band = %s, "
+        "parcels_version = coalesce(%s, parcels_version), "
+        "attempts = attempts + 1, updated_at = now() WHERE obsid = %s AND aoi = %s AND year = %s",
+        (status, int(rows), run_id, (error or None) and error[-4000:], band, parcels_version,
+         int(obsid), aoi, int(year)),
+    )
+    if status in DONE_STATUSES:  # the catalogue says "extracted for at least one AOI"
+        conn.execute("UPDATE catalogue SET status = 'extracted', last_error = NULL, updated_at = now() "
+                     "WHERE id = %s AND status = 'ready'", (int(obsid),))
+
+
+def note_interrupted(conn: psycopg.Connection, obsid: int, aoi: str, year: int, error: str) -> None:
+    """Record an outage that interrupted a try; the status stays as it was (the retry redoes it)."""
+    conn.execute(
+        "UPDATE extractions SET attempts = attempts + 1, last_error = %s, "
+        "updated_at = now() WHERE obsid = %s AND aoi = %s AND year = %s",
+        (f"interrupted, will retry: {error}"[-4000:], int(obsid), aoi, int(year)),
+    )
+
+
+def get_extractions(conn: psycopg.Connection, keys: Iterable[tuple[int, str, int]]) -> dict[tuple[int, str, int], Extraction]:
+    """The extraction rows of the given (obsid, aoi, year) keys (missing keys are absent)."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            _EXT_SELECT + " JOIN unnest(%s::int[], %s::text[], %s::int[]) AS k(obsid, aoi, year) "
+            "ON k.obsid = e.obsid AND k.aoi = e.aoi AND k.year = e.year",
+            ([int(k[0]) for k in keys], [k[1] for k in keys], [int(k[2]) for k in keys]),
+        ).fetchall()
+    out = {}
+    for r in rows:
+        x = Extraction(**r)
+        out[(x.obsid, x.aoi, x.year)] = x
+    return out
+
+
+def problem_scenes(
+    conn: psycopg.Connection, aoi: str | None = None, since: datetime | None = None,
+    *, statuses: Sequence[str] = ("failed", "no_data"), year: int | None = None,
+) -> list[Extraction]:
+    """Scenes whose extraction failed or found no data, per AOI, newest sensing day first, with their error."""
+    bad = set(statuses) - set(EXTRACTION_STATUSES)
+    if bad:
+        raise InputError(f"unknown extraction status {sorted(bad)}; known: {EXTRACTION_STATUSES}")
+    where = ["e.status = ANY(%s)"]
+    params: list[Any] = [list(statuses)]
+    if aoi:
+        where.append("e.aoi = %s")
+        params.append(aoi)
+    if since is not None:
+        where.append("e.updated_at >= %s")
+        params.append(since)
+    if year is not None:
+        where.append("e.year = %s")
+        params.append(int(year))
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            _EXT_SELECT + " WHERE " + " AND ".join(where)
+            + " ORDER BY e.aoi, c.sensing_time DESC, c.product_id", params).fetchall()  # type: ignore[arg-type]
+    return [Extraction(**r) for r in rows]
+
+
+def extraction_counts(conn: psycopg.Connection) -> dict[tuple[str, int, str], int]:
+    """Number of (scene, AOI) extractions per (aoi, year, status)."""
+    return {
+        (r[0], int(r[1]), r[2]): int(r[3])
+        for r in conn.execute("SELECT aoi, year, status, count(*) FROM extractions GROUP BY 1, 2, 3")
     }

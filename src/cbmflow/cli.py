@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "cbmflow.extract",
     "cbmflow.card",
     "cbmflow.analytics",
+    "cbmflow.markers.run",
     "cbmflow.demo",
 )
 
@@ -48,6 +49,9 @@ def _db_status(args: argparse.Namespace) -> int:
             "SELECT aoi, year, count(*) FROM parcels GROUP BY 1, 2 ORDER BY 1, 2"
         ):
             print(f"parcels {aoi} {year}: {n}")
+        if "005" in db.applied_versions(args.dsn):
+            for (aoi, year, status), n in sorted(catalogue.extraction_counts(conn).items()):
+                print(f"extraction {aoi} {year} {status:<9} {n}")
     return 0
 
 

@@ -7,12 +7,13 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from cbmflow.config import database_dsn, include_dir
-from cbmflow.errors import ConfigError, TransientError
+from cbmflow.errors import ConfigError, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +26,22 @@ def connect(dsn: str | None = None, *, autocommit: bool = False) -> psycopg.Conn
     """Open a connection to the results database."""
     target = dsn or database_dsn()
     try:
-        return psycopg.connect(target, autocommit=autocommit)
+        # TCP keepalives: a claim held by a worker whose host vanished (no FIN) is released by the
+        # server within ~1 minute instead of the kernel's 2-hour default. DSN values win.
+        return psycopg.connect(target, autocommit=autocommit, **_keepalives(target))
     except psycopg.OperationalError as exc:
-        raise TransientError(
+        raise DatabaseUnavailable(
             f"cannot connect to the results database {_redact(target)}: {exc}".strip()
         ) from exc
+
+
+def _keepalives(dsn: str) -> dict[str, Any]:
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        given = {}
+    want = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+    return {k: v for k, v in want.items() if k not in given}
 
 
 @contextmanager
@@ -133,13 +145,23 @@ def applied_versions(dsn: str | None = None) -> list[str]:
         return [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
 
 
+# One lock for every partition creation, whatever the year: two writers attaching two new years at
+# once would each hold the default partition (moving its rows) while waiting for the other's.
+PARTITION_LOCK = 0x70617274  # "part"
+
+
 def ensure_year_partition(conn: psycopg.Connection, year: int) -> None:
-    """Create the signatures partition for a year if missing (rows in the default move over)."""
+    """Create the signatures partition for a year if missing (rows in the default move over).
+
+    Creation is serialised across all years by one transaction-scoped advisory lock; call it in a
+    short transaction of its own (:func:`ensure_year_partition_committed`) before a long write, so
+    the lock on ``signatures_default`` is not held for the write's duration.
+    """
     name = f"signatures_{int(year)}"
     exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
     if exists and exists[0] is not None:
         return
-    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_MIGRATION_LOCK, int(year)))
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
     exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
     if exists and exists[0] is not None:
         return
@@ -158,3 +180,9 @@ def ensure_year_partition(conn: psycopg.Connection, year: int) -> None:
             ident, sql.Literal(int(year))
         )
     )
+
+
+def ensure_year_partition_committed(dsn: str | None, year: int) -> None:
+    """Create the year's signatures partition, if missing, in its own committed transaction."""
+    with transaction(dsn) as conn:
+        ensure_year_partition(conn, year)

@@ -5,7 +5,8 @@ Steps (each prints what it did; a failing step stops the demo with its error):
  2. import the declared parcels into PostGIS (with an import report)
  3. catalogue the simulated archive's STAC ItemCollection
  4. native CARD-BS (sarsen) on the real S1 GRD SAFE in ../shared/data (real processing)
- 5. extract per-parcel signatures of the season into PostGIS (the extract_signatures DAG)
+ 5. extract per-parcel signatures of the season into PostGIS (the extract_signatures DAG), then
+    activity markers (mowing, bare soil/ploughing, harvest, no-evidence gaps; detect_markers DAG)
  6. a larger synthetic AOI with 5 % wrongly declared crops: simulate, import, extract
  7. 5-day period means, crop classification, outlier flags and the HTML report (classify_outliers DAG)
 """
@@ -72,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     card_bs_on_real_safe(out)
     extract("at", args.season)
     show_signatures("at", args.season)
+    markers("at", args.season)
     ml = simulate_ml_aoi(out, args.season, args.seed, args.ml_parcels)
     import_and_catalogue("sim", args.season, ml, id_col="parcel_id", crop_col="crop_code",
                          crop_name_col="crop_name", reports=out / "reports")
@@ -82,7 +84,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"  simulated archive (COGs + STAC): {out / 'archive'}")
     print(f"  CARD-BS from the real SAFE:      {out / 'card'}")
     print(f"  import and classification reports: {out / 'reports'}")
-    print("  database: `cbmflow db status`; tables parcels, catalogue, signatures, period_means, parcel_flags")
+    print("  database: `cbmflow db status`; tables parcels, catalogue, signatures, period_means, parcel_flags, "
+          "markers, compliance")
     print("  Airflow UI: `source scripts/airflow-env.sh && airflow standalone`, then http://localhost:8080;"
           " parcel viewer at /cbmflow/")
     return 0
@@ -209,6 +212,15 @@ def show_signatures(aoi: str, season: int) -> None:
                 print(f"     {o.date[:10]}  {o.band:<5} {o.count:>6} {o.mean:>8.4f} {o.p50:>8.4f}")
             if len(obs) > 12:
                 print(f"     ... {len(obs) - 12} more (API: /cbmflow/api/parcels/{pid_row[0]}/timeseries)")
+
+
+@_step("Activity markers and compliance per parcel into PostGIS (detect_markers DAG)")
+def markers(aoi: str, season: int) -> None:
+    """Detect the AOI season's markers with detect_markers and print what was stored."""
+    from cbmflow.markers.run import print_summary
+
+    _run_dag("detect_markers", {"aoi": aoi, "year": season})
+    print_summary(aoi, season)
 
 
 @_step("A larger synthetic AOI with 5 % wrongly declared crops (SIMULATED), for classification")

@@ -441,6 +441,19 @@ def _scene_stats(
     return out, hist
 
 
+def _failed_band(scene: Any, exc: BaseException) -> str | None:
+    """The band whose raster the error names, when it names one."""
+    text = str(exc)
+    for band, uri in sorted((scene.assets or {}).items()):
+        if uri and uri in text:
+            return str(band)
+    return None
+
+
+def _new_summary() -> dict[str, Any]:
+    return {"extracted": [], "no_data": [], "failed": {}, "rows": 0, "skipped": [], "bands": {}}
+
+
 def extract_scenes(
     scene_ids: list[int],
     *,
@@ -453,58 +466,125 @@ def extract_scenes(
     cloud_mask: bool = False,
     tile_bbox: tuple[float, float, float, float] | Sequence[float] | None = None,
     index_cache: IndexCache | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Extract and store the signatures of catalogue scenes; one scene's failure does not stop the others."""
-    from cbmflow import catalogue, db, sink
+    """Extract and store the signatures of catalogue scenes for one AOI, exactly once per (scene, AOI).
 
-    summary: dict[str, Any] = {"extracted": [], "failed": {}, "rows": 0, "skipped": [], "bands": {}}
-    from_statuses = ["ready", "failed", "extracted"] if reprocess else ["ready"]
+    Each scene is one transaction: lock its ``extractions`` row (the claim), compute, replace the
+    AOI's rows, set ``extracted`` (or ``no_data`` when no parcel has a valid pixel), commit. A bad
+    file marks only that scene ``failed`` and the others continue; an outage of storage or database
+    raises :class:`~cbmflow.errors.TransientError` at once (the scene stays as it was, the retry
+    redoes it). Scenes already done are skipped: without ``reprocess`` any done scene, with it the
+    ones this ``run_id`` already did (so a retry of a mapped task finishes exactly its own scenes).
+    """
+    from cbmflow import catalogue, db, sink
+    from cbmflow.errors import transient_cause
+
+    summary = _new_summary()
     conn = db.connect(dsn)
+    total = len(scene_ids)
     try:
         info = get_aoi(conn, aoi)
         box = tuple(float(v) for v in tile_bbox) if tile_bbox else None
         parcels = load_parcels(conn, info, year, bbox=box)  # type: ignore[arg-type]
+        catalogue.register_extractions(conn, scene_ids, aoi, year)  # the work exists even if a try dies
         conn.commit()
         bbox_key = ",".join(f"{v:.0f}" for v in tile_bbox) if tile_bbox else "all"
         parcel_key = f"{info.name}-{year}-v{info.parcels_version}-b{buffer:g}-a{min_area:g}-{bbox_key}"
-        for sid in scene_ids:
-            with conn.transaction():
-                claimed = catalogue.claim(conn, sid, from_statuses)
-            if not claimed:
-                summary["skipped"].append(sid)
-                continue
+        partitions: set[int] = set()
+        for i, sid in enumerate(scene_ids, 1):
+            scene = catalogue.get(conn, sid)
+            conn.commit()
+            where = f"scene {i}/{total} {scene.product_id} (id {sid}, AOI {aoi})"
+            if scene.year not in partitions:  # created in a short transaction of its own
+                with conn.transaction():
+                    db.ensure_year_partition(conn, scene.year)
+                partitions.add(scene.year)
             try:
-                scene = catalogue.get(conn, sid)
-                conn.commit()
-                if len(parcels) == 0:
-                    log.warning("scene %s: AOI %s has no parcels for %s in this unit", sid, aoi, year)
-                stats, hist = _scene_stats(scene, parcels, parcel_key, buffer=buffer, min_area=min_area,
-                                           cloud_mask=cloud_mask, cache=index_cache)
                 with conn.transaction():
-                    n = sink.write_scene(conn, sid, scene.year, stats, scl_hist=hist)
-                    catalogue.mark_extracted(conn, sid)
-                if n == 0:
-                    log.warning("scene %s (%s) covers no parcel with valid pixels: zero rows", sid, scene.product_id)
-                summary["extracted"].append(sid)
-                summary["rows"] += n
-                for band, res in stats.items():
-                    summary["bands"][band] = summary["bands"].get(band, 0) + len(res)
-            except Exception as exc:  # noqa: BLE001 - one scene's failure must not stop the unit
-                conn.rollback()
-                name = type(exc).__name__
-                msg = f"scene {sid}: {name}: {exc}"
-                if not isinstance(exc, CbmError):
-                    log.exception("scene %s failed unexpectedly", sid)
+                    claim = catalogue.claim_extraction(conn, sid, aoi, year)
+                    mine = run_id is not None and claim.run_id == run_id
+                    stale = claim.parcels_version < info.parcels_version  # the AOI's parcels changed since
+                    if (claim.status in catalogue.DONE_STATUSES and not stale
+                            and (not reprocess or claim.contended or mine)):
+                        log.info("%s: already %s%s, skipped", where, claim.status,
+                                 " (by a concurrent worker)" if claim.contended else "")
+                        summary["skipped"].append(sid)
+                        continue
+                    if claim.status == "failed" and (not reprocess or mine):
+                        if mine:  # failed earlier in this run (a previous try): still this run's culprit
+                            summary["failed"][str(sid)] = f"{scene.product_id}: failed in an earlier try"
+                        summary["skipped"].append(sid)
+                        continue
+                    if scene.status not in ("ready", "extracted") or not scene.assets:
+                        log.warning("%s: catalogue status %s, no CARD rasters: left pending", where, scene.status)
+                        summary["skipped"].append(sid)
+                        continue
+                    if len(parcels) == 0:
+                        log.warning("%s: AOI %s has no parcels for %s in this unit", where, aoi, year)
+                    stats, hist = _scene_stats(scene, parcels, parcel_key, buffer=buffer, min_area=min_area,
+                                               cloud_mask=cloud_mask, cache=index_cache)
+                    n = sink.write_scene(conn, sid, scene.year, stats, scl_hist=hist, aoi=aoi, parcel_year=year)
+                    status = "extracted" if n else "no_data"
+                    catalogue.finish_extraction(
+                        conn, sid, aoi, year, status, rows=n, run_id=run_id, parcels_version=info.parcels_version,
+                        error=None if n else "no parcel of the AOI has a valid pixel in this scene "
+                                             "(all nodata, masked, or no overlap)")
+            except Exception as exc:  # noqa: BLE001 - classified below: outage -> retry, bad file -> failed
+                _safe_rollback(conn)
+                transient = transient_cause(exc)
+                if transient is not None:
+                    log.warning("%s: interrupted by an outage, the retry redoes it: %s", where, transient)
+                    from cbmflow import storage
+
+                    storage.clear_http_cache()  # GDAL must not remember the outage as a bad file
+                    _note_interrupted(conn, sid, aoi, year, str(transient))
+                    raise transient from exc
+                band = _failed_band(scene, exc)
+                msg = f"{scene.product_id}{' band ' + band if band else ''}: {type(exc).__name__}: {exc}"
+                if isinstance(exc, CbmError):
+                    log.warning("%s failed: %s", where, msg)
                 else:
-                    log.error("%s", msg)
+                    log.warning("%s failed unexpectedly: %s", where, msg, exc_info=True)
                 with conn.transaction():
-                    catalogue.mark_failed(conn, sid, msg)
+                    catalogue.claim_extraction(conn, sid, aoi, year)
+                    catalogue.finish_extraction(conn, sid, aoi, year, "failed", run_id=run_id, error=msg, band=band)
                 summary["failed"][str(sid)] = msg
+                continue
+            if n:
+                per_band = ", ".join(f"{b} {len(r):,}" for b, r in stats.items())
+                log.info("%s: %s rows (%s)", where, f"{n:,}", per_band)
+                summary["extracted"].append(sid)
+            else:
+                log.warning("%s: NO DATA - no parcel has a valid pixel (all nodata or no overlap)", where)
+                summary["no_data"].append(sid)
+            summary["rows"] += n
+            for band, res in stats.items():
+                summary["bands"][band] = summary["bands"].get(band, 0) + len(res)
     finally:
         conn.close()
-    log.info("extracted %d scene(s), %d rows; failed %d; skipped %d", len(summary["extracted"]),
-             summary["rows"], len(summary["failed"]), len(summary["skipped"]))
+    log.info("AOI %s: extracted %d scene(s), %s rows; no data %d; failed %d; skipped %d", aoi,
+             len(summary["extracted"]), f"{summary['rows']:,}", len(summary["no_data"]), len(summary["failed"]),
+             len(summary["skipped"]))
     return summary
+
+
+def _safe_rollback(conn: Any) -> None:
+    try:
+        conn.rollback()
+    except Exception:  # noqa: BLE001 - a dead connection has nothing to roll back
+        pass
+
+
+def _note_interrupted(conn: Any, sid: int, aoi: str, year: int, error: str) -> None:
+    """Record the outage on the scene's row when the database is still reachable (best effort)."""
+    from cbmflow import catalogue
+
+    try:
+        with conn.transaction():
+            catalogue.note_interrupted(conn, sid, aoi, year, error)
+    except Exception:  # noqa: BLE001 - the database itself may be what is down
+        log.debug("could not record the interruption of scene %s", sid, exc_info=True)
 
 
 def _as_dt(value: Any, field: str) -> datetime | None:
@@ -555,31 +635,38 @@ def plan_units(
         types = [card_type]
     else:
         raise InputError(f"card_type {card_type!r} unknown; use one of {', '.join(catalogue.CARD_TYPES)} or all")
-    statuses = ["ready", "failed", "extracted"] if reprocess else ["ready"]
     s, e = _as_dt(start, "start"), _as_dt(end, "end")
     if s is None:
         s = datetime(year, 1, 1, tzinfo=UTC)
     if e is None:
         e = datetime(year + 1, 1, 1, tzinfo=UTC)
+    import shapely
+
     with db.connect(dsn) as conn:
-        for t in types:
-            released = catalogue.release_stale(conn, card_type=t)
-            if released:
-                log.warning("released %d stale %s claim(s) for retry: %s", len(released), t, released)
-        conn.commit()
         info = get_aoi(conn, aoi)
-        scenes = [sc for t in types for sc in catalogue.find(conn, card_type=t, statuses=statuses, start=s, end=e)]
+        # Scenes with CARD rasters ('extracted' = done for some AOI, maybe not this one).
+        scenes = [sc for t in types
+                  for sc in catalogue.find(conn, card_type=t, statuses=["ready", "extracted"], start=s, end=e)
+                  if sc.assets]
         row = conn.execute(
             "SELECT ST_AsText(ST_Transform(ST_SetSRID(ST_Extent(geom)::geometry, %s), 4326)) "
             "FROM parcels WHERE aoi = %s AND year = %s", (info.epsg, info.name, int(year))).fetchone()
-    if not row or row[0] is None:
-        log.warning("AOI %s has no parcels for %s: nothing to plan", aoi, year)
-        return []
-    import shapely
+        if not row or row[0] is None:
+            log.warning("AOI %s has no parcels for %s: nothing to plan", aoi, year)
+            return []
+        extent = shapely.from_wkt(row[0])
+        # Scenes whose footprint misses the AOI's parcels are left for other AOIs (no footprint: kept).
+        scenes = [sc for sc in scenes if not sc.footprint_wkt or shapely.from_wkt(sc.footprint_wkt).intersects(extent)]
+        state = catalogue.get_extractions(conn, [(int(sc.id), info.name, int(year)) for sc in scenes if sc.id])
+        if not reprocess:  # what this AOI has not got: never tried, interrupted, or done for an older parcel set
 
-    extent = shapely.from_wkt(row[0])
-    # Scenes whose footprint misses the AOI's parcels are left for other AOIs (no footprint: kept).
-    scenes = [sc for sc in scenes if not sc.footprint_wkt or shapely.from_wkt(sc.footprint_wkt).intersects(extent)]
+            def due(x: Any) -> bool:
+                return (x is None or x.status == "pending"
+                        or (x.status in catalogue.DONE_STATUSES and x.parcels_version < info.parcels_version))
+
+            scenes = [sc for sc in scenes if due(state.get((int(sc.id), info.name, int(year))))]  # type: ignore[arg-type]
+        catalogue.register_extractions(conn, [int(sc.id) for sc in scenes if sc.id], info.name, int(year))
+        conn.commit()
     groups: dict[tuple[str, str], list[Any]] = {}
     for sc in scenes:
         if sc.tile:
@@ -603,10 +690,105 @@ def plan_units(
             boxes = [b for b in (_footprint_bounds(x.footprint_wkt, info.epsg) for x in batch) if b]
             bbox = ([min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
                      max(b[3] for b in boxes)] if boxes and ct == "s2" else None)
+            first, last = batch[0].sensing_time, batch[-1].sensing_time
             units.append({"scene_ids": [int(x.id) for x in batch], "aoi": aoi, "year": int(year),
-                          "card_type": ct, "tile": tile, "tile_bbox": bbox})
-    log.info("planned %d unit(s) for %d scene(s) (batch size %d)", len(units), total, size)
+                          "card_type": ct, "tile": tile, "tile_bbox": bbox, "parcels_version": info.parcels_version,
+                          "label": f"{aoi} {ct} {tile} {first:%Y-%m-%d}..{last:%Y-%m-%d} ({len(batch)})"})
+    planned_at = _db_now(dsn).isoformat()
+    for u in units:
+        u["planned_at"] = planned_at
+    if units:
+        log.info("AOI %s: planned %d unit(s) for %d scene(s) (batch size %d)", aoi, len(units), total, size)
+    else:
+        log.info("AOI %s %s: nothing to do - no scene with CARD rasters awaits extraction%s", aoi, year,
+                 "" if reprocess else " (set reprocess to redo extracted, no_data and failed scenes)")
     return units
+
+
+def _db_now(dsn: str | None) -> datetime:
+    from cbmflow import db
+
+    with db.connect(dsn) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def extraction_report(units: Sequence[dict[str, Any]], *, reprocess: bool = False,
+                      dsn: str | None = None) -> dict[str, Any]:
+    """What the database says became of every planned (scene, AOI): done, no_data, failed or not done.
+
+    A scene counts as done when its status is ``extracted``/``no_data`` (with ``reprocess``: set
+    after the plan). The report is read from ``extractions``, not from task results, so a task that
+    died without a result cannot hide a hole.
+    """
+    from cbmflow import catalogue, db
+
+    keys = [(int(sid), str(u["aoi"]), int(u["year"])) for u in units for sid in u["scene_ids"]]
+    planned = {str(u["aoi"]): _as_dt(u.get("planned_at"), "planned_at") for u in units}
+    versions = {str(u["aoi"]): int(u.get("parcels_version") or 0) for u in units}
+    report: dict[str, Any] = {"planned": len(keys), "extracted": 0, "rows": 0, "no_data": [], "failed": [],
+                              "not_done": []}
+    if not keys:
+        return report
+    with db.connect(dsn) as conn:
+        rows = catalogue.get_extractions(conn, keys)
+        names = {s.id: s.product_id for s in catalogue.find(conn, ids=sorted({k[0] for k in keys}))}
+        report["bands"] = {
+            bands_mod.name(int(code)) if code is not None else "?": int(n) for code, n in conn.execute(
+                "SELECT s.band, count(*) FROM signatures s JOIN parcels p ON p.pid = s.pid "
+                "JOIN unnest(%s::int[], %s::text[], %s::int[]) AS k(obsid, aoi, year) "
+                "ON s.obsid = k.obsid AND p.aoi = k.aoi AND p.year = k.year GROUP BY s.band",
+                ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]))}
+    for k in keys:
+        x = rows.get(k)
+        item = {"obsid": k[0], "product_id": names.get(k[0], f"id {k[0]}"), "aoi": k[1], "year": k[2],
+                "status": x.status if x else "missing", "band": x.band if x else None,
+                "error": (x.last_error if x else None), "attempts": x.attempts if x else 0}
+        fresh = x is not None and x.parcels_version >= versions.get(k[1], 0) and (
+            not reprocess or planned.get(k[1]) is None
+            or (x.updated_at is not None and x.updated_at >= planned[k[1]]))  # type: ignore[operator]
+        if x is not None and x.status == "failed" and fresh:
+            report["failed"].append(item)
+        elif x is not None and x.status in catalogue.DONE_STATUSES and fresh:
+            if x.status == "no_data":
+                report["no_data"].append(item)
+            else:
+                report["extracted"] += 1
+                report["rows"] += x.rows
+        else:
+            report["not_done"].append(item)
+    return report
+
+
+def verify_extraction(units: Sequence[dict[str, Any]] | None, *, reprocess: bool = False,
+                      dsn: str | None = None) -> dict[str, Any]:
+    """The run's report; ProcessingError naming every failed or unfinished scene (product, band, error)."""
+    from cbmflow.errors import ProcessingError
+
+    if units is None:
+        raise ProcessingError("the plan did not finish (see the plan task's log): nothing was verified")
+    if not units:
+        log.info("nothing to do: no scene awaited extraction (this run wrote nothing, by design)")
+        return {"planned": 0}
+    report = extraction_report(units, reprocess=reprocess, dsn=dsn)
+    for item in report["no_data"]:
+        log.warning("no data: %s (AOI %s %s): %s", item["product_id"], item["aoi"], item["year"], item["error"])
+    culprits = report["failed"] + report["not_done"]
+    if culprits:
+        lines = []
+        for c in culprits:
+            what = "failed" if c["status"] == "failed" else f"not extracted (status {c['status']})"
+            lines.append(f"{c['product_id']} (id {c['obsid']}, AOI {c['aoi']} {c['year']}"
+                         f"{', band ' + c['band'] if c['band'] else ''}) {what}: {c['error'] or 'its task did not finish'}")
+        for line in lines:
+            log.error("culprit: %s", line)
+        raise ProcessingError(f"{len(culprits)} of {report['planned']} planned scene extraction(s) are not done "
+                              f"({len(report['failed'])} failed, {len(report['not_done'])} unfinished); "
+                              f"the good ones are written. Culprits: " + "; ".join(lines))
+    log.info("verified: %d scene extraction(s) done (%s rows), %d with no data", report["extracted"],
+             f"{report['rows']:,}", len(report["no_data"]))
+    return report
 
 
 def extract_all(
@@ -623,13 +805,18 @@ def extract_all(
     cloud_mask: bool = False,
 ) -> dict[str, Any]:
     """Plan and run every unit in this process (what the DAG does, without Airflow); returns the merged summary."""
+    import uuid
+
     cache = IndexCache()
-    total: dict[str, Any] = {"extracted": [], "failed": {}, "rows": 0, "skipped": [], "bands": {}, "units": 0}
+    run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    total: dict[str, Any] = dict(_new_summary(), units=0)
     for unit in plan_units(card_type=card_type, start=start, end=end, reprocess=reprocess, aoi=aoi, year=year, dsn=dsn):
         r = extract_scenes(unit["scene_ids"], aoi=aoi, year=year, dsn=dsn, reprocess=reprocess, buffer=buffer,
-                           min_area=min_area, cloud_mask=cloud_mask, tile_bbox=unit["tile_bbox"], index_cache=cache)
+                           min_area=min_area, cloud_mask=cloud_mask, tile_bbox=unit["tile_bbox"], index_cache=cache,
+                           run_id=run_id)
         total["units"] += 1
         total["extracted"] += r["extracted"]
+        total["no_data"] += r["no_data"]
         total["skipped"] += r["skipped"]
         total["failed"].update(r["failed"])
         total["rows"] += r["rows"]
@@ -690,9 +877,12 @@ def _cli_signatures(args: argparse.Namespace) -> int:
     out = extract_all(aoi=args.aoi, year=args.year, card_type=args.card_type, start=args.start, end=args.end,
                       reprocess=args.reprocess, buffer=args.buffer, min_area=args.min_area, cloud_mask=args.cloud_mask)
     print(f"signatures {args.aoi} {args.year}: {len(out['extracted'])} scene(s) extracted in {out['units']} unit(s), "
-          f"{out['rows']} rows, {len(out['skipped'])} skipped, {len(out['failed'])} failed")
+          f"{out['rows']} rows, {len(out['no_data'])} no data, {len(out['skipped'])} skipped, "
+          f"{len(out['failed'])} failed")
     for band, n in sorted(out["bands"].items()):
         print(f"  {band:<7} {n} rows")
+    for sid in out["no_data"]:
+        print(f"  no data {sid}: no parcel has a valid pixel")
     for sid, msg in sorted(out["failed"].items()):
         print(f"  failed {sid}: {msg}")
     return 1 if out["failed"] else 0

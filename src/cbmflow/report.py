@@ -133,6 +133,7 @@ def write_report(
     evaluation: dict[str, Any] | None = None,
     n_examples: int = 6,
     seed: int = 0,
+    markers: dict[int, str] | None = None,
 ) -> str:
     """Write the run's HTML report and PNG plots into a folder (local or s3://); returns index.html's URI."""
     pngs, examples = _plots(flags, metrics, features, n_examples, seed)
@@ -161,7 +162,8 @@ def write_report(
     red = flags[flags["flag"] == "red"].sort_values("probability", ascending=False).head(50)
     red_rows = "".join(
         f"<tr><td>{esc(str(r.parcel_id))}</td><td>{esc(str(r.declared))}</td>"
-        f"<td>{esc(str(r.predicted))}</td><td>{r.probability:.2f}</td></tr>"
+        f"<td>{esc(str(r.predicted))}</td><td>{r.probability:.2f}</td>"
+        f"<td>{esc((markers or {}).get(int(getattr(r, 'pid', -1)), ''))}</td></tr>"  # activity markers
         for r in red.itertuples()
     )
     params = metrics.get("params", {})
@@ -188,7 +190,8 @@ declaration, mean probability &ge; {params.get('red_min_prob')}.</p>
 <h2>Red parcels (sample) against their declared class</h2>
 {''.join(f'<p><img src="{e}" alt="{e}"></p>' for e in examples) or '<p>no red parcels or no time series</p>'}
 <h2>Red parcels (top 50 by probability)</h2>
-<table><tr><th>parcel</th><th>declared</th><th>predicted</th><th>probability</th></tr>{red_rows}</table>
+<table><tr><th>parcel</th><th>declared</th><th>predicted</th><th>probability</th><th>activity markers</th></tr>
+{red_rows}</table>
 </body></html>
 """
     uri = storage.join(out_dir, "index.html")

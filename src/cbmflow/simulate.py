@@ -25,6 +25,7 @@ from cbmflow import cog, storage
 from cbmflow.bands import CARD_BANDS
 from cbmflow.crops import GROUPS, PROFILES, crop_group
 from cbmflow.errors import InputError
+from cbmflow.markers import simulation as sim_events
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class SimulationResult:
     epsg: int
     transform: tuple[float, ...]
     shape: tuple[int, int]
+    events_uri: str = ""  # true mowing / harvest / ploughing dates (cbmflow.markers.simulation)
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,7 @@ class _Model:
             for g, s in zip(groups, self.shift, strict=True)
         ])
         self.group_index = {g: np.flatnonzero(groups == g) for g in GROUPS}
+        self.plough = sim_events.plough_days(groups, self.harvest, rng)  # drawn last: earlier draws unchanged
 
     def state(self, doy: float) -> dict[str, np.ndarray]:
         """Green and brown cover, VV/VH dB and coherence of every parcel on a day of year."""
@@ -338,6 +341,7 @@ class _Model:
         vh[mowed] -= 2.5 * (1 - rec)
         vv[mowed] -= 1.0 * (1 - rec)
         event_in_pair |= np.isfinite(self.harvest) & (doy - self.harvest >= 0) & (doy - self.harvest < 6)
+        sim_events.apply_ploughing(self.plough, doy, green, brown, vv, vh, event_in_pair)
         green = np.clip(green * self.green_scale, 0, 1)
         cover = np.clip(green + brown, 0, 1)
         struct = np.clip(cover * 1.15, 0, 1)
@@ -517,7 +521,7 @@ def simulate_season(
             else:
                 g = st["green"][:, None]
                 b = st["brown"][:, None]
-                soil = SOIL[None, :] * model.soil[:, None]
+                soil = SOIL[None, :] * model.soil[:, None] * sim_events.soil_factor(model.plough, doy)
                 spec = (1 - g - b) * soil + g * GREEN[None, :] + b * BROWN[None, :]
                 lut = np.concatenate([bg_spec, spec]).astype(np.float32)  # (units, 5)
                 refl = lut[units]  # rows, cols, 5
@@ -576,9 +580,15 @@ def simulate_season(
         tp = os.path.join(tmp, "truth.parquet")
         truth.to_parquet(tp, index=False)
         storage.upload(tp, truth_uri)
+        events_uri = storage.join(root, "events.parquet")
+        ep = os.path.join(tmp, "events.parquet")
+        sim_events.events_table(truth["parcel_id"], true_group, model.cuts, model.harvest, model.plough,
+                                season).to_parquet(ep, index=False)
+        storage.upload(ep, events_uri)
     return SimulationResult(root=root, items_uri=items_uri, parcels_uri=parcels_uri, truth_uri=truth_uri,
                             n_scenes=len(items), n_rasters=n_rasters, epsg=int(epsg),
-                            transform=tuple(float(v) for v in transform_t), shape=(rows, cols))
+                            transform=tuple(float(v) for v in transform_t), shape=(rows, cols),
+                            events_uri=events_uri)
 
 
 def _clouds(rng: np.random.Generator, refl: np.ndarray, scl: np.ndarray, shape: tuple[int, int],

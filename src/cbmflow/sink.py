@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from cbmflow import bands as bands_mod
+from cbmflow import testhooks
 from cbmflow.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -81,14 +82,28 @@ def signature_buffer(obsid: int, year: int, stats: Mapping[str, Any]) -> tuple[b
     return b"".join(parts), total
 
 
+# Fault-injection hook for tests: seconds to sleep after each COPY chunk (the COPY is then in
+# flight long enough to kill the writer in the middle of it). Never set in production.
+COPY_PAUSE_ENV = "CBMFLOW_TEST_COPY_PAUSE"
+
+
 def copy_signatures(conn: Any, payload: bytes) -> None:
     """Binary-COPY a prepared payload into ``signatures``."""
+    import os
+    import time
+
+    pause = float(os.environ.get(COPY_PAUSE_ENV) or 0)
     cols = ", ".join(SIGNATURE_COLUMNS)
     with conn.cursor() as cur, cur.copy(f"COPY signatures ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
         cp.write(COPY_HEADER)
-        step = 8 << 20
+        step = 8 << 20 if not pause else RECORD_DTYPE.itemsize * 4
         for i in range(0, len(payload), step):
             cp.write(payload[i: i + step])
+            if i == 0:
+                testhooks.pause("copy")
+            if pause:
+                log.warning("test hook %s: pausing %.1f s inside the COPY", COPY_PAUSE_ENV, pause)
+                time.sleep(pause)
         cp.write(COPY_TRAILER)
 
 
@@ -98,19 +113,30 @@ def write_scene(
     year: int,
     stats: Mapping[str, Any],
     scl_hist: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    aoi: str | None = None,
+    parcel_year: int | None = None,
 ) -> int:
     """Replace a scene's signatures (and SCL histograms) within the caller's transaction; returns rows written.
 
     ``stats`` maps band name (or code) to a table with columns pid, count, mean, std, min, max,
     p25, p50, p75 (DataFrame, dict of arrays or ``extract.ZonalResult``); ``scl_hist`` is
-    ``(pids, counts[n, 12])``.
+    ``(pids, counts[n, 12])``. With ``aoi`` (and ``parcel_year``, default ``year``) only the rows
+    of that AOI's parcels are replaced: another AOI's rows of the same scene are never touched.
     """
     from cbmflow import db
 
     db.ensure_year_partition(conn, year)
-    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (SCENE_LOCK, int(obsid)))
-    conn.execute("DELETE FROM signatures WHERE obsid = %s AND year = %s", (int(obsid), int(year)))
-    conn.execute("DELETE FROM scl_histograms WHERE obsid = %s", (int(obsid),))
+    if aoi is None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (SCENE_LOCK, int(obsid)))
+        conn.execute("DELETE FROM signatures WHERE obsid = %s AND year = %s", (int(obsid), int(year)))
+        conn.execute("DELETE FROM scl_histograms WHERE obsid = %s", (int(obsid),))
+    else:
+        py = int(parcel_year if parcel_year is not None else year)
+        mine = "pid IN (SELECT pid FROM parcels WHERE aoi = %s AND year = %s)"
+        conn.execute(f"DELETE FROM signatures WHERE obsid = %s AND year = %s AND {mine}",
+                     (int(obsid), int(year), aoi, py))
+        conn.execute(f"DELETE FROM scl_histograms WHERE obsid = %s AND {mine}", (int(obsid), aoi, py))
     payload, n = signature_buffer(int(obsid), int(year), stats)
     if n:
         copy_signatures(conn, payload)
@@ -121,6 +147,6 @@ def write_scene(
                 cp.set_types(["int4", "int4", "int4[]"])
                 for p, c in zip(np.asarray(pids).tolist(), np.asarray(counts).tolist(), strict=True):
                     cp.write_row((p, int(obsid), c))
-    log.info("scene %s: wrote %d signature rows%s", obsid, n,
+    log.debug("scene %s: wrote %d signature rows%s", obsid, n,
              f" and {len(scl_hist[0])} SCL histograms" if scl_hist is not None else "")
     return n

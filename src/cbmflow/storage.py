@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cbmflow.config import S3Settings, s3_settings
-from cbmflow.errors import ConfigError, NotFound, TransientError
+from cbmflow.errors import ConfigError, NotFound, StorageUnavailable, transient_cause
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,51 @@ def join(base: str, *parts: str) -> str:
         key = "/".join([u.key.rstrip("/")] + [p.strip("/") for p in parts]).lstrip("/")
         return f"s3://{u.bucket}/{key}"
     return str(Path(u.key).joinpath(*parts))
+
+
+_DISTRIBUTED = ("CeleryExecutor", "KubernetesExecutor", "EdgeExecutor", "CeleryKubernetesExecutor")
+
+
+def _local_allowed() -> bool:
+    executor = os.environ.get("AIRFLOW__CORE__EXECUTOR", "")
+    return not any(executor.endswith(name) for name in _DISTRIBUTED)
+
+
+def work_uri(*parts: str) -> str:
+    """Where intermediate work files go: ``$CBMFLOW_WORK_URI`` (shared object storage, e.g.
+    ``s3://bucket/work``), else ``$CBMFLOW_WORK_DIR`` (an explicit local folder), else
+    ``<project>/var/work`` on a single machine; refuses a local default under a distributed executor.
+    """
+    from cbmflow.config import project_root
+
+    base = os.environ.get("CBMFLOW_WORK_URI") or os.environ.get("CBMFLOW_WORK_DIR")
+    if not base:
+        if not _local_allowed():
+            raise ConfigError(
+                "CBMFLOW_WORK_URI is not set: with a distributed executor work files must go to shared "
+                "object storage (e.g. s3://bucket/work) so any worker can read them; set CBMFLOW_WORK_DIR "
+                "only for a single machine"
+            )
+        base = str(project_root() / "var" / "work")
+    return join(base, *parts) if parts else base
+
+
+def report_uri(*parts: str) -> str:
+    """Where reports go: ``$CBMFLOW_REPORT_URI``, else ``$CBMFLOW_REPORT_DIR`` (local folder), else
+    ``$CBMFLOW_WORK_URI/reports``, else ``<project>/reports``.
+    """
+    from cbmflow.config import project_root
+
+    base = os.environ.get("CBMFLOW_REPORT_URI") or os.environ.get("CBMFLOW_REPORT_DIR")
+    if not base:
+        if os.environ.get("CBMFLOW_WORK_URI"):
+            base = join(os.environ["CBMFLOW_WORK_URI"], "reports")
+        elif not _local_allowed():
+            raise ConfigError("CBMFLOW_REPORT_URI (or CBMFLOW_WORK_URI) is not set: with a distributed executor "
+                              "reports must go to shared object storage")
+        else:
+            base = str(project_root() / "reports")
+    return join(base, *parts) if parts else base
 
 
 def gdal_path(uri: str) -> str:
@@ -106,10 +151,17 @@ def open_raster(uri: str) -> Any:
     import rasterio
     from rasterio.errors import RasterioIOError
 
+    from cbmflow import testhooks
+
+    testhooks.pause("read")
     try:
         return rasterio.open(gdal_path(uri))
     except RasterioIOError as exc:
         msg = str(exc)
+        from cbmflow.errors import StorageUnavailable, is_transient_storage_text
+
+        if is_transient_storage_text(msg):
+            raise StorageUnavailable(f"raster {uri}: object storage unavailable: {msg}") from exc
         if "No such file" in msg or "does not exist" in msg or "HTTP response code: 404" in msg:
             raise NotFound(f"raster {uri} does not exist") from exc
         if any(s in msg for s in ("Connection refused", "Could not resolve host", "Failed to connect",
@@ -146,10 +198,10 @@ def _s3_error(exc: Exception, uri: str) -> Exception:
             return NotFound(f"object {uri} does not exist")
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
             return ConfigError(f"access to {uri} denied ({code}); check the S3 credentials")
-        return TransientError(f"S3 error on {uri}: {code}")
+        return StorageUnavailable(f"S3 error on {uri}: {code}")
     if isinstance(exc, EndpointConnectionError):
-        return TransientError(f"cannot reach the S3 endpoint for {uri}: {exc}")
-    return exc
+        return StorageUnavailable(f"cannot reach the S3 endpoint for {uri}: {exc}")
+    return transient_cause(exc) or exc
 
 
 def exists(uri: str) -> bool:
@@ -268,3 +320,28 @@ def ensure_bucket(uri: str) -> None:
             client.create_bucket(Bucket=u.bucket)
         except Exception as exc:  # noqa: BLE001
             raise _s3_error(exc, uri) from exc
+
+
+def clear_http_cache() -> bool:
+    """Forget what GDAL's /vsicurl/ and /vsis3/ layers cached (file existence, sizes, blocks) in this process.
+
+    After an outage GDAL would otherwise keep answering "not a supported file" for an object it
+    failed to reach, until the process ends. Returns False when GDAL's library cannot be found.
+    """
+    import ctypes
+
+    import rasterio  # noqa: F401 - loads libgdal into the process
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libgdal" in line and line.rstrip().endswith(".so")
+                     or "libgdal" in line and ".so." in line}
+    except OSError:
+        return False
+    for path in sorted(paths):
+        try:
+            ctypes.CDLL(path).VSICurlClearCache()
+            return True
+        except (OSError, AttributeError):
+            continue
+    return False

@@ -101,12 +101,22 @@ def test_extract_scenes_end_to_end(conn: psycopg.Connection, clean_db: str, s3_b
                                  cloud_mask=True, index_cache=cache)
     assert sorted(out["extracted"]) == sorted([ok, s2])
     assert set(out["failed"]) == {str(bad), str(gone)}
-    assert f"scene {bad}" in out["failed"][str(bad)] and "SIM_S1_corrupt_VV.tif" in out["failed"][str(bad)]
+    assert out["failed"][str(bad)].startswith("SIM_S1_corrupt band VV: CorruptData")
+    assert "SIM_S1_corrupt_VV.tif" in out["failed"][str(bad)]
     assert "SIM_S1_missing_VH.tif" in out["failed"][str(gone)] and "does not exist" in out["failed"][str(gone)]
     assert out["rows"] == 3 * 2 + 3 * 5
-    status = {r[0]: r[1:] for r in conn.execute("SELECT id, status, attempts, last_error FROM catalogue")}
+    status = {r[0]: r[1:] for r in conn.execute(
+        "SELECT obsid, status, attempts, last_error, band, rows FROM extractions WHERE aoi = 't'")}
     assert status[ok][:2] == ("extracted", 1) and status[s2][:2] == ("extracted", 1)
-    assert status[bad][:2] == ("failed", 1) and "SIM_S1_corrupt_VV.tif" in status[bad][2]
+    assert status[ok][4] == 6 and status[s2][4] == 15
+    assert status[bad][:2] == ("failed", 1) and "SIM_S1_corrupt_VV.tif" in status[bad][2] and status[bad][3] == "VV"
+    assert status[gone][:2] == ("failed", 1) and status[gone][3] == "VH"
+    # the catalogue keeps the CARD state: the failed extraction does not send the scene back to CARD
+    cat = dict(conn.execute("SELECT id, status FROM catalogue").fetchall())
+    assert cat == {ok: "extracted", s2: "extracted", bad: "ready", gone: "ready"}
+    probs = catalogue.problem_scenes(conn, "t")
+    assert {(p.product_id, p.status, p.band) for p in probs} == {
+        ("SIM_S1_corrupt", "failed", "VV"), ("SIM_S1_missing", "failed", "VH")}
     assert sig(conn, bad) == {} and sig(conn, gone) == {}
     s = sig(conn, ok)
     # P1: values (40 r + c) / 1000 over r, c in 0..9: mean 0.1845, min 0, max 0.369, median 0.1845
@@ -133,7 +143,7 @@ def test_extract_scenes_end_to_end(conn: psycopg.Connection, clean_db: str, s3_b
                                   reprocess=True)
     assert sorted(redo["extracted"]) == sorted([ok, s2]) and redo["rows"] == 21
     assert conn.execute("SELECT count(*) FROM signatures").fetchone()[0] == 21
-    assert conn.execute("SELECT attempts FROM catalogue WHERE id = %s", (bad,)).fetchone()[0] == 2
+    assert conn.execute("SELECT attempts FROM extractions WHERE obsid = %s", (bad,)).fetchone()[0] == 2
 
 
 def test_plan_units_groups_by_tile_and_batches(conn: psycopg.Connection, clean_db: str, tmp_path) -> None:
@@ -147,14 +157,14 @@ def test_plan_units_groups_by_tile_and_batches(conn: psycopg.Connection, clean_d
         scenes.append(Scene(product_id=f"SIM_S2_{i}", mission="S2A", product_type="CARD-2A", card_type="s2",
                             sensing_time=datetime(2025, 4, 1 + i, tzinfo=UTC), tile="33UWP",
                             footprint_wkt="POLYGON((14.9 45,15.2 45,15.2 45.3,14.9 45.3,14.9 45))",
-                            assets={}, simulated=True, status="ready"))
+                            assets={"B04": "x"}, simulated=True, status="ready"))
     scenes.append(Scene(product_id="SIM_S2_elsewhere", mission="S2A", product_type="CARD-2A", card_type="s2",
                         sensing_time=datetime(2025, 4, 1, tzinfo=UTC), tile="32TQR",
                         footprint_wkt="POLYGON((10 40,10.1 40,10.1 40.1,10 40.1,10 40))",  # misses the AOI
-                        assets={}, simulated=True, status="ready"))
+                        assets={"B04": "x"}, simulated=True, status="ready"))
     scenes.append(Scene(product_id="SIM_S1_old", mission="S1A", product_type="CARD-BS", card_type="bs",
                         sensing_time=datetime(2024, 4, 1, tzinfo=UTC), tile="E25N250",
-                        assets={}, simulated=True, status="ready"))
+                        assets={"VV": "x"}, simulated=True, status="ready"))
     catalogue.upsert(conn, scenes)
     conn.commit()
     units = extract.plan_units(card_type="all", start="2025-01-01", end="2026-01-01", reprocess=False,

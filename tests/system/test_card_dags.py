@@ -39,6 +39,15 @@ def _rows(conn, ids):  # type: ignore[no-untyped-def]
     return out
 
 
+def _events(dr) -> int:  # type: ignore[no-untyped-def]
+    """Asset events the run emitted."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return int(session.query(AssetEvent).filter(AssetEvent.source_run_id == dr.run_id).count())
+
+
 def _failed_tasks(dr) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {ti.task_id: ti.state for ti in dr.get_task_instances() if ti.state != "success"}
 
@@ -73,6 +82,7 @@ def test_card_s2_l2a_backfill_redoes_only_unready_scenes(airflow_db, conn, s3_bu
     for day in ("2022-10-05", "2022-10-06"):
         dr = dag.test(run_conf={**conf, "start": day, "end": str(date.fromisoformat(day) + timedelta(days=1))})
         assert dr.state == "success", _failed_tasks(dr)
+        assert _events(dr) == 1  # a good run with new ready scenes publishes cbmflow_card_s2
 
     after = _rows(conn, [failed, new, ready, extracted, later])
     assert after[failed][:2] == ("ready", 3) and after[failed][3] is None
@@ -93,7 +103,7 @@ def test_card_s2_l2a_backfill_redoes_only_unready_scenes(airflow_db, conn, s3_bu
     snapshot = _rows(conn, ids.values())
     dr = dag.test(run_conf={**conf, "start": "2022-10-05", "end": "2022-10-07"})
     assert dr.state == "success"
-    assert {ti.task_id: ti.state for ti in dr.get_task_instances()}["publish"] == "skipped"
+    assert {ti.task_id: ti.state for ti in dr.get_task_instances()}["publish"] == "skipped" and _events(dr) == 0
     assert _rows(conn, ids.values()) == snapshot
 
 
@@ -116,7 +126,9 @@ def test_card_s1_bs_snap_engine_without_snap_fails_clearly(airflow_db, conn, s3_
         run_conf={"start": "2024-06-01", "end": "2024-06-02", "engine": "snap", "card_root": s3_bucket})
     assert dr.state == "failed"
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
-    assert states["process"] == "failed" and states["publish"] == "skipped" and states["verify"] == "failed"
+    # verify names the scene; the Asset outlet (publish) does not run in a failed run
+    assert states["process"] == "failed" and states["publish"] == "upstream_failed" and states["verify"] == "failed"
+    assert _events(dr) == 0
     status, attempts, _, error = _rows(conn, ids.values())[ids.popitem()[1]]
     assert (status, attempts) == ("failed", 1)
     assert error.startswith("ToolMissing: SNAP gpt not found: install ESA SNAP 10+ with the Sentinel-1 toolbox")
@@ -165,8 +177,17 @@ def test_card_s1_coh6_pairs_then_fails_without_snap(airflow_db, conn, s3_bucket,
     dr = _dag("card_s1_coh6").test(run_conf={"start": "2024-06-01", "end": "2024-06-03", "card_root": s3_bucket})
     assert dr.state == "failed"
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
-    assert states["discover"] == "success" and states["process"] == "failed"
+    assert states["discover"] == "success" and states["process"] == "failed" and states["verify"] == "failed"
+    assert states["publish"] == "upstream_failed" and _events(dr) == 0
     rows = _rows(conn, [ref, sec, lone])
     assert rows[sec][0] == "failed" and rows[sec][3].startswith("ToolMissing: SNAP gpt not found")
     assert rows[ref][:2] == ("discovered", 0)   # the reference is read, not claimed
     assert rows[lone][:2] == ("discovered", 0)  # no 6- or 12-day partner: left for a later run
+
+
+def test_card_discover_failure_fails_the_run_without_asset(airflow_db, conn) -> None:  # type: ignore[no-untyped-def]
+    dr = _dag("card_s2_l2a").test(run_conf={"start": "not-a-date", "end": "2022-10-06"})
+    states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
+    assert dr.state == "failed"
+    assert states["discover"] == "failed" and states["verify"] == "failed"
+    assert states["publish"] == "upstream_failed" and _events(dr) == 0

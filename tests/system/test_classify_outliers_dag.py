@@ -54,3 +54,12 @@ def test_dag_flags_and_reports(
     state, tasks = run_dag({"aoi": "empty", "year": YEAR})
     assert tasks["period_means"] == "skipped", tasks
     assert conn.execute("SELECT count(*) FROM classification_runs").fetchone()[0] == 1
+
+
+def test_dag_without_aoi_fails_naming_the_known_aois(airflow_db: str, conn: psycopg.Connection) -> None:
+    """The form's default (no AOI) is a clear failure, not a run on a non-existent 'demo' AOI."""
+    conn.execute("INSERT INTO aois (name, epsg) VALUES ('known_one', 32633)")
+    conn.commit()
+    state, tasks = run_dag({"year": YEAR})  # truth_uri omitted: optional
+    assert state == "failed" and tasks["period_means"] == "failed"
+    assert tasks["report"] == "upstream_failed"

@@ -7,6 +7,7 @@ it and 1 outside; two S1 CARD-BS scenes, one S1 scene whose VV COG is corrupt, o
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,36 +73,78 @@ def build_archive(conn: psycopg.Connection, base: str) -> dict[str, int]:
     return ids
 
 
-def run_dag(conf: dict) -> str:
+def _dag():  # type: ignore[no-untyped-def]
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(ROOT / "dags" / "extract_signatures.py"))
     assert bag.import_errors == {}
-    dr = bag.get_dag("extract_signatures").test(run_conf=conf)
-    return str(dr.state)
+    dag = bag.get_dag("extract_signatures")
+    for t in dag.tasks:  # a failing task fails at once instead of waiting out its retry delay
+        t.retries = 0
+    return dag
 
 
-def test_dag_extracts_replaces_and_skips(airflow_db: str, conn: psycopg.Connection, s3_bucket: str) -> None:
+LABELS: set[str] = set()  # the UI labels of the last run's mapped extract tasks
+
+
+def run(conf: dict):  # type: ignore[no-untyped-def]
+    """(state, task states by task id (mapped: the set of states), Asset events the run emitted)."""
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    dr = _dag().test(run_conf=conf)
+    states: dict[str, set[str]] = {}
+    LABELS.clear()
+    for ti in dr.get_task_instances():
+        states.setdefault(ti.task_id, set()).add(str(ti.state))
+        if ti.task_id == "extract" and ti.map_index >= 0:
+            LABELS.add(str(ti.rendered_map_index))
+    with create_session() as session:
+        events = session.query(AssetEvent).filter(AssetEvent.source_run_id == dr.run_id).count()
+    return str(dr.state), {k: (v.pop() if len(v) == 1 else v) for k, v in states.items()}, events
+
+
+def run_dag(conf: dict) -> str:
+    return str(run(conf)[0])
+
+
+def extraction_status(conn: psycopg.Connection) -> dict[int, tuple]:
+    out = {r[0]: r[1:] for r in conn.execute("SELECT obsid, status, last_error, band FROM extractions")}
+    conn.commit()
+    return out
+
+
+def test_dag_extracts_replaces_and_skips(airflow_db: str, conn: psycopg.Connection, s3_bucket: str,
+                                         capfd: pytest.CaptureFixture[str]) -> None:
     ids = build_archive(conn, f"{s3_bucket}/sim")
     corrupt = next(v for k, v in ids.items() if k.endswith("corrupt"))
     conf = {"aoi": "sys", "year": 2025, "card_type": "all", "reprocess": False, "batch_size": 2}
 
-    state = run_dag(conf)
-    assert state == "failed"  # the corrupt scene is reported by summarise after the others were written
-    status = dict(conn.execute("SELECT id, status FROM catalogue").fetchall())
-    assert status.pop(corrupt) == "failed"
-    assert set(status.values()) == {"extracted"}
-    err = conn.execute("SELECT last_error FROM catalogue WHERE id = %s", (corrupt,)).fetchone()[0]
-    assert "corrupt_VV.tif" in err and f"scene {corrupt}" in err
+    state, tasks, events = run(conf)
+    # the corrupt scene fails the run after the others were written; verify names it; no Asset event
+    assert state == "failed" and tasks["verify"] == "failed" and tasks["publish"] == "upstream_failed"
+    assert tasks["summarise"] == "success" and tasks["extract"] == "success" and events == 0
+    assert LABELS == {"sys bs E25N250 2025-05-01..2025-05-02 (2)", "sys bs E25N250 2025-05-03..2025-05-03 (1)",
+                      "sys s2 33TWL 2025-05-03..2025-05-03 (1)"}
+    status = extraction_status(conn)
+    assert status.pop(corrupt)[::2] == ("failed", "VV")
+    assert {v[0] for v in status.values()} == {"extracted"}
+    err = conn.execute("SELECT last_error FROM extractions WHERE obsid = %s", (corrupt,)).fetchone()[0]
+    assert err.startswith("SIM_S1A_CARD_BS_20250503_corrupt band VV: CorruptData") and "corrupt_VV.tif" in err
     per_band = dict(conn.execute("SELECT band, count(*) FROM signatures GROUP BY band").fetchall())
     assert per_band == {1: 6, 2: 6, 11: 3, 12: 3, 13: 3, 17: 3, 20: 3}  # 3 parcels x 2 scenes; 3 x 1 S2
     assert conn.execute("SELECT count(*) FROM scl_histograms").fetchone()[0] == 3
-    stamp = dict(conn.execute("SELECT id, updated_at FROM catalogue").fetchall())
+    stamp = dict(conn.execute("SELECT obsid, updated_at FROM extractions").fetchall())
     conn.commit()
 
-    # no reprocess: nothing to claim, nothing touched
-    assert run_dag(conf) == "success"
-    assert dict(conn.execute("SELECT id, updated_at FROM catalogue").fetchall()) == stamp
+    # no reprocess: nothing to do (green, said in the log), nothing touched, no Asset event
+    capfd.readouterr()
+    state, tasks, events = run(conf)
+    assert state == "success" and tasks["extract"] == "skipped" and tasks["publish"] == "skipped" and events == 0
+    out = "".join(capfd.readouterr())
+    assert "nothing to do" in out
+    assert "XCom not found" not in out and "[error" not in out.lower()
+    assert dict(conn.execute("SELECT obsid, updated_at FROM extractions").fetchall()) == stamp
     assert conn.execute("SELECT count(*) FROM signatures").fetchone()[0] == 27
     conn.commit()
 
@@ -109,4 +152,52 @@ def test_dag_extracts_replaces_and_skips(airflow_db: str, conn: psycopg.Connecti
     assert run_dag(dict(conf, reprocess=True)) == "failed"
     assert conn.execute("SELECT count(*) FROM signatures").fetchone()[0] == 27
     assert conn.execute("SELECT count(DISTINCT (pid, obsid, band)) FROM signatures").fetchone()[0] == 27
-    assert conn.execute("SELECT attempts FROM catalogue WHERE id = %s", (corrupt,)).fetchone()[0] == 2
+    assert conn.execute("SELECT attempts FROM extractions WHERE obsid = %s", (corrupt,)).fetchone()[0] == 2
+    conn.commit()
+
+    # the bad product withdrawn, a reprocess is fully good: success, one Asset event, no error line
+    conn.execute("DELETE FROM catalogue WHERE id = %s", (corrupt,))
+    conn.commit()
+    capfd.readouterr()
+    state, tasks, events = run(dict(conf, reprocess=True, aoi=None))  # empty aoi = every AOI
+    out = "".join(capfd.readouterr())
+    assert state == "success" and tasks["publish"] == "success" and events == 1, tasks
+    assert "XCom not found" not in out and "[error" not in out.lower()
+    assert conn.execute("SELECT count(*) FROM signatures").fetchone()[0] == 27
+
+
+def test_plan_failure_fails_the_run(airflow_db: str, conn: psycopg.Connection, s3_bucket: str) -> None:
+    build_archive(conn, f"{s3_bucket}/plan")
+    state, tasks, events = run({"aoi": "no_such_aoi", "year": 2025})
+    assert state == "failed" and events == 0
+    assert tasks["plan"] == "failed" and tasks["verify"] == "failed"
+    assert tasks["publish"] == "upstream_failed" and tasks["extract"] == "upstream_failed"
+    assert conn.execute("SELECT count(*) FROM signatures").fetchone()[0] == 0
+
+
+def test_storage_outage_fails_the_task_not_the_scene(airflow_db: str, conn: psycopg.Connection, s3_bucket: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    build_archive(conn, f"{s3_bucket}/out")
+    conn.execute("DELETE FROM catalogue WHERE product_id LIKE '%%corrupt'")
+    conn.commit()
+    good = os.environ["AWS_ENDPOINT_URL"]
+    with socket.socket() as s:  # a port nobody listens on: connection refused, like a stopped MinIO
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{dead}")
+    monkeypatch.setenv("GDAL_HTTP_MAX_RETRY", "0")
+    state, tasks, events = run({"aoi": "sys", "year": 2025, "batch_size": 2})
+    assert state == "failed" and tasks["extract"] == "failed" and tasks["verify"] == "failed" and events == 0
+    status = extraction_status(conn)
+    assert {v[0] for v in status.values()} == {"pending"}  # retryable: never 'failed'
+    assert any("interrupted, will retry" in (v[1] or "") for v in status.values())
+    assert conn.execute("SELECT count(*) FROM signatures").fetchone()[0] == 0
+    conn.commit()
+    # storage back: the next run (no reprocess) does exactly the pending scenes and the run is green
+    monkeypatch.setenv("AWS_ENDPOINT_URL", good)
+    state, tasks, events = run({"aoi": "sys", "year": 2025, "batch_size": 2})
+    assert state == "success" and events == 1, tasks
+    assert {v[0] for v in extraction_status(conn).values()} == {"extracted"}
+    assert conn.execute("SELECT count(*) FROM signatures").fetchone()[0] == 27

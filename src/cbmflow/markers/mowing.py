@@ -1,0 +1,162 @@
+"""Mowing: S2 NDVI drops (a drop, a low after, regrowth) and S1 6-day coherence rises, fused into events.
+
+Both detectors are pure functions on sorted day/value arrays; :func:`detect_mowing` wires them to
+a parcel's signals. Parameters: :class:`cbmflow.markers.params.MowingParams`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cbmflow.markers.params import MarkerParams, MowingParams
+from cbmflow.markers.signals import Candidate, Marker, ParcelSignals, iso, orbit_anomaly, season_day
+
+
+def remove_spikes(days: np.ndarray, values: np.ndarray, p: MowingParams) -> np.ndarray:
+    """Mask (True = keep) of observations that are not one-off dips recovered within ``spike_max_days``."""
+    keep = np.ones(len(values), dtype=bool)
+    for i in range(1, len(values) - 1):
+        before, here, after = values[i - 1], values[i], values[i + 1]
+        if (before - here >= p.min_drop and after >= before - p.spike_tolerance
+                and days[i + 1] - days[i - 1] <= p.spike_max_days):
+            keep[i] = False
+    return keep
+
+
+def ndvi_drops(days: np.ndarray, ndvi: np.ndarray, p: MowingParams,
+               season: tuple[float, float] | None = None) -> list[Candidate]:
+    """Mowing candidates from cloud-free NDVI: a drop of at least ``min_drop``, a low, then regrowth."""
+    days = np.asarray(days, dtype=float)
+    ndvi = np.asarray(ndvi, dtype=float)
+    keep = remove_spikes(days, ndvi, p)
+    d, v = days[keep], ndvi[keep]
+    out: list[Candidate] = []
+    n = len(v)
+    i = 1
+    while i < n:
+        gap = d[i] - d[i - 1]
+        if not (v[i - 1] - v[i] >= p.min_drop and v[i - 1] >= p.min_ndvi_before and gap <= p.max_drop_gap_days):
+            i += 1
+            continue
+        j = i  # the low: the fall may continue over the next observations
+        while j + 1 < n and v[j + 1] < v[j] and d[j + 1] - d[j] <= p.max_drop_gap_days:
+            j += 1
+        later = (d > d[j]) & (d - d[j] <= p.regrowth_days)
+        confirmed = bool(np.any(v[later] >= v[j] + p.regrowth_min))
+        if later.any() and not confirmed:
+            i = j + 1  # it fell and stayed down: senescence or harvest, not a cut
+            continue
+        drop = float(v[i - 1] - v[j])
+        conf = min(1.0, 0.5 * drop / p.min_drop) * (1.0 if confirmed else 0.7)
+        mid = (d[i - 1] + d[i]) / 2.0
+        if season is None or season[0] <= mid <= season[1]:
+            out.append(Candidate(day=mid, start=float(d[i - 1]), end=float(d[i]), confidence=round(conf, 4),
+                                 source="S2", detail={"ndvi_before": round(float(v[i - 1]), 4),
+                                                      "ndvi_low": round(float(v[j]), 4),
+                                                      "regrowth": confirmed}))
+        i = j + 1
+    return out
+
+
+def _trend_residual(d: np.ndarray, v: np.ndarray, x: float, sigma_min: float) -> tuple[float, float]:
+    """Prediction at x of the least-squares line through (d, v), and the noise estimate."""
+    n = len(v)
+    mx, my = float(d.mean()), float(v.mean())
+    dx = d - mx
+    sxx = float(dx @ dx)
+    if sxx == 0.0:
+        res = v - my
+        pred, dof = my, max(n - 1, 1)
+    else:
+        slope = float(dx @ (v - my)) / sxx
+        pred = my + slope * (x - mx)
+        res = v - (my + slope * dx)
+        dof = max(n - 2, 1)
+    sigma = max(float(np.sqrt(float(res @ res) / dof)), sigma_min)
+    return pred, sigma
+
+
+def coherence_rises(days: np.ndarray, coh: np.ndarray, p: MowingParams,
+                    season: tuple[float, float] | None = None) -> list[Candidate]:
+    """Mowing candidates from 6-day coherence rising above its local linear trend (CFAR threshold).
+
+    A record is an alarm when it exceeds the line fitted to the previous ``coh_trend_days`` of
+    records by both ``coh_min_increase`` and ``coh_k`` times the fit's residual noise. A record
+    is dated by the second image of its pair, so a rise at ``t`` means the cut came before
+    ``t - coh_pair_days`` and after the previous record's pair began.
+    """
+    d = np.asarray(days, dtype=float)
+    v = np.asarray(coh, dtype=float)
+    out: list[Candidate] = []
+    prev_alarm = False
+    for i in range(len(v)):
+        win = (d < d[i]) & (d >= d[i] - p.coh_trend_days)
+        if int(win.sum()) < p.coh_trend_min_points:
+            prev_alarm = False
+            continue
+        pred, sigma = _trend_residual(d[win], v[win], d[i], p.coh_sigma_min)
+        r = v[i] - pred
+        alarm = r >= p.coh_min_increase and r >= p.coh_k * sigma
+        if alarm and not prev_alarm:
+            start = d[i - 1] - p.coh_pair_days
+            end = d[i] - p.coh_pair_days
+            mid = (start + end) / 2.0
+            conf = min(1.0, 0.5 * r / max(p.coh_min_increase, p.coh_k * sigma))
+            if season is None or season[0] <= mid <= season[1]:
+                out.append(Candidate(day=mid, start=float(start), end=float(end), confidence=round(conf, 4),
+                                     source="S1", detail={"coh_rise": round(float(r), 4),
+                                                          "coh_sigma": round(float(sigma), 4)}))
+        prev_alarm = alarm
+    return out
+
+
+def fuse(s2: list[Candidate], s1: list[Candidate], p: MowingParams) -> list[Marker]:
+    """S2 and S1 candidates within ``fuse_days`` become one event; then at most ``max_events``, ``min_separation_days`` apart."""
+    used: set[int] = set()
+    events: list[tuple[float, float, float, float, tuple[str, ...], dict[str, object]]] = []
+    for c in sorted(s2, key=lambda c: c.day):
+        best, best_dist = -1, float("inf")
+        for k, o in enumerate(s1):
+            dist = abs(o.day - c.day)
+            if k not in used and dist <= p.fuse_days and dist < best_dist:
+                best, best_dist = k, dist
+        if best >= 0:
+            o = s1[best]
+            used.add(best)
+            conf = 1.0 - (1.0 - c.confidence) * (1.0 - o.confidence)
+            lo, hi = max(c.start, o.start), min(c.end, o.end)
+            if lo > hi:  # the intervals do not overlap: keep the optical dating
+                lo, hi = c.start, c.end
+            events.append(((lo + hi) / 2.0, lo, hi, conf, ("S2", "S1"), {**c.detail, **o.detail}))
+        else:
+            events.append((c.day, c.start, c.end, c.confidence, ("S2",), dict(c.detail)))
+    for k, o in enumerate(s1):
+        if k not in used:
+            events.append((o.day, o.start, o.end, o.confidence, ("S1",), dict(o.detail)))
+    chosen: list[tuple[float, float, float, float, tuple[str, ...], dict[str, object]]] = []
+    for ev in sorted(events, key=lambda e: (-e[3], e[0])):
+        if len(chosen) >= p.max_events:
+            break
+        if all(abs(ev[0] - c[0]) >= p.min_separation_days for c in chosen):
+            chosen.append(ev)
+    return [
+        Marker("mowing", iso(e[0]), iso(e[1]), iso(e[2]), round(float(e[3]), 4), e[4], e[5])
+        for e in sorted(chosen, key=lambda e: e[0])
+    ]
+
+
+def detect_mowing(sig: ParcelSignals, params: MarkerParams) -> list[Marker]:
+    """The mowing events of a parcel's season (S2 NDVI drops fused with S1 coherence rises)."""
+    p = params.mowing
+    season = (float(season_day(sig.year, p.season_start)), float(season_day(sig.year, p.season_end)))
+    s2c: list[Candidate] = []
+    if p.use_s2 and sig.s2 is not None:
+        ok = sig.s2.usable(params.s2.cloud_classes, params.s2.cloud_max, params.s2.min_count)
+        d = sig.s2.days[ok]
+        order = np.argsort(d, kind="stable")
+        s2c = ndvi_drops(d[order], sig.s2.ndvi()[ok][order], p, season)
+    s1c: list[Candidate] = []
+    if p.use_s1 and sig.s1:
+        d, v, _ = orbit_anomaly(sig.s1, "coh")
+        s1c = coherence_rises(d, v, p, season)
+    return fuse(s2c, s1c, p)

@@ -1,0 +1,134 @@
+"""Every marker parameter in one place, with its published default and where it comes from.
+
+Sources (full references in docs/markers.md):
+
+* [JRC-SMP] JRC CbM ``scripts/signal_marker_processing`` (ec-jrc/cbm, BSD-3-Clause), its example
+  configuration ``notebook/config/main.json``: season 04-01..10-31, S2 observations dropped when
+  any pixel falls in SCL classes 3, 8, 9, 10, 11 (``cloud_pct > 0``), NDVI drop detector
+  ``min_drop`` 0.1 / ``min_duration`` 14 days, coherence peak detector ``min_increase`` 0.08,
+  data gaps ``min_gap_len`` 20 days, state change to state 4 ("maintained") ``min_duration``
+  10 days, and the state classifier (k-NN, k = 5, on B08/B11/B04 stretched 1200-5700 /
+  800-4100 / 150-2800 to 0-255) trained on ``nl2020_b08_b11_b04_classified_1000.csv``.
+* [DeVroey2022] De Vroey, Radoux, Defourny (2022), grassland mowing detection from S1 6-day
+  coherence and S2 NDVI (the Sen4CAP L4B method): coherence rises and NDVI drops after a cut.
+* [CFAR] constant-false-alarm-rate thresholding: a residual is an alarm when it exceeds
+  k times the local noise; for Gaussian noise k = 1.96 gives a 2.5 % one-sided false-alarm rate.
+
+Anything marked ``ours`` is a cbmflow choice, not a published value; it was set before the
+evaluation and not tuned on the JRC ground truth (see docs/markers.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from cbmflow.errors import InputError
+
+
+@dataclass(frozen=True)
+class S2Params:
+    """Which Sentinel-2 observations are usable."""
+
+    cloud_classes: tuple[int, ...] = (3, 8, 9, 10, 11)  # [JRC-SMP] cloud_categories
+    cloud_max: float = 0.0  # [JRC-SMP] drop when cloud_pct > 0
+    min_count: int = 1  # ours: pixels the parcel needs in the scene
+
+
+@dataclass(frozen=True)
+class MowingParams:
+    """Mowing from S2 NDVI drops and S1 6-day coherence rises, fused."""
+
+    season_start: str = "04-01"  # [JRC-SMP]
+    season_end: str = "10-31"  # [JRC-SMP]
+    min_drop: float = 0.1  # [JRC-SMP] drop-detector min_drop (NDVI)
+    min_ndvi_before: float = 0.4  # ours: the sward was green before the cut
+    max_drop_gap_days: int = 30  # ours: a drop across a longer gap is not dated
+    regrowth_days: int = 45  # ours: the NDVI must rise again within this many days ...
+    regrowth_min: float = 0.05  # ours: ... by at least this much above the low
+    spike_max_days: int = 12  # ours: a dip recovered within this span is noise (haze, shadow)
+    spike_tolerance: float = 0.05  # ours: "recovered" = back within this of the level before
+    coh_pair_days: int = 6  # the coherence pair length; a record is dated by its second image
+    coh_min_increase: float = 0.08  # [JRC-SMP] peak-detector min_increase
+    coh_trend_days: int = 30  # ours: the local linear trend uses the records of the last 30 days
+    coh_trend_min_points: int = 3  # ours
+    coh_k: float = 1.96  # [CFAR] 2.5 % one-sided false-alarm rate under Gaussian noise
+    coh_sigma_min: float = 0.02  # ours: noise floor of a parcel's mean coherence
+    fuse_days: int = 12  # ours: S2 and S1 evidence within this many days is one event
+    min_separation_days: int = 14  # [JRC-SMP] min_duration: two cuts at least this far apart
+    max_events: int = 5  # ours: at most this many mowing events per season
+    use_s1: bool = True
+    use_s2: bool = True
+
+
+@dataclass(frozen=True)
+class BareSoilParams:
+    """Bare soil periods (S2 state classifier or NDVI) and ploughing (entry into bare soil, S1 check)."""
+
+    season_start: str = "01-01"  # ours: bare soil matters all year (fallow rules start in January)
+    season_end: str = "12-31"
+    ndvi_bare_max: float = 0.25  # ours: bare soil NDVI is 0.1-0.25 (JRC NL 2020 sample: 0.22)
+    min_duration_days: int = 10  # [JRC-SMP] state_change min_duration
+    knn_k: int = 5  # [JRC-SMP]
+    stretch_min: tuple[float, float, float] = (1200.0, 800.0, 150.0)  # [JRC-SMP] B08, B11, B04 (DN)
+    stretch_max: tuple[float, float, float] = (5700.0, 4100.0, 2800.0)  # [JRC-SMP]
+    plough_vv_rise_db: float = 1.0  # ours: roughness raises VV by at least 1 dB
+    plough_coh_drop: float = 0.1  # ours: or the coherence pair across the ploughing drops
+
+
+@dataclass(frozen=True)
+class HarvestParams:
+    """Harvest of arable crops, week by week, from NDVI drop, VH/VV change and coherence rise."""
+
+    min_peak_ndvi: float = 0.5  # ours: a crop canopy existed
+    min_ndvi_drop: float = 0.3  # ours: from the season's peak
+    max_ndvi_after: float = 0.45  # ours
+    ratio_drop_db: float = 1.5  # ours: VH/VV falls when the canopy goes
+    coh_rise: float = 0.08  # [JRC-SMP] peak-detector min_increase, reused
+    min_sources: int = 1  # ours: NDVI alone may date a harvest; S1 alone needs both ratio and coherence
+    season_start: str = "05-15"  # ours
+    season_end: str = "11-30"  # ours
+
+
+@dataclass(frozen=True)
+class GapParams:
+    """Periods without usable observations become explicit ``no_evidence`` markers."""
+
+    season_start: str = "04-01"  # [JRC-SMP]
+    season_end: str = "10-31"  # [JRC-SMP]
+    s2_min_gap_days: int = 20  # [JRC-SMP] data-gaps min_gap_len
+    s1_min_gap_days: int = 20  # ours: same threshold for radar
+
+
+@dataclass(frozen=True)
+class MarkerParams:
+    """All marker parameters."""
+
+    s2: S2Params = field(default_factory=S2Params)
+    mowing: MowingParams = field(default_factory=MowingParams)
+    bare_soil: BareSoilParams = field(default_factory=BareSoilParams)
+    harvest: HarvestParams = field(default_factory=HarvestParams)
+    gaps: GapParams = field(default_factory=GapParams)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The parameters as a JSON-ready dict (stored with every run)."""
+        return asdict(self)
+
+    def with_overrides(self, overrides: dict[str, Any]) -> MarkerParams:
+        """A copy with ``{"mowing.min_drop": 0.15, ...}`` overrides applied; unknown names are errors."""
+        out = self
+        for key, value in overrides.items():
+            group, _, name = key.partition(".")
+            sub = getattr(out, group, None) if name else None
+            if sub is None or name not in {f.name for f in fields(sub)}:
+                raise InputError(f"unknown marker parameter {key!r}")
+            current = getattr(sub, name)
+            if isinstance(current, bool):
+                value = str(value).lower() in ("1", "true", "yes")
+            elif isinstance(current, (int, float, str)):
+                value = type(current)(value)
+            out = replace(out, **{group: replace(sub, **{name: value})})
+        return out
+
+
+DEFAULTS = MarkerParams()
