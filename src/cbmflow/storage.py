@@ -164,9 +164,6 @@ def open_raster(uri: str) -> Any:
             raise StorageUnavailable(f"raster {uri}: object storage unavailable: {msg}") from exc
         if "No such file" in msg or "does not exist" in msg or "HTTP response code: 404" in msg:
             raise NotFound(f"raster {uri} does not exist") from exc
-        if any(s in msg for s in ("Connection refused", "Could not resolve host", "Failed to connect",
-                                  "timed out", "Connection reset")):
-            raise TransientError(f"cannot reach the S3 endpoint for raster {uri}: {msg}") from exc
         from cbmflow.errors import CorruptData
 
         raise CorruptData(f"raster {uri} cannot be read: {msg}") from exc
