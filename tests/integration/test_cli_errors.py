@@ -104,7 +104,7 @@ def _terminate_when_waiting(dsn: str, app: str, proc: subprocess.Popen[str], tim
     [
         ("aois", "import"),
         ("parcels", ["db", "status"]),
-        ("catalogue", ["signatures", "--aoi", "nl", "--year", "2023"]),
+        ("aois", ["signatures", "--aoi", "nl", "--year", "2023"]),
     ],
 )
 def test_database_lost_mid_command_is_one_line_exit_3(clean_db: str, shared_data: Path, tmp_path: Path,
