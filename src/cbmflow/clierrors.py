@@ -2,8 +2,9 @@
 
 Exit codes (also in docs/operations.md):
 
-* 0 - done (also "nothing to do": :class:`~cbmflow.errors.NothingToDo`);
-* 2 - bad input or configuration; retrying will not help (the cbmflow errors with outcome ``fail``);
+* 0 - done;
+* 2 - bad input or configuration, retrying will not help (cbmflow errors with outcome ``fail``), or
+  nothing to do (:class:`~cbmflow.errors.NothingToDo`: a command that did nothing says so);
 * 3 - temporary: the results database was lost or refused us, the S3 endpoint cannot be reached,
   or another :class:`~cbmflow.errors.TransientError`; run the command again later;
 * 4 - the disk is full (or another operating-system error while reading/writing a file).
@@ -115,8 +116,6 @@ def describe(exc: BaseException) -> tuple[str, int]:
             return f"disk full: {_first_line(e)}; free space and run again", EXIT_OS
     top = chain[0]
     if isinstance(top, CbmError):
-        if top.outcome == "skip":
-            return f"nothing to do: {_first_line(top)}", 0
         if top.outcome == "retry":
             return f"{_first_line(top)} (temporary; run again later)", EXIT_TEMPORARY
         return _first_line(top), EXIT_INPUT

@@ -218,11 +218,11 @@ def check_source(frame: geopandas.GeoDataFrame, rules: Rules | None = None) -> S
     for i in np.flatnonzero(bad):
         issues.append(Issue(int(rows[i]), ids[i], "rejected", "null or empty geometry"))
 
-    for i in np.flatnonzero(~bad):
+    kinds = np.full(len(geoms), -1)
+    kinds[~bad] = shapely.get_type_id(geoms[~bad])
+    for i in np.flatnonzero(~bad & ~np.isin(kinds, (3, 6))):  # not Polygon / MultiPolygon
         g = geoms[i]
         kind = g.geom_type
-        if kind in _POLYGONAL:
-            continue
         part = polygonal_part(g) if kind == "GeometryCollection" else None
         if part is None:
             what = "GeometryCollection without polygons" if kind == "GeometryCollection" else kind

@@ -115,8 +115,8 @@ def test_period_means_bad_input(conn: psycopg.Connection) -> None:
         compute_period_means(conn, "nope", YEAR)
     with pytest.raises(NothingToDo, match="no period means for aoi ana year 2025"):
         build_features(conn, "ana", YEAR)
-    # "nothing to do" is exit 0 with the reason on one line (clierrors); an unknown AOI is exit 2
-    assert cli.main(["season", "periods", "--aoi", "ana", "--year", str(YEAR)]) == 0
+    # "nothing to do" and an unknown AOI are both exit 2 with the reason on one line (clierrors)
+    assert cli.main(["season", "periods", "--aoi", "ana", "--year", str(YEAR)]) == 2
     assert cli.main(["season", "periods", "--aoi", "nope", "--year", str(YEAR)]) == 2
 
 

@@ -177,7 +177,8 @@ def test_s3_session_and_role_credentials_come_from_the_amazon_hook(monkeypatch: 
     session = {"conn_type": "aws", "login": "ASIASESSION", "password": AWS_SECRET,
                "extra": {"endpoint_url": s3_endpoint, "aws_session_token": "tok/en+" + AWS_SECRET}}
     monkeypatch.setenv("AIRFLOW_CONN_CBMFLOW_S3", json.dumps(session))
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
+                "AWS_DEFAULT_REGION"):  # configure() sets them: restored after the test
         monkeypatch.setenv(var, os.environ.get(var, "x"))
     records = _Records()
     logging.getLogger("cbmflow").addHandler(records)
@@ -224,13 +225,22 @@ def test_no_secret_in_the_logs_of_a_dag_run(airflow_db: str, clean_db: str, secr
     spec.loader.exec_module(module)
     conf = {"file": str(shared_data / "parcels" / "nl_brp_2023.gpkg"), "aoi": "nl", "year": 2023, "id_col": "id",
             "crop_col": "gewascode", "report": str(tmp_path / "dag-report.csv")}
-    ok = module.import_parcels().test(run_conf=conf)
-    bad = module.import_parcels().test(run_conf=dict(conf, id_col="nope"))  # a failing task logs its error too
+    records = _Records()  # whatever reaches Python logging, in case Airflow's task logging sends it elsewhere
+    loggers = [logging.getLogger(), logging.getLogger("cbmflow"), logging.getLogger("airflow.task")]
+    for lg in loggers:
+        lg.addHandler(records)
+    try:
+        ok = module.import_parcels().test(run_conf=conf)
+        bad = module.import_parcels().test(run_conf=dict(conf, id_col="nope"))  # a failing task logs its error too
+    finally:
+        for lg in loggers:
+            lg.removeHandler(records)
     assert (ok.state, bad.state) == ("success", "failed")
     with psycopg.connect(clean_db) as c:
         assert c.execute("SELECT count(*), min(source) FROM parcels").fetchone() == (100, "nl_brp_2023.gpkg")
     out, err = capfd.readouterr()
     logs = [p.read_text(errors="replace") for p in Path(os.environ["AIRFLOW_HOME"]).rglob("*") if p.is_file()
             and p.suffix in (".log", ".json", "")]
-    _assert_clean(out, err, *logs, (tmp_path / "dag-report.csv").read_text())
-    assert "results database from connection cbmflow_db" in out + err + "".join(logs)
+    _assert_clean(out, err, records.text, *logs, (tmp_path / "dag-report.csv").read_text())
+    # the logs were really captured: configure()'s line is there (without the password)
+    assert "results database from connection cbmflow_db" in out + err + records.text + "".join(logs)
