@@ -24,7 +24,6 @@ def web(pg_dsn: str, s3_endpoint: str) -> WebData:
 
     from psycopg import sql
 
-    from conftest import _KEEP_TABLES  # noqa: F401 - same emptied database as the other tests
 
     with psycopg.connect(pg_dsn, autocommit=True) as c:
         tables = [r[0] for r in c.execute(
