@@ -294,3 +294,18 @@ def airflow_token(username: str = "inspector", role: str = "viewer") -> str:
         conf.set(section.lower(), key.lower(), v)
     am = create_auth_manager()
     return str(am.generate_jwt(SimpleAuthManagerUser(username=username, role=role)))
+
+
+def empty_database(dsn: str) -> None:
+    """Empty every data table of the test database (the schema and the band table stay)."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn, autocommit=True) as c:
+        tables = [r[0] for r in c.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "AND c.relname NOT IN ('schema_migrations', 'bands', 'spatial_ref_sys')")]
+        if tables:
+            c.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in tables)))

@@ -13,7 +13,17 @@ import re
 import psycopg
 import pytest
 
-from web_data import AOI, RED_PARCEL, XSS_ID, XSS_PARCEL, YEAR, WebData, airflow_token, build
+from web_data import (
+    AOI,
+    RED_PARCEL,
+    XSS_ID,
+    XSS_PARCEL,
+    YEAR,
+    WebData,
+    airflow_token,
+    build,
+    empty_database,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -22,16 +32,7 @@ pytestmark = pytest.mark.integration
 def web(pg_dsn: str, s3_endpoint: str) -> WebData:
     import uuid
 
-    from psycopg import sql
-
-
-    with psycopg.connect(pg_dsn, autocommit=True) as c:
-        tables = [r[0] for r in c.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
-            "AND c.relname NOT IN ('schema_migrations', 'bands', 'spatial_ref_sys')")]
-        c.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
-            sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
+    empty_database(pg_dsn)
     with psycopg.connect(pg_dsn) as conn:
         return build(conn, s3_base=f"s3://web-{uuid.uuid4().hex[:10]}")
 

@@ -12,22 +12,14 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from web_data import airflow_token, build
+from web_data import airflow_token, build, empty_database
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def token(pg_dsn: str, airflow_db: str) -> str:
-    from psycopg import sql
-
-    with psycopg.connect(pg_dsn, autocommit=True) as c:
-        tables = [r[0] for r in c.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
-            "AND c.relname NOT IN ('schema_migrations', 'bands', 'spatial_ref_sys')")]
-        c.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
-            sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
+    empty_database(pg_dsn)
     with psycopg.connect(pg_dsn) as conn:
         build(conn)
     return airflow_token()

@@ -25,7 +25,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from web_data import RED_PARCEL, XSS_ID, XSS_PARCEL, WebData, airflow_auth_env, build
+from web_data import (
+    RED_PARCEL,
+    XSS_ID,
+    XSS_PARCEL,
+    WebData,
+    airflow_auth_env,
+    build,
+    empty_database,
+)
 
 pytestmark = pytest.mark.system
 
@@ -43,15 +51,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def web_data(pg_dsn: str, s3_endpoint: str) -> WebData:
-    from psycopg import sql
-
-    with psycopg.connect(pg_dsn, autocommit=True) as c:
-        tables = [r[0] for r in c.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
-            "AND c.relname NOT IN ('schema_migrations', 'bands', 'spatial_ref_sys')")]
-        c.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
-            sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
+    empty_database(pg_dsn)
     t0 = time.monotonic()
     with psycopg.connect(pg_dsn) as conn:
         data = build(conn, s3_base=f"s3://webui-{uuid.uuid4().hex[:10]}")
