@@ -1,9 +1,11 @@
 """The ``cbmflow`` command line.
 
-Each domain module that offers commands defines ``register_cli(subparsers)``; the modules are
-listed in ``_COMMAND_MODULES``. Every failure prints one line (no traceback, no secret) and
-exits non-zero: 2 bad input, 3 temporary (database or S3 unreachable), 4 disk full
-(:mod:`cbmflow.clierrors`).
+Each domain module that offers commands defines ``register_cli(subparsers)``; which module
+holds which command is the static table ``COMMANDS``, so ``cbmflow --help`` imports no domain
+module and ``cbmflow <command>`` imports only the module of that command (no numpy, pandas or
+psycopg for ``--help``). Every failure prints one line (no traceback, no secret) and exits
+non-zero; the one exit-code table is :mod:`cbmflow.clierrors` (0 done, 2 bad input or nothing
+to do, 3 temporary, 4 disk full).
 """
 
 from __future__ import annotations
@@ -14,19 +16,22 @@ import logging
 import sys
 from collections.abc import Sequence
 
-# Modules that contribute sub-commands (imported lazily; each has register_cli(subparsers)).
-_COMMAND_MODULES = (
-    "cbmflow.parcels",
-    "cbmflow.stac",
-    "cbmflow.simulate",
-    "cbmflow.extract",
-    "cbmflow.card",
-    "cbmflow.analytics",
-    "cbmflow.widetables",
-    "cbmflow.simulate_crops",
-    "cbmflow.markers.run",
-    "cbmflow.demo",
-)
+# command -> (module whose register_cli(subparsers) adds it, one-line help). Only the module of the
+# command being run is imported; --help is drawn from this table alone.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "parcels": ("cbmflow.parcels", "declared parcels (import, inspect)"),
+    "catalogue": ("cbmflow.stac", "the scene catalogue (STAC discovery)"),
+    "card": ("cbmflow.card", "CARD generation (SNAP graphs, sarsen, Sen2Cor/L2A)"),
+    "signatures": ("cbmflow.extract", "extract the catalogue's ready scenes of an AOI into PostGIS"),
+    "extract": ("cbmflow.extract", "per-parcel statistics of a raster (Parquet or CSV)"),
+    "season": ("cbmflow.analytics", "season analytics from the results database"),
+    "classify": ("cbmflow.analytics", "classify parcels from a wide features parquet and flag outliers"),
+    "features": ("cbmflow.widetables", "convert per-parcel features from other systems to a wide table"),
+    "markers": ("cbmflow.markers.run", "detect mowing, bare soil/ploughing, harvest and no-evidence markers"),
+    "simulate": ("cbmflow.simulate", "write a SIMULATED CARD archive for an AOI's parcels"),
+    "simulate-crops": ("cbmflow.simulate_crops", "SIMULATED wide per-parcel features, harder crop model"),
+    "demo": ("cbmflow.demo", "run the demo pipeline (simulated AT season, end to end)"),
+}
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -57,8 +62,8 @@ def _db_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every registered sub-command."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser: ``db``, the module of ``command`` (all modules when ``"*"``), the rest as names."""
     parser = argparse.ArgumentParser(prog="cbmflow", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,23 +78,33 @@ def build_parser() -> argparse.ArgumentParser:
     p_st.add_argument("--dsn", default=None)
     p_st.set_defaults(func=_db_status)
 
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # module not written yet
-            raise
-        register = getattr(module, "register_cli", None)
-        if register is not None:
-            register(sub)
+    if command == "*":
+        wanted = list(dict.fromkeys(module for module, _ in COMMANDS.values()))
+    elif command in COMMANDS:
+        wanted = [COMMANDS[command][0]]
+    else:
+        wanted = []
+    for name in wanted:
+        importlib.import_module(name).register_cli(sub)
+    for name, (_, text) in COMMANDS.items():
+        if name not in sub.choices:  # listed in --help without importing its module
+            sub.add_parser(name, help=text, add_help=False)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The sub-command named on the command line (first word that is not an option)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(words))
+    args = parser.parse_args(words)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
