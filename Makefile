@@ -28,8 +28,9 @@ lint:  ## ruff (with the AIR rules) and mypy
 	@$(VENV)/bin/ruff check src dags plugins tests benchmarks
 	@$(VENV)/bin/mypy
 
-lock:  ## re-resolve requirements.in into the pinned requirements.txt (needs PyPI)
+lock:  ## re-resolve requirements.in (runtime) and requirements-dev.in (tests, linters) into pinned files (needs PyPI)
 	uv pip compile requirements.in --python-version 3.11 -o requirements.txt
+	uv pip compile requirements-dev.in --python-version 3.11 -c requirements.txt -o requirements-dev.txt
 
 bench: setup  ## benchmarks (not tests): extraction, Denmark scale, classification
 	@$(PY) benchmarks/extract.py

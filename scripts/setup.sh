@@ -17,11 +17,12 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 UV=$(command -v uv || echo "$PY -m uv")
 stamp=.venv/.requirements.sha
-want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
   say "creating .venv with the pinned requirements"
   [ -x .venv/bin/python ] || $UV venv -q .venv --python "$PY"
-  VIRTUAL_ENV=.venv $UV pip install -q -r requirements.txt
+  # runtime pins (what the production image installs) + the test and lint tools
+  VIRTUAL_ENV=.venv $UV pip install -q -r requirements.txt -r requirements-dev.txt
   VIRTUAL_ENV=.venv $UV pip install -q -e . --no-deps
   echo "$want" > $stamp
 else
