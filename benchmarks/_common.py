@@ -18,7 +18,7 @@ ORIGIN = (500000.0, 6200000.0)  # top-left corner of the benchmark grid
 
 
 def parcels(n: int, size: int, *, layout: str = "spread", seed: int = 0) -> Any:
-    """n synthetic parcels of 1-5 ha (cbmflow.simulate.synthetic_parcels) placed on a size x size px grid.
+    """n synthetic parcels of 1-5 ha (cbmflow_sim.archive.synthetic_parcels) placed on a size x size px grid.
 
     ``dense``: the generator's contiguous farmland block in the grid's bottom-left corner;
     ``spread``: the same parcels with their cells spread evenly over the whole grid (the raster
@@ -26,7 +26,7 @@ def parcels(n: int, size: int, *, layout: str = "spread", seed: int = 0) -> Any:
     """
     import shapely
 
-    from cbmflow.simulate import synthetic_parcels
+    from cbmflow_sim.archive import synthetic_parcels
 
     top = ORIGIN[1]
     gdf = synthetic_parcels(n, seed=seed, min_ha=1.0, max_ha=5.0, epsg=32632, origin=(ORIGIN[0] + 50, top - size * PIXEL + 50))

@@ -7,7 +7,7 @@
 
 Sets: ``flanders`` = the REAL WorldCereal Flanders LPIS 2021 extraction (100 parcels, monthly S1+S2,
 ../shared/data/timeseries, cbmflow.widetables.flanders); ``sim`` = the harder SIMULATED crop model
-(cbmflow.simulate_crops). For every seed the same 5 % of declarations are swapped for every method
+(cbmflow_sim.crops). For every seed the same 5 % of declarations are swapped for every method
 (to another crop drawn with the declared frequencies); the numbers are recall and precision of
 the red flags and the recall in the top 5 % of the suspicion ranking, mean +- sd over seeds, and
 the fit time per run. Methods:
@@ -108,9 +108,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def compare_curves() -> None:
     """Print per-class VH statistics of the real Flanders set and the harder simulator (docs/simulate-crops.md)."""
-    from cbmflow.simulate import jrc_reference
-    from cbmflow.simulate_crops import simulate_crop_features
     from cbmflow.widetables import flanders
+    from cbmflow_sim.archive import jrc_reference
+    from cbmflow_sim.crops import simulate_crop_features
 
     def stats(df: Any, name: str, classes: list[str]) -> None:
         vh = sorted(c for c in df.columns if c.startswith("VH_p"))
@@ -164,7 +164,7 @@ def main() -> int:
 
         rows += run_set("Flanders (real)", flanders(), a.seeds or 20, 10, a.quick)
     if a.set in ("sim", "both"):
-        from cbmflow.simulate_crops import simulate_crop_features
+        from cbmflow_sim.crops import simulate_crop_features
 
         df, _ = simulate_crop_features(a.sim_n, seed=5, period_days=a.sim_period_days)
         rows += run_set(f"harder sim ({a.sim_n}, SIMULATED)", df, a.seeds or 2, 20, a.quick)

@@ -55,7 +55,7 @@ def simulated(n: int, seed: int) -> dict:
     import numpy as np
 
     from cbmflow.markers import detect_parcel, evaluate
-    from cbmflow.markers.simulation import simulate_signals
+    from cbmflow_sim.marker_signals import simulate_signals
 
     rng = np.random.default_rng(seed)
     groups = list(rng.choice(GROUP_MIX, n))

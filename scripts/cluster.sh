@@ -65,7 +65,7 @@ cluster_env() {
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$CLUSTER_DIR/passwords.json
   export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
-  export AIRFLOW__CORE__HOSTNAME_CALLABLE=cbmflow.cluster.worker_hostname
+  export AIRFLOW__CORE__HOSTNAME_CALLABLE=cbmflow_dev.cluster.worker_hostname
   export AIRFLOW__CORE__PARALLELISM=$((WORKERS * CBMFLOW_WORKER_CONCURRENCY * 2))
   export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$CBMFLOW_API_PORT/execution/
   export AIRFLOW__API__BASE_URL=http://127.0.0.1:$CBMFLOW_API_PORT
@@ -193,11 +193,11 @@ wait_healthy() {  # api-server answers, scheduler/triggerer/dag-processor health
     for c in $(components); do
       alive "$c" || { say "$c died; its log:"; tail -20 "$CLUSTER_DIR/logs/$c.log" >&2; return 1; }
     done
-    if "$_croot/.venv/bin/python" -m cbmflow.cluster health --quiet 2>/dev/null; then return 0; fi
+    if "$_croot/.venv/bin/python" -m cbmflow_dev.cluster health --quiet 2>/dev/null; then return 0; fi
     sleep 2
   done
   say "not healthy after ${CBMFLOW_CLUSTER_START_TIMEOUT:-240} s"
-  "$_croot/.venv/bin/python" -m cbmflow.cluster health >&2 || true
+  "$_croot/.venv/bin/python" -m cbmflow_dev.cluster health >&2 || true
   return 1
 }
 

@@ -83,13 +83,12 @@ def window(start: str | datetime | None, end: str | datetime | None,
            default_start: datetime | None = None, default_end: datetime | None = None,
            *, lookback_days: int = 0) -> tuple[datetime | None, datetime | None]:
     """The processing window [start - lookback_days, end): explicit ISO dates, else the data interval (UTC)."""
-    from datetime import UTC, timedelta
+    from datetime import timedelta
+
+    from cbmflow.dates import to_utc
 
     def as_dt(v: str | datetime | None) -> datetime | None:
-        if v is None or v == "":
-            return None
-        d = v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
-        return d if d.tzinfo else d.replace(tzinfo=UTC)
+        return to_utc(v, what="window bound")
 
     s, e = as_dt(start) or as_dt(default_start), as_dt(end) or as_dt(default_end)
     if s and e and s >= e:
@@ -266,9 +265,10 @@ def _utm_of(scene: Scene) -> int:
         raise InputError(f"scene {scene.product_id}: no footprint to choose a UTM zone; pass epsg")
     from shapely import wkt
 
+    from cbmflow.geo import utm_epsg
+
     c = wkt.loads(scene.footprint_wkt).centroid
-    zone = min(int((c.x + 180) // 6) + 1, 60)
-    return (32600 if c.y >= 0 else 32700) + zone
+    return utm_epsg(c.x, c.y)
 
 
 def split_bands(product: Path, bands: Sequence[str], uri_for: Callable[[str], str],
@@ -552,12 +552,9 @@ def _cmd_graph(args: argparse.Namespace) -> int:
 
 
 def _date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    from datetime import UTC
+    from cbmflow.dates import to_utc
 
-    d = datetime.fromisoformat(value)
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
+    return to_utc(value, what="date")
 
 
 def _cmd_pending(args: argparse.Namespace) -> int:

@@ -28,9 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("cbmflow.analytics", "classify parcels from a wide features parquet and flag outliers"),
     "features": ("cbmflow.widetables", "convert per-parcel features from other systems to a wide table"),
     "markers": ("cbmflow.markers.run", "detect mowing, bare soil/ploughing, harvest and no-evidence markers"),
-    "simulate": ("cbmflow.simulate", "write a SIMULATED CARD archive for an AOI's parcels"),
-    "simulate-crops": ("cbmflow.simulate_crops", "SIMULATED wide per-parcel features, harder crop model"),
-    "demo": ("cbmflow.demo", "run the demo pipeline (simulated AT season, end to end)"),
+    "simulate": ("cbmflow_sim.archive", "write a SIMULATED CARD archive for an AOI's parcels"),
+    "simulate-crops": ("cbmflow_sim.crops", "SIMULATED wide per-parcel features, harder crop model"),
+    "demo": ("cbmflow_dev.demo", "run the demo pipeline (simulated AT season, end to end)"),
 }
 
 

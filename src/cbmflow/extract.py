@@ -24,7 +24,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -588,17 +588,9 @@ def _note_interrupted(conn: Any, sid: int, aoi: str, year: int, error: str) -> N
 
 
 def _as_dt(value: Any, field: str) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    try:
-        d = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise InputError(f"{field} {value!r} is not an ISO date") from None
-    return d if d.tzinfo else d.replace(tzinfo=UTC)
+    from cbmflow.dates import to_utc
+
+    return to_utc(value, what=field)
 
 
 def _footprint_bounds(footprint_wkt: str | None, epsg: int) -> tuple[float, float, float, float] | None:

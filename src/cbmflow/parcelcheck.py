@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cbmflow.errors import InputError
+from cbmflow.geo import utm_epsg
 
 if TYPE_CHECKING:
     import geopandas
@@ -150,10 +151,28 @@ def _repair(geom: Any, tolerance: float) -> tuple[Any | None, str]:
     return part, f"invalid geometry ({why}) repaired with make_valid (area change {change:.2%})"
 
 
-def _ids(frame: geopandas.GeoDataFrame) -> list[str | None]:
-    from cbmflow.parcels import _text
+def cell_text(value: Any) -> str | None:
+    """A cell as text: None for missing, integral floats without '.0'."""
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            return str(int(value))
+    try:
+        import pandas as pd
 
-    return [_text(v) for v in frame["parcel_id"].tolist()]
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    text = str(value).strip()
+    return text or None
+
+
+def _ids(frame: geopandas.GeoDataFrame) -> list[str | None]:
+    return [cell_text(v) for v in frame["parcel_id"].tolist()]
 
 
 def lonlat(frame: geopandas.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -169,12 +188,6 @@ def lonlat(frame: geopandas.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
     x[bad] = np.nan
     y[bad] = np.nan
     return x, y
-
-
-def utm_epsg(lon: float, lat: float) -> int:
-    """The WGS 84 / UTM zone EPSG code (326xx north, 327xx south) containing a point."""
-    zone = min(60, max(1, int(math.floor((lon + 180.0) / 6.0)) + 1))
-    return (32600 if lat >= 0 else 32700) + zone
 
 
 def choose_epsg(frame: geopandas.GeoDataFrame) -> tuple[int, list[str]]:

@@ -16,7 +16,6 @@ import argparse
 import csv
 import io
 import logging
-import math
 import os
 import re
 import tempfile
@@ -28,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from cbmflow.errors import InputError, NotFound
+from cbmflow.geo import utm_epsg  # noqa: F401 - part of this module's API (tests, callers)
 from cbmflow.parcelcheck import (
     Issue,
     Rules,
+    cell_text,
     check_source,
     check_working,
     check_working_crs,
@@ -121,13 +122,6 @@ def get_aoi(conn: psycopg.Connection, name: str) -> Aoi:
     return Aoi(str(row[0]), int(row[1]), int(row[2]))
 
 
-def utm_epsg(lon: float, lat: float) -> int:
-    """The WGS 84 / UTM zone EPSG code (326xx north, 327xx south) containing a point."""
-    from cbmflow.parcelcheck import utm_epsg as _utm
-
-    return _utm(lon, lat)
-
-
 # --------------------------------------------------------------------------- reading
 
 
@@ -176,26 +170,6 @@ def _read_any(path: Path) -> tuple[geopandas.GeoDataFrame, str | None]:
     return frame, fid_col
 
 
-def _text(value: Any) -> str | None:
-    """A cell as text: None for missing, integral floats without '.0'."""
-    if value is None:
-        return None
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if value.is_integer():
-            return str(int(value))
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    text = str(value).strip()
-    return text or None
-
-
 def _split_cols(spec: str) -> list[str]:
     cols = [c.strip() for c in spec.split(",") if c.strip()]
     if not cols:
@@ -238,15 +212,15 @@ def read_parcels_file(
             )
     id_cols = wanted["--id-col"]
     if len(id_cols) == 1:
-        ids = [_text(v) for v in frame[id_cols[0]].tolist()]
+        ids = [cell_text(v) for v in frame[id_cols[0]].tolist()]
     else:
-        parts = [[_text(v) for v in frame[c].tolist()] for c in id_cols]
+        parts = [[cell_text(v) for v in frame[c].tolist()] for c in id_cols]
         ids = [None if any(p is None for p in vals) else "-".join(vals) for vals in zip(*parts, strict=True)]  # type: ignore[arg-type]
 
-    def join_text(cols: list[str]) -> list[str | None]:
+    def joincell_text(cols: list[str]) -> list[str | None]:
         if len(cols) == 1:
-            return [_text(v) for v in frame[cols[0]].tolist()]
-        cells = [[_text(v) for v in frame[c].tolist()] for c in cols]
+            return [cell_text(v) for v in frame[cols[0]].tolist()]
+        cells = [[cell_text(v) for v in frame[c].tolist()] for c in cols]
         return [" ".join(x for x in vals if x) or None for vals in zip(*cells, strict=True)]
 
     import pandas as pd
@@ -258,8 +232,8 @@ def read_parcels_file(
         {
             "row": range(1, len(frame) + 1),
             "parcel_id": texts(ids),
-            "crop_code": texts(join_text(wanted["--crop-col"])),
-            "crop_name": texts(join_text(wanted["--crop-name-col"]) if crop_name_col else [None] * len(frame)),
+            "crop_code": texts(joincell_text(wanted["--crop-col"])),
+            "crop_name": texts(joincell_text(wanted["--crop-name-col"]) if crop_name_col else [None] * len(frame)),
         },
         geometry=frame.geometry.values,
         crs=frame.crs,
@@ -283,7 +257,7 @@ def list_columns(path: str | os.PathLike[str]) -> list[tuple[str, str, str | Non
         if col == frame.geometry.name:
             continue
         series = frame[col].dropna()
-        sample = _text(series.iloc[0]) if len(series) else None
+        sample = cell_text(series.iloc[0]) if len(series) else None
         out.append((str(col), str(frame[col].dtype), sample))
     return out
 
@@ -420,8 +394,8 @@ def import_parcels(
             ) as copy:
                 for rec in zip(
                     good["parcel_id"].tolist(),
-                    [_text(v) for v in good["crop_code"].tolist()],
-                    [_text(v) for v in good["crop_name"].tolist()],
+                    [cell_text(v) for v in good["crop_code"].tolist()],
+                    [cell_text(v) for v in good["crop_name"].tolist()],
                     good["area_m2"].tolist(), wkb, strict=True,
                 ):
                     copy.write_row(rec)

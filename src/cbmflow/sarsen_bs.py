@@ -37,6 +37,7 @@ import numpy as np
 
 from cbmflow import storage
 from cbmflow.errors import CbmError, InputError, NotFound, ProcessingError
+from cbmflow.geo import utm_epsg
 
 log = logging.getLogger(__name__)
 
@@ -194,12 +195,6 @@ def available_polarisations(safe_path: str | Path) -> dict[str, str]:
         g.split("/")[1].upper(): g for g in groups
         if any(f"-{g.split('/')[1].lower()}-" in m for m in measurements)
     }
-
-
-def utm_epsg(lon: float, lat: float) -> int:
-    """The EPSG code of the WGS 84 UTM zone containing a lon/lat point."""
-    zone = int((lon + 180.0) // 6.0) % 60 + 1
-    return (32600 if lat >= 0 else 32700) + zone
 
 
 def _dem_footprint(dem_path: Path) -> tuple[Any, Any]:

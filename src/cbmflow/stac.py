@@ -17,7 +17,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -25,6 +25,7 @@ import psycopg
 from cbmflow import catalogue
 from cbmflow.bands import CARD_BANDS
 from cbmflow.catalogue import Scene
+from cbmflow.dates import to_utc
 from cbmflow.errors import CbmError, InputError, NotFound, TransientError
 
 if TYPE_CHECKING:
@@ -197,8 +198,8 @@ def _sensing_time(item: pystac.Item) -> datetime:
         start = item.properties.get("start_datetime")
         if not start:
             raise InputError(f"STAC item {item.id}: no datetime")
-        t = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+        return to_utc(start, what=f"STAC item {item.id} start_datetime")  # type: ignore[return-value]
+    return to_utc(t)  # type: ignore[return-value]
 
 
 def _footprint(item: pystac.Item) -> str:
@@ -408,9 +409,7 @@ def _api_items(
 
 
 def _to_utc(t: datetime | None) -> datetime | None:
-    if t is None:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return to_utc(t)
 
 
 def discover_all(
@@ -542,16 +541,7 @@ def aoi_footprint_wkt(conn: psycopg.Connection, aoi: str) -> str:
 
 
 def _parse_time(text: str | None, *, end: bool = False) -> datetime | None:
-    if not text:
-        return None
-    try:
-        if len(text) == 10:
-            day = datetime.fromisoformat(text).replace(tzinfo=UTC)
-            return day + timedelta(days=1) if end else day
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InputError(f"{text!r} is not a date (YYYY-MM-DD) or ISO timestamp") from exc
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return to_utc(text, what="time", end=end)
 
 
 def _cli_discover(args: argparse.Namespace) -> int:

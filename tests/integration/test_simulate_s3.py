@@ -14,7 +14,7 @@ import pytest
 from shapely.geometry import box
 
 from cbmflow import cog, storage
-from cbmflow.simulate import simulate_season
+from cbmflow_sim.archive import simulate_season
 
 pytestmark = pytest.mark.integration
 

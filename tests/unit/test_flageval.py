@@ -104,7 +104,7 @@ def test_worldcereal_loader_on_the_real_flanders_set(shared_data: Path) -> None:
 
 
 def test_harder_simulator_shape_imbalance_and_gaps() -> None:
-    from cbmflow.simulate_crops import simulate_crop_features
+    from cbmflow_sim.crops import simulate_crop_features
 
     df, truth = simulate_crop_features(600, seed=2, mislabel=0.05, period_days=10)
     assert len(df) == 600 and df.parcel_id.str.startswith("SIMH-").all() and df.attrs["simulated"]

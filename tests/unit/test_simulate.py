@@ -18,7 +18,7 @@ from shapely.geometry import box
 from cbmflow import cli, cog
 from cbmflow.crops import crop_group
 from cbmflow.errors import InputError
-from cbmflow.simulate import SimulationResult, jrc_reference, simulate_season, synthetic_parcels
+from cbmflow_sim.archive import SimulationResult, jrc_reference, simulate_season, synthetic_parcels
 
 # Six parcels of distinct crop groups (AT crop names), 200 m x 150 m, in UTM 33N on the 10 m grid.
 CROPS = [
@@ -311,7 +311,7 @@ def test_grassland_matches_jrc_ranges(grass_season: tuple[SimulationResult, gpd.
 
 
 def test_two_aois_simulated_for_the_same_dates_have_distinct_product_ids() -> None:
-    from cbmflow.simulate import _schedule
+    from cbmflow_sim.archive import _schedule
 
     a = {x.product_id for x in _schedule(2025, "05-01", "05-20", ("bs", "c6", "s2"), 6, 5, "33UWP", "at")}
     b = {x.product_id for x in _schedule(2025, "05-01", "05-20", ("bs", "c6", "s2"), 6, 5, "33UWP", "sim")}

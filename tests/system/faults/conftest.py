@@ -339,7 +339,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def cluster() -> Iterator[LocalCluster]:
     """The running cluster (two workers); stopped at the end of the session whatever happens."""
     global _SESSION
-    from cbmflow.cluster import Cluster
+    from cbmflow_dev.cluster import Cluster
 
     if _SESSION is None:
         _SESSION = _Session()

@@ -1,6 +1,6 @@
 """A harder SIMULATED crop season: per-parcel S1/S2 features as real declarations make them.
 
-Where :mod:`cbmflow.simulate` paints clean crop-group profiles into rasters, this model produces
+Where :mod:`cbmflow_sim.archive` paints clean crop-group profiles into rasters, this model produces
 the wide per-parcel feature table directly (the same columns as :mod:`cbmflow.features`, plus
 ``NDVI_pNNN``), with what makes real declarations hard to check:
 
@@ -34,7 +34,7 @@ from cbmflow.features import interpolate_rows
 
 log = logging.getLogger(__name__)
 
-# Endmember spectra (B04, B08, B11) of bare soil, green and senescent canopy (as cbmflow.simulate).
+# Endmember spectra (B04, B08, B11) of bare soil, green and senescent canopy (as cbmflow_sim.archive).
 _SOIL = np.array([0.11, 0.20, 0.28])
 _GREEN = np.array([0.028, 0.36, 0.16])
 _BROWN = np.array([0.10, 0.28, 0.33])

@@ -25,7 +25,8 @@ from cbmflow import cog, storage
 from cbmflow.bands import CARD_BANDS
 from cbmflow.crops import GROUPS, PROFILES, crop_group
 from cbmflow.errors import InputError
-from cbmflow.markers import simulation as sim_events
+from cbmflow.geo import utm_epsg
+from cbmflow_sim import events as sim_events
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class SimulationResult:
     epsg: int
     transform: tuple[float, ...]
     shape: tuple[int, int]
-    events_uri: str = ""  # true mowing / harvest / ploughing dates (cbmflow.markers.simulation)
+    events_uri: str = ""  # true mowing / harvest / ploughing dates (cbmflow_sim.events)
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,6 @@ class _Acq:
 
 
 # ----------------------------------------------------------------------------- grid helpers
-
-def utm_epsg(lon: float, lat: float) -> int:
-    """The WGS84 UTM zone EPSG code (326xx north, 327xx south) of a point."""
-    zone = min(60, max(1, int(math.floor((lon + 180.0) / 6.0)) + 1))
-    return (32600 if lat >= 0 else 32700) + zone
-
 
 def mgrs_tile(epsg: int, x: float, y: float) -> str:
     """The MGRS tile id (e.g. 33UWP) of a UTM point given in EPSG:326xx/327xx."""

@@ -2,7 +2,7 @@
 
 Talks to the api-server over HTTP only (no Airflow import): a JWT from ``/auth/token`` with the
 simple auth manager's admin password (``$CBMFLOW_CLUSTER_DIR/passwords.json``), then the public
-REST API ``/api/v2``. ``python -m cbmflow.cluster health`` is what ``make cluster`` waits on.
+REST API ``/api/v2``. ``python -m cbmflow_dev.cluster health`` is what ``make cluster`` waits on.
 """
 
 from __future__ import annotations
@@ -161,8 +161,8 @@ def from_env() -> Cluster:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cbmflow.cluster health [--quiet]``: exit 0 when every component is healthy."""
-    ap = argparse.ArgumentParser(prog="cbmflow.cluster")
+    """``python -m cbmflow_dev.cluster health [--quiet]``: exit 0 when every component is healthy."""
+    ap = argparse.ArgumentParser(prog="cbmflow_dev.cluster")
     sub = ap.add_subparsers(dest="cmd", required=True)
     h = sub.add_parser("health", help="component health of the local cluster")
     h.add_argument("--quiet", action="store_true")

@@ -109,7 +109,7 @@ def _run_dag(dag_id: str, conf: dict[str, Any]) -> Any:
 @_step("Simulate a season of CARD rasters for the 100 real Austrian parcels (SIMULATED)")
 def simulate_at(out: Path, season: int, seed: int) -> Any:
     """Simulate the AT demo season; returns the SimulationResult."""
-    from cbmflow.simulate import simulate_season
+    from cbmflow_sim.archive import simulate_season
 
     res = simulate_season(
         str(shared_data_dir() / AT_FILE), aoi="at", season=season, out=str(out / "archive"),
@@ -226,7 +226,7 @@ def markers(aoi: str, season: int) -> None:
 @_step("A larger synthetic AOI with 5 % wrongly declared crops (SIMULATED), for classification")
 def simulate_ml_aoi(out: Path, season: int, seed: int, n: int) -> Any:
     """Simulate a synthetic AOI with 5 % wrong declarations; returns the SimulationResult."""
-    from cbmflow.simulate import simulate_season, synthetic_parcels
+    from cbmflow_sim.archive import simulate_season, synthetic_parcels
 
     layout = synthetic_parcels(n, seed=seed, epsg=32633, origin=(520000.0, 5320000.0))
     path = out / "sim_parcels.gpkg"
