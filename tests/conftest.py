@@ -28,7 +28,6 @@ os.environ["AIRFLOW_HOME"] = str(_SESSION_DIR / "airflow")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_SESSION_DIR}/airflow/airflow.db"
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ["CBMFLOW_HOME"] = str(ROOT)
 os.environ["CBMFLOW_SHARED_DATA"] = str(SHARED)
@@ -43,10 +42,20 @@ os.environ.pop("AWS_PROFILE", None)
 ADMIN_DSN = os.environ.get("CBMFLOW_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_DSN = ADMIN_DSN.rsplit("/", 1)[0] + f"/cbmflow_test_{os.getpid()}"
 os.environ["CBMFLOW_DSN"] = TEST_DSN
+# Airflow's metadata database: PostgreSQL, as in production (one private database per session).
+AIRFLOW_META_DSN = ADMIN_DSN.rsplit("/", 1)[0] + f"/cbmflow_af_test_{os.getpid()}"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = AIRFLOW_META_DSN.replace("postgresql://", "postgresql+psycopg2://", 1)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+    if _AIRFLOW_DB_MADE:
+        from cbmflow import db
+
+        db.drop_database(AIRFLOW_META_DSN)
+
+
+_AIRFLOW_DB_MADE: list[bool] = []
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +151,12 @@ def s3_bucket(s3_endpoint: str) -> str:
 
 @pytest.fixture(scope="session")
 def airflow_db() -> str:
-    """Airflow's metadata database for this session, migrated (for dag.test())."""
+    """Airflow's metadata database for this session in PostgreSQL, migrated (for dag.test())."""
+    from cbmflow import db
+
+    db.drop_database(AIRFLOW_META_DSN)
+    db.create_database(AIRFLOW_META_DSN)
+    _AIRFLOW_DB_MADE.append(True)
     env = dict(os.environ)
     airflow_bin = Path(sys.executable).parent / "airflow"
     subprocess.run([str(airflow_bin), "db", "migrate"], env=env, check=True, capture_output=True)

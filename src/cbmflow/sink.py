@@ -82,28 +82,22 @@ def signature_buffer(obsid: int, year: int, stats: Mapping[str, Any]) -> tuple[b
     return b"".join(parts), total
 
 
-# Fault-injection hook for tests: seconds to sleep after each COPY chunk (the COPY is then in
-# flight long enough to kill the writer in the middle of it). Never set in production.
-COPY_PAUSE_ENV = "CBMFLOW_TEST_COPY_PAUSE"
+COPY_CHUNK = 8 << 20  # bytes per write into the COPY stream
 
 
 def copy_signatures(conn: Any, payload: bytes) -> None:
     """Binary-COPY a prepared payload into ``signatures``."""
-    import os
-    import time
-
-    pause = float(os.environ.get(COPY_PAUSE_ENV) or 0)
     cols = ", ".join(SIGNATURE_COLUMNS)
     with conn.cursor() as cur, cur.copy(f"COPY signatures ({cols}) FROM STDIN (FORMAT BINARY)") as cp:
         cp.write(COPY_HEADER)
-        step = 8 << 20 if not pause else RECORD_DTYPE.itemsize * 4
-        for i in range(0, len(payload), step):
-            cp.write(payload[i: i + step])
-            if i == 0:
-                testhooks.pause("copy")
-            if pause:
-                log.warning("test hook %s: pausing %.1f s inside the COPY", COPY_PAUSE_ENV, pause)
-                time.sleep(pause)
+        if not testhooks.ARMED:  # production: plain 8 MiB writes, no hook
+            for i in range(0, len(payload), COPY_CHUNK):
+                cp.write(payload[i: i + COPY_CHUNK])
+        else:  # fault tests: small chunks (a kill lands mid-COPY) and a hook after each
+            step = COPY_CHUNK if not testhooks.COPY_PAUSE_S else RECORD_DTYPE.itemsize * 4
+            for k, i in enumerate(range(0, len(payload), step)):
+                cp.write(payload[i: i + step])
+                testhooks.copy_chunk(k)
         cp.write(COPY_TRAILER)
 
 

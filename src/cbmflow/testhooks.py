@@ -1,9 +1,14 @@
 """Fault-injection hooks for the cluster tests (never active in production).
 
 ``pause(point)`` blocks while the file ``$CBMFLOW_TEST_HOOK_DIR/<point>.pause`` exists, after
-writing ``<point>.<pid>.waiting`` there so a test knows which process is paused, and where. Without
-``CBMFLOW_TEST_HOOK_DIR`` (production) it returns at once. Points: ``read`` (a scene's raster is
-being opened: the extraction claim is held) and ``copy`` (inside the binary COPY of a scene's rows).
+writing ``<point>.<pid>.waiting`` there so a test knows which process is paused, and where. Points:
+``read`` (a scene's raster is being opened: the extraction claim is held) and ``copy`` (inside the
+binary COPY of a scene's rows). ``CBMFLOW_TEST_COPY_PAUSE`` (seconds) makes the COPY write small
+chunks and sleep after each, so a writer can be killed in the middle of it.
+
+The hooks are armed once, when this module is imported, and only when one of the two variables
+is set: in production :data:`ARMED` is False, :func:`pause` is a single global test, and the sink
+takes its plain path (8 MiB chunks, no hook call per chunk).
 """
 
 from __future__ import annotations
@@ -14,16 +19,21 @@ import time
 from pathlib import Path
 
 HOOK_DIR_ENV = "CBMFLOW_TEST_HOOK_DIR"
+COPY_PAUSE_ENV = "CBMFLOW_TEST_COPY_PAUSE"
 MAX_PAUSE_S = 600.0
 
 log = logging.getLogger(__name__)
 
+_HOOK_DIR = os.environ.get(HOOK_DIR_ENV) or ""
+COPY_PAUSE_S = float(os.environ.get(COPY_PAUSE_ENV) or 0)
+ARMED = bool(_HOOK_DIR or COPY_PAUSE_S)
+
 
 def pause(point: str) -> None:
-    """Test hook: wait while ``<hook dir>/<point>.pause`` exists (no-op unless CBMFLOW_TEST_HOOK_DIR is set)."""
-    folder = os.environ.get(HOOK_DIR_ENV)
-    if not folder:
+    """Test hook: wait while ``<hook dir>/<point>.pause`` exists (no-op unless armed at import)."""
+    if not _HOOK_DIR:
         return
+    folder = _HOOK_DIR
     flag = Path(folder) / f"{point}.pause"
     if not flag.exists():
         return
@@ -36,3 +46,12 @@ def pause(point: str) -> None:
             time.sleep(0.2)
     finally:
         marker.unlink(missing_ok=True)
+
+
+def copy_chunk(index: int) -> None:
+    """Test hook after each COPY chunk: the ``copy`` pause point, then the configured sleep."""
+    if index == 0:
+        pause("copy")
+    if COPY_PAUSE_S:
+        log.warning("test hook %s: pausing %.1f s inside the COPY", COPY_PAUSE_ENV, COPY_PAUSE_S)
+        time.sleep(COPY_PAUSE_S)
