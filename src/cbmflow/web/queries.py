@@ -506,11 +506,9 @@ def markers(conn: psycopg.Connection, pid: int, aoi: str, year: int) -> list[dic
     cols = table_columns(conn, "markers")
     run: Any = None
     if "run_id" in cols and table_exists(conn, "marker_runs"):
-        row = conn.execute(
-            "SELECT r.run_id FROM marker_runs r WHERE r.aoi = %s AND r.year = %s AND EXISTS ("
-            "SELECT 1 FROM markers m WHERE m.run_id = r.run_id AND m.pid = %s) "
-            "ORDER BY r.created_at DESC LIMIT 1", (aoi, year, pid)).fetchone()
-        run = row[0] if row else None
+        from cbmflow.markers.store import latest_run as latest_marker_run
+
+        run = latest_marker_run(conn, aoi, year)  # the one definition of "the newest marker run"
     with conn.cursor(row_factory=dict_row) as cur:
         if run is not None:
             rows = list(cur.execute("SELECT * FROM markers WHERE pid = %s AND run_id = %s", (pid, run)))
