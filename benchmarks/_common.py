@@ -112,7 +112,7 @@ class Timer:
 @contextmanager
 def bench_db() -> Iterator[str]:
     """A fresh migrated PostGIS database for the run (dropped afterwards); yields its DSN."""
-    from cbmflow import db
+    from cbmflow.core import db
 
     admin = os.environ.get("CBMFLOW_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
     dsn = admin.rsplit("/", 1)[0] + f"/cbmflow_bench_{uuid.uuid4().hex[:8]}"

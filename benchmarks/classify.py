@@ -31,7 +31,7 @@ def run(n: int, estimator: str, seed: int, max_train: int, n_jobs: int) -> dict:
     import sklearn.model_selection  # noqa: F401
     from s1_synth import synthetic_features
 
-    from cbmflow.classify import classify_frame, evaluate_flags
+    from cbmflow.analytics.classify import classify_frame, evaluate_flags
 
     t = time.perf_counter()
     feats, truth = synthetic_features(n, seed=seed, mislabel=0.05)

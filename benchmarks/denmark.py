@@ -6,8 +6,8 @@ Usage (from the project root):
     .venv/bin/python benchmarks/denmark.py --quick   # 2,800 parcels x 10 dates
 
 What runs is the production path: parcels and catalogue rows in a fresh PostGIS database,
-``cbmflow.extract.extract_scenes`` claiming each scene, computing every band with the cached pixel
-index, writing through ``cbmflow.sink`` and marking it extracted. The rasters are float32 10 m
+``cbmflow.extract.run.extract_scenes`` claiming each scene, computing every band with the cached pixel
+index, writing through ``cbmflow.extract.sink`` and marking it extracted. The rasters are float32 10 m
 CARD-BS-like COGs on one UTM grid around the parcels, which are packed at Denmark's density
 (~770 10 m pixels of land per parcel: 43,000 km² / 560,000); to keep the disk footprint small a pool of
 distinct rasters is cycled through the dates (decode cost is real; the OS file cache is warm).
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dates", type=int, default=None)
     ap.add_argument("--pool", type=int, default=None, help="distinct rasters cycled through the dates")
     ap.add_argument("--compress", choices=["deflate", "zstd"], default="zstd",
-                    help="COG compression (cbmflow.cog writes ZSTD; DEFLATE for comparison)")
+                    help="COG compression (cbmflow.core.cog writes ZSTD; DEFLATE for comparison)")
     ap.add_argument("--px-per-parcel", type=float, default=800.0,
                     help="grid pixels per parcel (Denmark: ~770 px of land per parcel)")
     a = ap.parse_args(argv)
@@ -55,9 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     import shapely
     from affine import Affine
 
-    from cbmflow import catalogue, cog, extract
-    from cbmflow.catalogue import Scene
-    from cbmflow.pixelindex import IndexCache
+    from cbmflow.catalogue import store as catalogue
+    from cbmflow.catalogue.store import Scene
+    from cbmflow.core import cog
+    from cbmflow.extract import run as extract
+    from cbmflow.extract.pixelindex import IndexCache
 
     work = C.workdir("denmark")
     gdf = C.packed_parcels(n, px_per_parcel=a.px_per_parcel)  # Danish parcel density on the grid

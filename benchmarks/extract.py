@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ee-scenes", type=int, default=None, help="stack scenes measured with exactextract (rest extrapolated)")
     ap.add_argument("--rs-parcels", type=int, default=None, help="parcels measured with rasterstats")
     ap.add_argument("--layout", choices=["spread", "dense"], default="spread")
-    ap.add_argument("--compress", choices=["deflate", "zstd"], default="zstd", help="raster compression (cbmflow.cog writes ZSTD)")
+    ap.add_argument("--compress", choices=["deflate", "zstd"], default="zstd", help="raster compression (cbmflow.core.cog writes ZSTD)")
     ap.add_argument("--no-db", action="store_true", help="skip the sink and storage parts")
     ap.add_argument("--only-cbmflow", action="store_true", help="cbmflow alone, one scene: prints peak memory")
     a = ap.parse_args(argv)
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from exactextract import exact_extract
     from rasterstats import zonal_stats
 
-    from cbmflow import extract
-    from cbmflow.pixelindex import IndexCache
+    from cbmflow.extract import run as extract
+    from cbmflow.extract.pixelindex import IndexCache
 
     work = C.workdir("extract")
     print(f"# {n} parcels (1-5 ha, layout {a.layout}), {size}x{size} float32 px ({a.compress}), {scenes}-scene stack; files in {work}")
@@ -126,7 +126,8 @@ def _sink(results: list) -> None:
     """Sink rate vs raw binary COPY of the same rows, and bytes per record on disk."""
     import psycopg
 
-    from cbmflow import db, sink
+    from cbmflow.core import db
+    from cbmflow.extract import sink
 
     year = 2025
     stats = [{"VV": r.rename(columns={"parcel_id": "pid"})} for r in results]

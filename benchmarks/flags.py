@@ -6,7 +6,7 @@
     .venv/bin/python benchmarks/flags.py --compare-curves   # simulator vs real class curves
 
 Sets: ``flanders`` = the REAL WorldCereal Flanders LPIS 2021 extraction (100 parcels, monthly S1+S2,
-../shared/data/timeseries, cbmflow.widetables.flanders); ``sim`` = the harder SIMULATED crop model
+../shared/data/timeseries, cbmflow.analytics.readers.flanders); ``sim`` = the harder SIMULATED crop model
 (cbmflow_sim.crops). For every seed the same 5 % of declarations are swapped for every method
 (to another crop drawn with the declared frequencies); the numbers are recall and precision of
 the red flags and the recall in the top 5 % of the suspicion ranking, mean +- sd over seeds, and
@@ -39,7 +39,7 @@ N_REPEATS = 1
 
 
 def methods(min_class_size: int, quick: bool) -> list[tuple[str, dict[str, Any]]]:
-    from cbmflow.flags import FlagPolicy
+    from cbmflow.analytics.flags import FlagPolicy
 
     out: list[tuple[str, dict[str, Any]]] = [
         ("old rule (ET, JRC, rare->other)", dict(estimator="et", class_weight=None, rare="group", min_class_size=20,
@@ -68,7 +68,7 @@ def methods(min_class_size: int, quick: bool) -> list[tuple[str, dict[str, Any]]
 
 
 def run_set(name: str, df: Any, seeds: int, min_class_size: int, quick: bool) -> list[dict[str, Any]]:
-    from cbmflow.flageval import evaluate_swaps
+    from cbmflow.analytics.evaluation import evaluate_swaps
 
     rows = []
     for label, kw in methods(min_class_size, quick):
@@ -108,7 +108,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def compare_curves() -> None:
     """Print per-class VH statistics of the real Flanders set and the harder simulator (docs/simulate-crops.md)."""
-    from cbmflow.widetables import flanders
+    from cbmflow.analytics.readers import flanders
     from cbmflow_sim.archive import jrc_reference
     from cbmflow_sim.crops import simulate_crop_features
 
@@ -160,7 +160,7 @@ def main() -> int:
     print(f"cpus {os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", flush=True)
     rows: list[dict[str, Any]] = []
     if a.set in ("flanders", "both"):
-        from cbmflow.widetables import flanders
+        from cbmflow.analytics.readers import flanders
 
         rows += run_set("Flanders (real)", flanders(), a.seeds or 20, 10, a.quick)
     if a.set in ("sim", "both"):

@@ -8,7 +8,7 @@ Cases (the two of issue 9):
 * ``wide``: a raster 500,000 px wide (x 1,024 rows, uint16, striped GeoTIFF) with 4,000 small
   parcels spread over its whole width; it must finish below the default ceiling.
 
-Each case runs in a fresh process (``python -m cbmflow.cli extract``) under ``/usr/bin/time -v``;
+Each case runs in a fresh process (``python -m cbmflow.cli.parser extract``) under ``/usr/bin/time -v``;
 ``--reference SRC`` also runs every case with another checkout's ``src`` (e.g. /work/main/src,
 the code before the guard) and prints both side by side.
 
@@ -89,7 +89,7 @@ def _run(raster: Path, parcels: Path, out: Path, ceiling_mb: int | None, src: st
         env["CBMFLOW_EXTRACT_MEMORY_MB"] = str(ceiling_mb)
     if src:
         env["PYTHONPATH"] = src
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "cbmflow.cli", "extract", "--raster", str(raster),
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "cbmflow.cli.parser", "extract", "--raster", str(raster),
            "--parcels", str(parcels), "--id-col", "pid", "--out", str(out)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", res.stderr)

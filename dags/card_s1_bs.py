@@ -57,8 +57,8 @@ def card_s1_bs() -> None:
 
     @task
     def discover(params: dict | None = None, data_interval_start=None, data_interval_end=None) -> list[int]:  # type: ignore[no-untyped-def]
-        from cbmflow import card
         from cbmflow.airflow_adapter import configure, run
+        from cbmflow.card import jobs as card
 
         configure()
         p = params or {}
@@ -70,8 +70,8 @@ def card_s1_bs() -> None:
     @task(retries=3, retry_delay=timedelta(minutes=2), retry_exponential_backoff=True,
           max_retry_delay=timedelta(hours=1), max_active_tis_per_dagrun=4, map_index_template=MAP_LABEL)
     def process(scene_id: int, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
-        from cbmflow import card
         from cbmflow.airflow_adapter import configure, label_map_index, run
+        from cbmflow.card import jobs as card
 
         configure()
         label_map_index(card.scene_label(scene_id))

@@ -55,8 +55,8 @@ def card_s1_coh6() -> None:
 
     @task
     def discover(params: dict | None = None, data_interval_start=None, data_interval_end=None) -> list[dict]:  # type: ignore[no-untyped-def]
-        from cbmflow import card
         from cbmflow.airflow_adapter import configure, run
+        from cbmflow.card import jobs as card
 
         configure()
         p = params or {}
@@ -68,8 +68,8 @@ def card_s1_coh6() -> None:
     @task(retries=3, retry_delay=timedelta(minutes=5), retry_exponential_backoff=True,
           max_retry_delay=timedelta(hours=2), max_active_tis_per_dagrun=2, map_index_template=MAP_LABEL)
     def process(pair: dict, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
-        from cbmflow import card
         from cbmflow.airflow_adapter import configure, label_map_index, run
+        from cbmflow.card import jobs as card
 
         configure()
         label_map_index(card.scene_label(pair["secondary_id"]) + " x " + card.scene_label(pair["reference_id"]))

@@ -31,7 +31,7 @@ is "nothing to do" (`period_means` is skipped and says why, nothing downstream r
 
 **Params**: `aoi` (the AOI *name*, required: an empty or unknown name fails at once, listing the
 known AOIs), `year`, `period_days` (default 5), `by` (`group`: classes are the crop groups
-of `cbmflow.crops` (default); `crop`: the declared crops), `min_class_size` (classes with fewer
+of `cbmflow.core.crops` (default); `crop`: the declared crops), `min_class_size` (classes with fewer
 parcels are grouped into `other`), `min_area` (m², smaller parcels excluded), `cloud_max` (S2 cloud filter
 for the period means), `truth_uri` (optional truth parquet to evaluate the red flags against).
 See `docs/analytics.md`.
@@ -61,8 +61,11 @@ def classify_outliers() -> None:
     @task
     def period_means(params: dict | None = None) -> int:  # type: ignore[type-arg]
         """Recompute the season's period means; returns rows written."""
-        from cbmflow import airflow_adapter, analytics, db, parcels
-        from cbmflow.errors import InputError, NotFound
+        from cbmflow import airflow_adapter
+        from cbmflow.analytics import season as analytics
+        from cbmflow.core import db
+        from cbmflow.core.errors import InputError, NotFound
+        from cbmflow.parcels import store as parcels
 
         airflow_adapter.configure()
         p = params or {}
@@ -84,7 +87,8 @@ def classify_outliers() -> None:
     @task
     def features(rows: int, params: dict | None = None) -> dict:  # type: ignore[type-arg]
         """Build the feature table; returns its URI and counts."""
-        from cbmflow import airflow_adapter, analytics
+        from cbmflow import airflow_adapter
+        from cbmflow.analytics import season as analytics
 
         airflow_adapter.configure()
         p = params or {}
@@ -93,7 +97,8 @@ def classify_outliers() -> None:
     @task
     def classify_and_flag(feats: dict, params: dict | None = None) -> int:  # type: ignore[type-arg]
         """Classify out-of-fold, flag every parcel, store the run; returns the run id."""
-        from cbmflow import airflow_adapter, analytics
+        from cbmflow import airflow_adapter
+        from cbmflow.analytics import season as analytics
 
         airflow_adapter.configure()
         p = params or {}
@@ -108,7 +113,8 @@ def classify_outliers() -> None:
     @task
     def report(classification_run: int) -> str:
         """Write the run's HTML report; returns its URI."""
-        from cbmflow import airflow_adapter, analytics
+        from cbmflow import airflow_adapter
+        from cbmflow.analytics import season as analytics
 
         airflow_adapter.configure()
         return airflow_adapter.run(analytics.report_run, int(classification_run))

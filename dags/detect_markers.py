@@ -56,8 +56,9 @@ def detect_markers() -> None:
         """The (AOI, season) pairs to process."""
         from datetime import UTC, datetime
 
-        from cbmflow import airflow_adapter, db
-        from cbmflow.errors import NothingToDo
+        from cbmflow import airflow_adapter
+        from cbmflow.core import db
+        from cbmflow.core.errors import NothingToDo
 
         airflow_adapter.configure()
         p = params or {}

@@ -89,7 +89,9 @@ def extract_signatures() -> None:
         """Work units: (tile, batch of scene ids) per AOI."""
         from datetime import datetime
 
-        from cbmflow import airflow_adapter, db, extract
+        from cbmflow import airflow_adapter
+        from cbmflow.core import db
+        from cbmflow.extract import run as extract
 
         airflow_adapter.configure()
         p = params or {}
@@ -119,7 +121,7 @@ def extract_signatures() -> None:
     def extract(unit: dict, params: dict | None = None, run_id: str | None = None) -> dict:  # type: ignore[type-arg]
         """Extract and store one unit's scenes."""
         from cbmflow import airflow_adapter
-        from cbmflow import extract as engine
+        from cbmflow.extract import run as engine
 
         airflow_adapter.label_map_index(str(unit.get("label") or unit.get("tile")))
         airflow_adapter.configure()
@@ -135,7 +137,8 @@ def extract_signatures() -> None:
     @task(trigger_rule="all_done")
     def summarise(units: list | None, params: dict | None = None) -> dict:  # type: ignore[type-arg]
         """Log what the database says became of every planned scene: rows per band, no data, failures."""
-        from cbmflow import airflow_adapter, extract
+        from cbmflow import airflow_adapter
+        from cbmflow.extract import run as extract
 
         airflow_adapter.configure()
         if units is None:
@@ -157,7 +160,8 @@ def extract_signatures() -> None:
     @task(trigger_rule="all_done")
     def verify(units: list | None, params: dict | None = None) -> dict:  # type: ignore[type-arg]
         """Fail the run, naming every culprit, unless every planned scene is extracted or has no data."""
-        from cbmflow import airflow_adapter, extract
+        from cbmflow import airflow_adapter
+        from cbmflow.extract import run as extract
 
         airflow_adapter.configure()
         return airflow_adapter.run(extract.verify_extraction, units, reprocess=bool((params or {}).get("reprocess")))

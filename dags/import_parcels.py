@@ -9,7 +9,7 @@ DOC = """
 
 Imports a farmers' declaration file (GeoPackage, zipped Shapefile/GeoPackage, GeoParquet/fiboa or
 GeoJSON; local path or `s3://`) into the `parcels` table of the results database for one AOI and
-year, via `cbmflow.parcels.import_parcels`:
+year, via `cbmflow.parcels.store.import_parcels`:
 
 * validates in the file's CRS (empty, non-polygon, zero area, Z/M dropped, self-intersections
   repaired within a 1 % area tolerance or rejected, ring orientation, wrong CRS label), then in the
@@ -49,7 +49,9 @@ def import_parcels() -> None:
         """Run the parcel import and return its counts."""
         from dataclasses import asdict
 
-        from cbmflow import airflow_adapter, db, parcels
+        from cbmflow import airflow_adapter
+        from cbmflow.core import db
+        from cbmflow.parcels import store as parcels
 
         airflow_adapter.configure()
         p = params or {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from cbmflow.airflow_adapter import web_auth
 from cbmflow.web import create_app
 
 
@@ -14,7 +15,7 @@ class CbmflowApiPlugin(AirflowPlugin):
     """Mounts the cbmflow web app under /cbmflow and adds it to Airflow's navigation."""
 
     name = "cbmflow_api"
-    fastapi_apps = [{"app": create_app(), "url_prefix": "/cbmflow", "name": "cbmflow parcels and flags"}]
+    fastapi_apps = [{"app": create_app(*web_auth()), "url_prefix": "/cbmflow", "name": "cbmflow parcels and flags"}]
     external_views = [
         # url_route: the flag list opens inside Airflow's UI (an iframe of the same origin)
         {"name": "CbM flags", "href": "/cbmflow/flags", "destination": "nav", "nav_top_level": True,

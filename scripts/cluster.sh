@@ -207,7 +207,7 @@ up() {
     start_one s3
     for _ in $(seq 40); do curl -s -o /dev/null "$CBMFLOW_S3_ENDPOINT" && break; sleep 0.25; done
   fi
-  "$_croot/.venv/bin/python" -c 'import sys; from cbmflow import storage; [storage.ensure_bucket(u) for u in sys.argv[1:]]' \
+  "$_croot/.venv/bin/python" -c 'import sys; from cbmflow.core import storage; [storage.ensure_bucket(u) for u in sys.argv[1:]]' \
     "$CBMFLOW_WORK_URI" "$CBMFLOW_REPORT_URI"
   for c in $(components); do [ "$c" = s3 ] || start_one "$c"; done
   say "waiting for the cluster to be healthy ($WORKERS worker(s))"

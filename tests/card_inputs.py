@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cbmflow import storage
+from cbmflow.core import storage
 
 R60, C60, N60 = 240, 1288, 16  # a 16x16 window at 60 m with no-data, dark and bright pixels
 IRELAND = "POLYGON((-9.01 53.2, -8.99 53.2, -8.99 53.22, -9.01 53.22, -9.01 53.2))"

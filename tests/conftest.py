@@ -50,7 +50,7 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = AIRFLOW_META_DSN.replace("po
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_SESSION_DIR, ignore_errors=True)
     if _AIRFLOW_DB_MADE:
-        from cbmflow import db
+        from cbmflow.core import db
 
         db.drop_database(AIRFLOW_META_DSN)
 
@@ -69,7 +69,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def pg_dsn() -> Iterator[str]:
     """DSN of a private, migrated PostGIS database for this session (dropped afterwards)."""
-    from cbmflow import db
+    from cbmflow.core import db
 
     db.drop_database(TEST_DSN)
     db.create_database(TEST_DSN)
@@ -142,7 +142,7 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture()
 def s3_bucket(s3_endpoint: str) -> str:
     """A fresh, empty bucket on the moto server; returns ``s3://<name>``."""
-    from cbmflow import storage
+    from cbmflow.core import storage
 
     name = f"test-{uuid.uuid4().hex[:12]}"
     storage.s3_client().create_bucket(Bucket=name)
@@ -152,7 +152,7 @@ def s3_bucket(s3_endpoint: str) -> str:
 @pytest.fixture(scope="session")
 def airflow_db() -> str:
     """Airflow's metadata database for this session in PostgreSQL, migrated (for dag.test())."""
-    from cbmflow import db
+    from cbmflow.core import db
 
     db.drop_database(AIRFLOW_META_DSN)
     db.create_database(AIRFLOW_META_DSN)

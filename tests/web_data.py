@@ -73,9 +73,10 @@ def _profile(crop: str, doy: float, band: str) -> float:
 
 def build(conn: Any, s3_base: str | None = None) -> WebData:
     """Insert the web test season into an emptied results database (and its COGs under s3_base)."""
-    from cbmflow import catalogue, db
-    from cbmflow.catalogue import Scene
-    from cbmflow.periods import compute_period_means
+    from cbmflow.analytics.periods import compute_period_means
+    from cbmflow.catalogue import store as catalogue
+    from cbmflow.catalogue.store import Scene
+    from cbmflow.core import db
 
     rng = np.random.default_rng(7)
     conn.execute("INSERT INTO aois (name, epsg) VALUES (%s, %s)", (AOI, EPSG))
@@ -230,7 +231,7 @@ def _chip_cogs(conn: Any, ids: dict[str, int], s3_base: str, cloudy: set[str]) -
     from psycopg.types.json import Jsonb
     from rasterio.transform import from_origin
 
-    from cbmflow import cog, storage
+    from cbmflow.core import cog, storage
 
     storage.ensure_bucket(s3_base)
     w = h = 100  # 1 km x 1 km at 10 m around the parcels

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from cbmflow.errors import CbmError
+from cbmflow.core.errors import CbmError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,7 +98,7 @@ def configure() -> None:
     STS) all work. Where a connection is not defined, the environment is left as it is. Secrets are
     never logged.
     """
-    from cbmflow.errors import ConfigError
+    from cbmflow.core.errors import ConfigError
 
     db = _postgres_connection(DB_CONN_ID)
     if db is not None and db.host:
@@ -116,7 +116,7 @@ def configure() -> None:
         try:
             creds = hook.get_credentials()
         except Exception as exc:  # noqa: BLE001 - STS or the credential chain failed
-            from cbmflow.clierrors import scrub
+            from cbmflow.core.redact import scrub
 
             raise ConfigError(f"Airflow connection {S3_CONN_ID}: no S3 credentials ({type(exc).__name__}: "
                               f"{scrub(str(exc))})") from None
@@ -148,7 +148,7 @@ def card_ready_asset(card_type: str) -> Any:
     """The Airflow Asset a CARD DAG publishes when new scenes of ``card_type`` are ready."""
     from airflow.sdk import Asset
 
-    from cbmflow.catalogue import CARD_TYPES
+    from cbmflow.catalogue.store import CARD_TYPES
 
     if card_type not in CARD_TYPES:
         raise ValueError(f"unknown card type {card_type!r}")
@@ -170,7 +170,7 @@ def test_dag(dag_id: str, conf: dict[str, Any], *, dags_folder: str, retries: in
     """
     from airflow.dag_processing.dagbag import DagBag
 
-    from cbmflow.errors import ProcessingError
+    from cbmflow.core.errors import ProcessingError
 
     bag = DagBag(dag_folder=dags_folder)
     if dag_id not in bag.dags:
@@ -299,8 +299,8 @@ def card_publish_and_verify(card_type: str, ids: Any, after: Any) -> Any:
 
     @task(task_id="verify", trigger_rule="all_done")
     def verify(scene_ids: list[int] | None) -> dict[str, int]:
-        from cbmflow import card
-        from cbmflow.errors import ProcessingError
+        from cbmflow.card import jobs as card
+        from cbmflow.core.errors import ProcessingError
 
         configure()
 
@@ -315,7 +315,7 @@ def card_publish_and_verify(card_type: str, ids: Any, after: Any) -> Any:
 
     @task(task_id="publish", outlets=[card_ready_asset(card_type)], trigger_rule="none_failed")
     def publish(scene_ids: list[int] | None) -> dict[str, list[int]]:
-        from cbmflow import card
+        from cbmflow.card import jobs as card
 
         configure()
         return run(card.publish, scene_ids or [])

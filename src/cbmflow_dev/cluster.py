@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cbmflow.config import project_root
-from cbmflow.errors import ProcessingError, TransientError
+from cbmflow.core.config import project_root
+from cbmflow.core.errors import ProcessingError, TransientError
 
 __all__ = ["Cluster", "from_env", "main", "worker_hostname"]
 

@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from cbmflow.config import database_dsn, project_root, shared_data_dir
+from cbmflow.core.config import database_dsn, project_root, shared_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _redact(dsn: str) -> str:
-    from cbmflow.db import _redact as redact
+    from cbmflow.core.db import _redact as redact
 
     return redact(dsn)
 
@@ -124,7 +124,9 @@ def simulate_at(out: Path, season: int, seed: int) -> Any:
 def import_and_catalogue(aoi: str, season: int, sim: Any, *, id_col: str, crop_col: str,
                          crop_name_col: str, reports: Path) -> None:
     """Import a simulation's declared parcels and catalogue its STAC items."""
-    from cbmflow import db, parcels, stac
+    from cbmflow.catalogue import stac
+    from cbmflow.core import db
+    from cbmflow.parcels import store as parcels
 
     with db.connect() as conn:
         res = parcels.import_parcels(
@@ -142,9 +144,10 @@ def import_and_catalogue(aoi: str, season: int, sim: Any, *, id_col: str, crop_c
 @_step("Native CARD-BS (sarsen) on the real Sentinel-1 GRD SAFE, through the card_s1_bs DAG")
 def card_bs_on_real_safe(out: Path) -> None:
     """Catalogue the shared real S1 SAFE and make its CARD-BS with sarsen via card_s1_bs."""
-    from cbmflow import catalogue, db
-    from cbmflow.catalogue import Scene
-    from cbmflow.sarsen_bs import parse_product_id, read_safe
+    from cbmflow.card.backscatter import parse_product_id, read_safe
+    from cbmflow.catalogue import store as catalogue
+    from cbmflow.catalogue.store import Scene
+    from cbmflow.core import db
 
     grd = shared_data_dir() / "s1" / "sarsen_grd"
     safe = next(grd.glob("*.SAFE"))
@@ -190,7 +193,8 @@ def extract(aoi: str, season: int) -> None:
 
 def show_signatures(aoi: str, season: int) -> None:
     """Print signature rows per band and one parcel's time series."""
-    from cbmflow import db, timeseries
+    from cbmflow.core import db
+    from cbmflow.web import timeseries
 
     with db.connect() as conn:
         rows = conn.execute(
@@ -244,7 +248,7 @@ def simulate_ml_aoi(out: Path, season: int, seed: int, n: int) -> Any:
 @_step("5-day means, out-of-fold crop classification and outlier flags (classify_outliers DAG)")
 def classify(aoi: str, season: int, truth_uri: str, reports: Path) -> None:
     """Run classify_outliers for an AOI and print flags, evaluation and the report path."""
-    from cbmflow import db
+    from cbmflow.core import db
 
     _run_dag("classify_outliers", {"aoi": aoi, "year": season, "truth_uri": truth_uri})
     with db.connect() as conn:
@@ -252,7 +256,7 @@ def classify(aoi: str, season: int, truth_uri: str, reports: Path) -> None:
             "SELECT run_id, metrics, report_uri FROM classification_runs WHERE aoi = %s AND year = %s "
             "ORDER BY run_id DESC LIMIT 1", (aoi, season)).fetchone()
         if row is None:
-            from cbmflow.errors import ProcessingError
+            from cbmflow.core.errors import ProcessingError
 
             raise ProcessingError(f"classify_outliers stored no run for {aoi} {season}")
         run_id, metrics, report = row

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from cbmflow import cog, storage
-from cbmflow.bands import CARD_BANDS
-from cbmflow.crops import GROUPS, PROFILES, crop_group
-from cbmflow.errors import InputError
-from cbmflow.geo import utm_epsg
+from cbmflow.core import cog, storage
+from cbmflow.core.bands import CARD_BANDS
+from cbmflow.core.crops import GROUPS, PROFILES, crop_group
+from cbmflow.core.errors import InputError
+from cbmflow.core.geo import utm_epsg
 from cbmflow_sim import events as sim_events
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def jrc_reference(folder: str | os.PathLike[str] | None = None) -> dict[str, flo
     """Reference statistics derived from the JRC CbM signature samples (grassland parcels, 2020)."""
     import pandas as pd
 
-    from cbmflow.config import shared_data_dir
+    from cbmflow.core.config import shared_data_dir
 
     base = Path(folder) if folder else Path(shared_data_dir()) / "jrc_cbm_signatures"
     tsdir = base / "tsdir"

@@ -1,7 +1,7 @@
 """A harder SIMULATED crop season: per-parcel S1/S2 features as real declarations make them.
 
 Where :mod:`cbmflow_sim.archive` paints clean crop-group profiles into rasters, this model produces
-the wide per-parcel feature table directly (the same columns as :mod:`cbmflow.features`, plus
+the wide per-parcel feature table directly (the same columns as :mod:`cbmflow.analytics.features`, plus
 ``NDVI_pNNN``), with what makes real declarations hard to check:
 
 * **within-crop spread**: green-up and harvest dates vary per parcel by 1-3 weeks (sd), mowing
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cbmflow.errors import InputError
-from cbmflow.features import interpolate_rows
+from cbmflow.analytics.features import interpolate_rows
+from cbmflow.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def simulate_crop_features(
     truth = pd.DataFrame({"parcel_id": ids, "mislabelled": np.zeros(n, dtype=bool),
                           "true_crop": codes[true_idx], "declared": codes[true_idx]})
     if mislabel > 0:
-        from cbmflow.flageval import swap_declarations
+        from cbmflow.analytics.evaluation import swap_declarations
 
         df, truth = swap_declarations(df, mislabel, seed + 7919)
     log.info("simulated %d parcels (harder profile), %d crops, %d swapped declarations",
@@ -258,7 +258,7 @@ def simulate_crop_features(
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    from cbmflow.analytics import write_parquet
+    from cbmflow.analytics.season import write_parquet
 
     df, truth = simulate_crop_features(args.n, seed=args.seed, mislabel=args.mislabel,
                                        period_days=args.period_days, s2=not args.no_s2,

@@ -12,13 +12,16 @@ import pandas as pd
 import psycopg
 import pytest
 
-from cbmflow import analytics, catalogue, cli, db, storage
-from cbmflow.bands import BAND_CODES
-from cbmflow.catalogue import Scene
-from cbmflow.crops import crop_group
-from cbmflow.errors import NotFound, NothingToDo
-from cbmflow.features import build_features
-from cbmflow.periods import compute_period_means
+from cbmflow import cli
+from cbmflow.analytics import season as analytics
+from cbmflow.analytics.features import build_features
+from cbmflow.analytics.periods import compute_period_means
+from cbmflow.catalogue import store as catalogue
+from cbmflow.catalogue.store import Scene
+from cbmflow.core import db, storage
+from cbmflow.core.bands import BAND_CODES
+from cbmflow.core.crops import crop_group
+from cbmflow.core.errors import NotFound, NothingToDo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from s1_synth import CROPS, simulate_profiles, synthetic_features  # noqa: E402

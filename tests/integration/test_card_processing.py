@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 
 from card_inputs import AUSTRIA, C60, IRELAND, N60, R60, s2_l2a_inputs
-from cbmflow import card, catalogue, storage
-from cbmflow.catalogue import Scene
-from cbmflow.errors import NothingToDo, ToolMissing
+from cbmflow.card import jobs as card
+from cbmflow.catalogue import store as catalogue
+from cbmflow.catalogue.store import Scene
+from cbmflow.core import storage
+from cbmflow.core.errors import NothingToDo, ToolMissing
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +33,7 @@ def _scene(conn, **kw) -> int:  # type: ignore[no-untyped-def]
 
 
 def _status(dsn: str, scene_id: int) -> Scene:
-    from cbmflow import db
+    from cbmflow.core import db
 
     with db.connect(dsn) as c:
         return catalogue.get(c, scene_id)
@@ -41,7 +43,7 @@ def test_s2_l2a_ingested_harmonised_and_ready(conn, clean_db, s3_bucket, shared_
     import rasterio
     from rasterio.windows import Window
 
-    from cbmflow.cog import is_cog
+    from cbmflow.core.cog import is_cog
 
     pid = "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T170000"
     sid = _scene(conn, product_id=pid, mission="S2A", product_type="L2A", card_type="s2",
@@ -203,7 +205,7 @@ def test_window_from_params_or_data_interval() -> None:
 
 
 def test_publish_and_verify_report_the_run(conn, clean_db) -> None:  # type: ignore[no-untyped-def]
-    from cbmflow.errors import ProcessingError
+    from cbmflow.core.errors import ProcessingError
 
     ok = _scene(conn, product_id="S2A_OK", mission="S2A", product_type="L2A", card_type="s2",
                 sensing_time=datetime(2024, 6, 1, tzinfo=UTC), status="ready")

@@ -19,7 +19,8 @@ import pytest
 import rasterio
 from affine import Affine
 
-from cbmflow import cli, clierrors
+from cbmflow import cli
+from cbmflow.cli import exits as clierrors
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ def _free_port() -> int:
 
 
 def _cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cbmflow.cli", *args], env={**os.environ, **(env or {})},
+    return subprocess.run([sys.executable, "-m", "cbmflow.cli.parser", *args], env={**os.environ, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -113,7 +114,7 @@ def test_database_lost_mid_command_is_one_line_exit_3(clean_db: str, shared_data
     args = _import_args(shared_data, tmp_path) if argv == "import" else list(argv)
     app = f"cbmflow-test-{uuid.uuid4().hex[:8]}"
     with _locked(clean_db, table):
-        proc = subprocess.Popen([sys.executable, "-m", "cbmflow.cli", *args], env={**os.environ, "PGAPPNAME": app},
+        proc = subprocess.Popen([sys.executable, "-m", "cbmflow.cli.parser", *args], env={**os.environ, "PGAPPNAME": app},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _terminate_when_waiting(clean_db, app, proc)
         _, err = proc.communicate(timeout=60)
@@ -208,7 +209,7 @@ def test_dev_full_report_is_disk_full(clean_db: str, shared_data: Path, tmp_path
 
 
 def test_describe_maps_the_error_family_and_re_raises_bugs() -> None:
-    from cbmflow.errors import InputError, NothingToDo, TransientError
+    from cbmflow.core.errors import InputError, NothingToDo, TransientError
 
     assert clierrors.describe(InputError("bad\ncolumn")) == ("bad column", 2)
     assert clierrors.describe(TransientError("busy")) == ("busy (temporary; run again later)", 3)

@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from cbmflow import catalogue, db, storage
-from cbmflow.errors import NotFound
+from cbmflow.catalogue import store as catalogue
+from cbmflow.core import db, storage
+from cbmflow.core.errors import NotFound
 
 pytestmark = pytest.mark.integration
 

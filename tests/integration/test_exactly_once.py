@@ -27,9 +27,11 @@ import pytest
 from affine import Affine
 from shapely.geometry import box
 
-from cbmflow import catalogue, cog, db, extract
-from cbmflow.catalogue import Scene
-from cbmflow.errors import StorageUnavailable, TransientError
+from cbmflow.catalogue import store as catalogue
+from cbmflow.catalogue.store import Scene
+from cbmflow.core import cog, db
+from cbmflow.core.errors import StorageUnavailable, TransientError
+from cbmflow.extract import run as extract
 
 pytestmark = pytest.mark.integration
 
@@ -216,7 +218,7 @@ def test_storage_outage_is_retryable_and_the_scene_stays_pending(conn, clean_db)
     old = os.environ["AWS_ENDPOINT_URL"]
     os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
     try:
-        from cbmflow import storage
+        from cbmflow.core import storage
 
         storage.ensure_bucket("s3://outage")
         add_aoi(conn, "a")
@@ -247,7 +249,7 @@ def test_storage_outage_is_retryable_and_the_scene_stays_pending(conn, clean_db)
 
 
 def test_database_outage_is_retryable() -> None:
-    from cbmflow.errors import DatabaseUnavailable, transient_cause
+    from cbmflow.core.errors import DatabaseUnavailable, transient_cause
 
     with socket_port() as port, pytest.raises(DatabaseUnavailable) as err:
         db.connect(f"postgresql://postgres@127.0.0.1:{port}/nothing")
@@ -363,13 +365,13 @@ def test_two_concurrent_runs_write_every_row_once(conn, clean_db, s3_bucket) -> 
 
 def test_card_claim_of_a_killed_worker_is_released_at_once(conn, clean_db) -> None:  # type: ignore[no-untyped-def]
     """A CARD worker killed with its scene in 'processing': the next attempt takes it at once (no 6-hour timer)."""
-    from cbmflow import card
+    from cbmflow.card import jobs as card
 
     ids = catalogue.upsert(conn, [Scene(product_id="SIM_S1_GRD_claimed", mission="S1A", product_type="GRD",
                                         card_type="bs", sensing_time=datetime(2025, 5, 1, tzinfo=UTC))])
     conn.commit()
     sid = ids["SIM_S1_GRD_claimed"]
-    code = ("import sys, time; from cbmflow import card; card._claim(None, int(sys.argv[1]), False); "
+    code = ("import sys, time; from cbmflow.card import jobs as card; card._claim(None, int(sys.argv[1]), False); "
             "print('claimed', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(sid)], env=_child_env(clean_db, 0),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -16,9 +16,11 @@ import pytest
 from affine import Affine
 from shapely.geometry import box
 
-from cbmflow import catalogue, cog, extract, storage
-from cbmflow.catalogue import Scene
-from cbmflow.pixelindex import IndexCache
+from cbmflow.catalogue import store as catalogue
+from cbmflow.catalogue.store import Scene
+from cbmflow.core import cog, storage
+from cbmflow.extract import run as extract
+from cbmflow.extract.pixelindex import IndexCache
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,8 @@ import os
 import psycopg
 import pytest
 
-from cbmflow import catalogue, db
+from cbmflow.catalogue import store as catalogue
+from cbmflow.core import db
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,10 @@ import geopandas as gpd
 import pytest
 from shapely.geometry import Polygon
 
-from cbmflow import cli, parcels, storage
-from cbmflow.errors import InputError, NotFound
+from cbmflow import cli
+from cbmflow.core import storage
+from cbmflow.core.errors import InputError, NotFound
+from cbmflow.parcels import store as parcels
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +168,7 @@ def test_import_parcels_dag(airflow_db: str, clean_db: str, shared_data: Path, t
     """The import_parcels DAG imports a file end to end with dag.test() (system tier)."""
     import importlib.util
 
-    from cbmflow.config import project_root
+    from cbmflow.core.config import project_root
 
     spec = importlib.util.spec_from_file_location("import_parcels_dag", project_root() / "dags" / "import_parcels.py")
     assert spec is not None and spec.loader is not None

@@ -11,8 +11,9 @@ import pytest
 import shapely
 from shapely.geometry import LineString, Polygon
 
-from cbmflow import cli, parcels
-from cbmflow.errors import InputError
+from cbmflow import cli
+from cbmflow.core.errors import InputError
+from cbmflow.parcels import store as parcels
 
 pytestmark = pytest.mark.integration
 

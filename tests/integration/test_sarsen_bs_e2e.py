@@ -19,8 +19,9 @@ from rasterio.warp import transform_bounds
 from shapely import wkt as shapely_wkt
 from shapely.geometry import box
 
-from cbmflow import sarsen_bs, storage
-from cbmflow.cog import is_cog
+from cbmflow.card import backscatter as sarsen_bs
+from cbmflow.core import storage
+from cbmflow.core.cog import is_cog
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from cbmflow import airflow_adapter, clierrors
-from cbmflow.db import _redact
+from cbmflow import airflow_adapter
+from cbmflow.cli import exits as clierrors
+from cbmflow.core.db import _redact
 
 pytestmark = pytest.mark.integration
 
@@ -157,7 +158,7 @@ def test_no_secret_in_any_output_of_real_cli_runs(clean_db: str, secret_role: st
     ]
     outputs = []
     for target, args, code in runs:
-        res = subprocess.run([sys.executable, "-m", "cbmflow.cli", *args], env={**env, "CBMFLOW_DSN": target},
+        res = subprocess.run([sys.executable, "-m", "cbmflow.cli.parser", *args], env={**env, "CBMFLOW_DSN": target},
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == code, (args, res.stderr[-2000:])
         outputs += [res.stdout, res.stderr]
@@ -171,7 +172,7 @@ def test_no_secret_in_any_output_of_real_cli_runs(clean_db: str, secret_role: st
 def test_s3_session_and_role_credentials_come_from_the_amazon_hook(monkeypatch: pytest.MonkeyPatch,
                                                                    s3_endpoint: str,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
-    from cbmflow import storage
+    from cbmflow.core import storage
 
     monkeypatch.delenv("AIRFLOW_CONN_CBMFLOW_DB", raising=False)
     session = {"conn_type": "aws", "login": "ASIASESSION", "password": AWS_SECRET,
@@ -214,7 +215,7 @@ def test_no_secret_in_the_logs_of_a_dag_run(airflow_db: str, clean_db: str, secr
     """import_parcels with the cbmflow_db connection holding the awkward password; every log file is grepped."""
     import importlib.util
 
-    from cbmflow.config import project_root
+    from cbmflow.core.config import project_root
 
     dbname = str(psycopg.conninfo.conninfo_to_dict(clean_db)["dbname"])
     monkeypatch.setenv("AIRFLOW_CONN_CBMFLOW_DB", _db_connection_env(secret_role, dbname))

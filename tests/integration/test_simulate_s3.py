@@ -13,7 +13,7 @@ import pystac
 import pytest
 from shapely.geometry import box
 
-from cbmflow import cog, storage
+from cbmflow.core import cog, storage
 from cbmflow_sim.archive import simulate_season
 
 pytestmark = pytest.mark.integration

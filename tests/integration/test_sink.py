@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from cbmflow import sink
+from cbmflow.extract import sink
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from cbmflow import catalogue, cli, stac, storage
-from cbmflow.errors import NotFound
+from cbmflow import cli
+from cbmflow.catalogue import stac
+from cbmflow.catalogue import store as catalogue
+from cbmflow.core import storage
+from cbmflow.core.errors import NotFound
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +93,8 @@ def test_cli_discover_reports_broken_items(clean_db: str, shared_data: Path, tmp
 
 
 def test_cli_discover_by_aoi(clean_db: str, shared_data: Path, tmp_path: Path, capsys) -> None:
-    from cbmflow import db, parcels
+    from cbmflow.core import db
+    from cbmflow.parcels import store as parcels
 
     with db.connect(clean_db) as conn:
         parcels.import_parcels(conn, shared_data / "parcels" / "nl_brp_2023.gpkg", aoi="nl", year=2023,

@@ -4,7 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cbmflow import catalogue, db
+from cbmflow.catalogue import store as catalogue
+from cbmflow.core import db
 
 pytestmark = pytest.mark.integration
 

@@ -243,7 +243,7 @@ def test_api_reads_with_the_read_only_role(web: WebData, pg_dsn: str) -> None:
         c.execute("SET default_transaction_read_only = off")  # even then the grants refuse writes
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             c.execute("UPDATE parcels SET crop_code = 'x'")
-    from cbmflow import db
+    from cbmflow.core import db
 
     db.upgrade(pg_dsn)  # re-applying is a no-op; 007 is recorded
     assert "007" in db.applied_versions(pg_dsn)

@@ -8,7 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cbmflow import analytics, storage
+from cbmflow.analytics import season as analytics
+from cbmflow.core import storage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_analytics_db import YEAR, _season  # noqa: E402

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from card_inputs import AUSTRIA, IRELAND, s2_l2a_inputs
-from cbmflow import catalogue, storage
-from cbmflow.catalogue import Scene
+from cbmflow.catalogue import store as catalogue
+from cbmflow.catalogue.store import Scene
+from cbmflow.core import storage
 
 pytestmark = pytest.mark.system
 
@@ -136,7 +137,7 @@ def test_card_s1_bs_snap_engine_without_snap_fails_clearly(airflow_db, conn, s3_
 
 
 def test_card_s1_bs_sarsen_engine_on_real_safe(airflow_db, conn, s3_bucket, shared_data) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("cbmflow.sarsen_bs")
+    pytest.importorskip("cbmflow.card.backscatter")
     import rasterio
 
     grd = shared_data / "s1" / "sarsen_grd"

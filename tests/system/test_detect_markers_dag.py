@@ -30,7 +30,9 @@ def run_dag(conf: dict) -> tuple[str, str]:
 
 @pytest.fixture()
 def season(conn: psycopg.Connection, tmp_path: Path) -> pd.DataFrame:
-    from cbmflow import extract, parcels, stac
+    from cbmflow.catalogue import stac
+    from cbmflow.extract import run as extract
+    from cbmflow.parcels import store as parcels
     from cbmflow_sim.archive import simulate_season, synthetic_parcels
 
     lay = synthetic_parcels(12, seed=5, epsg=32633, origin=(520000.0, 5320000.0), crops=CROPS)

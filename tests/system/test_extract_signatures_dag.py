@@ -17,8 +17,9 @@ import pytest
 from affine import Affine
 from shapely.geometry import box
 
-from cbmflow import catalogue, cog, storage
-from cbmflow.catalogue import Scene
+from cbmflow.catalogue import store as catalogue
+from cbmflow.catalogue.store import Scene
+from cbmflow.core import cog, storage
 
 pytestmark = pytest.mark.system
 

@@ -1,7 +1,7 @@
 """A real browser against a real Airflow api-server: log in, open the flag list, click a red parcel.
 
 The api-server runs as a process on a free port with SimpleAuthManager (a known user and password),
-a private SQLite metadata database and this session's PostGIS results database filled with
+the session's PostgreSQL metadata database and this session's PostGIS results database filled with
 demo-like data (tests/web_data.py), CARD COGs for the chips on the moto S3 server. Chromium is
 Debian's (/usr/bin/chromium) driven by Playwright. The parcel view's screenshot is saved to
 var/test-artefacts/parcel_view.png.

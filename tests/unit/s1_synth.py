@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cbmflow.bands import BAND_CODES
-from cbmflow.features import features_from_period_means
+from cbmflow.analytics.features import features_from_period_means
+from cbmflow.core.bands import BAND_CODES
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from cbmflow import airflow_adapter
-from cbmflow.errors import ConfigError, CorruptData, NothingToDo, TransientError
+from cbmflow.core.errors import ConfigError, CorruptData, NothingToDo, TransientError
 
 
 def _raise(exc: Exception):

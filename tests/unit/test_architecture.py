@@ -104,3 +104,32 @@ def test_only_the_adapter_imports_airflow() -> None:
             if any(n == "airflow" or n.startswith("airflow.") for n in names):
                 offenders.append(str(path.relative_to(SRC)))
     assert offenders == []
+
+
+# The stages in the order the data flows, over the core, with the two edges on top. A module may
+# import its own package and the packages before it, never one after it.
+LAYERS = ["core", "parcels", "catalogue", "card", "extract", "markers", "analytics", "web",
+          "cli", "airflow_adapter"]
+
+
+def _stage(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "cbmflow" and len(parts) > 1 else None
+
+
+def test_every_production_module_has_a_stage() -> None:
+    loose = sorted(m for m in _graph() if m.startswith("cbmflow.") and _stage(m) not in LAYERS)
+    assert loose == []
+
+
+def test_no_import_from_a_lower_layer_to_a_higher_one() -> None:
+    upward = []
+    for module, deps in _graph().items():
+        a = _stage(module)
+        if a is None:
+            continue
+        for dep in deps:
+            b = _stage(dep)
+            if b is not None and b != a and LAYERS.index(b) > LAYERS.index(a):
+                upward.append(f"{module} -> {dep}")
+    assert upward == []

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from s1_synth import synthetic_features
 
-from cbmflow.classify import FlagRule, apply_flag_rule, classify_frame, evaluate_flags
-from cbmflow.errors import InputError
-from cbmflow.flags import FlagPolicy
+from cbmflow.analytics.classify import FlagRule, apply_flag_rule, classify_frame, evaluate_flags
+from cbmflow.analytics.flags import FlagPolicy
+from cbmflow.core.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_out_of_fold_predictions_do_not_memorise() -> None:
 
 def test_no_parcel_is_scored_by_a_model_that_saw_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every prediction comes from a model whose training set excludes the parcel (recorded)."""
-    import cbmflow.classify as classify
+    from cbmflow.analytics import classify as classify
 
     seen: list[tuple[set[int], list[int]]] = []
 
@@ -116,7 +116,7 @@ def test_no_parcel_is_scored_by_a_model_that_saw_it(monkeypatch: pytest.MonkeyPa
 
 def test_a_label_leaking_feature_cannot_clear_its_own_parcel() -> None:
     """A feature that gives away one parcel's declared crop (only for that parcel) is useless out of fold."""
-    from cbmflow.classify import make_estimator
+    from cbmflow.analytics.classify import make_estimator
 
     rng = np.random.default_rng(5)
     n = 200
@@ -208,7 +208,7 @@ def test_evaluate_flags_hand_worked() -> None:
 
 
 def test_classes_from_a_group_column(synthetic) -> None:
-    from cbmflow.analytics import add_crop_groups
+    from cbmflow.analytics.season import add_crop_groups
 
     feats, _ = synthetic
     df = feats.iloc[:800]

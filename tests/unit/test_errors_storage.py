@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from cbmflow import storage
-from cbmflow.errors import CbmError, ConfigError, NothingToDo, TransientError
+from cbmflow.core import storage
+from cbmflow.core.errors import CbmError, ConfigError, NothingToDo, TransientError
 
 
 def test_error_outcomes() -> None:
@@ -34,7 +34,7 @@ def test_is_cog_rejects_a_plain_tiled_geotiff(tmp_path) -> None:
     import rasterio
     from rasterio.transform import from_origin
 
-    from cbmflow import cog
+    from cbmflow.core import cog
 
     data = np.ones((1100, 1100), dtype="float32")
     plain = tmp_path / "plain.tif"

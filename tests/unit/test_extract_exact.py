@@ -16,9 +16,9 @@ import rasterio
 from affine import Affine
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from cbmflow import extract
-from cbmflow.errors import InputError
-from cbmflow.pixelindex import IndexCache
+from cbmflow.core.errors import InputError
+from cbmflow.extract import run as extract
+from cbmflow.extract.pixelindex import IndexCache
 
 X0, Y0 = 500000.0, 5000000.0
 CRS = "EPSG:32633"
@@ -147,7 +147,7 @@ def test_boolean_mask_and_index_reuse(tmp_path: Path, ramp: str) -> None:
 
 
 def test_scl_histogram_counts_classes() -> None:
-    from cbmflow.pixelindex import Grid, build_index
+    from cbmflow.extract.pixelindex import Grid, build_index
 
     grid = Grid(CRS, (10, 0, X0, 0, -10, Y0), 6, 6)
     idx = build_index(grid, np.array([PARCELS["A"], PARCELS["tiny_none"]], dtype=object), np.array([7, 8]))
@@ -201,7 +201,7 @@ def test_index_cache_on_disk_is_shared_between_caches(tmp_path: Path, ramp: str)
 
 
 def test_bands_run_in_parallel_only_within_the_memory_budget(monkeypatch) -> None:
-    from cbmflow import extract
+    from cbmflow.extract import run as extract
 
     monkeypatch.delenv("CBMFLOW_EXTRACT_THREADS", raising=False)
     budget = extract._PARALLEL_BUDGET

@@ -9,8 +9,13 @@ import pandas as pd
 import pytest
 
 from cbmflow import cli
-from cbmflow.errors import InputError
-from cbmflow.flageval import evaluate_swaps, read_known_wrong, score_against, swap_declarations
+from cbmflow.analytics.evaluation import (
+    evaluate_swaps,
+    read_known_wrong,
+    score_against,
+    swap_declarations,
+)
+from cbmflow.core.errors import InputError
 
 
 def _table(n: int = 160, seed: int = 0) -> pd.DataFrame:
@@ -87,7 +92,7 @@ def test_classify_command_evaluates_swaps_and_known_wrong(tmp_path: Path, capsys
 
 
 def test_worldcereal_loader_on_the_real_flanders_set(shared_data: Path) -> None:
-    from cbmflow.widetables import flanders, s1_dn_to_db
+    from cbmflow.analytics.readers import flanders, s1_dn_to_db
 
     assert s1_dn_to_db(np.array([10_000, 0, 65535])) == pytest.approx([-3.0, np.nan, np.nan], nan_ok=True)
     df = flanders(shared_data / "timeseries")

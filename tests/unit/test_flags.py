@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbmflow.errors import InputError
-from cbmflow.flags import (
+from cbmflow.analytics.flags import (
     FlagPolicy,
     apply_temperature,
     budget_flags,
@@ -17,6 +16,7 @@ from cbmflow.flags import (
     suspicion_score,
     threshold_flags,
 )
+from cbmflow.core.errors import InputError
 
 # 6 parcels x 3 classes (mean out-of-fold probabilities); declared class per parcel, -1 = rare crop
 P = np.array([
@@ -65,7 +65,7 @@ def test_budget_flags_exact_counts_floor_and_ties() -> None:
 
 
 def test_class_relative_hand_worked() -> None:
-    from cbmflow.flags import class_relative
+    from cbmflow.analytics.flags import class_relative
 
     s = np.array([0.9, 0.7, 0.6, 0.2, 0.1, 0.3, 0.8])
     g = np.array(["a", "a", "a", "b", "b", "b", "r"])
@@ -114,7 +114,7 @@ def test_recall_curve_hand_worked() -> None:
 
 
 def test_flags_table_columns_from_classify(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from cbmflow.classify import FLAG_COLUMNS, classify_frame
+    from cbmflow.analytics.classify import FLAG_COLUMNS, classify_frame
 
     rng = np.random.default_rng(1)
     n = 120

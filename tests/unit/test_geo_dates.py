@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from cbmflow.dates import to_utc
-from cbmflow.errors import InputError
-from cbmflow.geo import utm_epsg, utm_zone
+from cbmflow.core.dates import to_utc
+from cbmflow.core.errors import InputError
+from cbmflow.core.geo import utm_epsg, utm_zone
 
 
 @pytest.mark.parametrize(("lon", "zone"), [(-180.0, 1), (-174.0001, 1), (-174.0, 2), (0.0, 31),

@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from cbmflow import graphs
-from cbmflow.config import include_dir
-from cbmflow.errors import InputError
+from cbmflow.card import graphs
+from cbmflow.core.config import include_dir
+from cbmflow.core.errors import InputError
 
 BS = {"input": "/data/S1A_IW_GRDH_1SDV_X.SAFE", "output": "/tmp/out/bs.tif", "map_projection": "EPSG:32633"}
 COH6 = {"reference": "/data/ref.SAFE", "secondary": "/data/sec.SAFE", "output": "/tmp/out/c6.tif",

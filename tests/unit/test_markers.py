@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbmflow.errors import InputError
+from cbmflow.core.errors import InputError
 from cbmflow.markers import DEFAULTS, evaluate
 from cbmflow.markers.bare_soil import bare_periods, ploughing
 from cbmflow.markers.gaps import evidence_gaps

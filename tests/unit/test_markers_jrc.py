@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cbmflow.cli import main
-from cbmflow.errors import InputError
+from cbmflow.core.errors import InputError
 from cbmflow.markers import io
 
 

@@ -15,9 +15,11 @@ from affine import Affine
 from rasterio.features import rasterize
 from shapely.geometry import Polygon, box
 
-from cbmflow import cli, extract, pixelindex
-from cbmflow.errors import ProcessingError
-from cbmflow.pixelindex import WINDOW_PIXELS, Grid, build_index
+from cbmflow import cli
+from cbmflow.core.errors import ProcessingError
+from cbmflow.extract import pixelindex
+from cbmflow.extract import run as extract
+from cbmflow.extract.pixelindex import WINDOW_PIXELS, Grid, build_index
 
 X0, Y0 = 300000.0, 5100000.0
 

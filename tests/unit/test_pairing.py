@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cbmflow.catalogue import Scene
-from cbmflow.pairing import Pair, find_reference, pair_scenes
+from cbmflow.card.pairing import Pair, find_reference, pair_scenes
+from cbmflow.catalogue.store import Scene
 
 BOX = "POLYGON((15 48, 16 48, 16 49, 15 49, 15 48))"
 FAR = "POLYGON((25 60, 26 60, 26 61, 25 61, 25 60))"

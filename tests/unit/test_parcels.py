@@ -9,8 +9,8 @@ import geopandas as gpd
 import pytest
 from shapely.geometry import LineString, Point, Polygon
 
-from cbmflow import parcels
-from cbmflow.errors import InputError, NotFound
+from cbmflow.core.errors import InputError, NotFound
+from cbmflow.parcels import store as parcels
 
 SQUARE = Polygon([(500000, 5350000), (500100, 5350000), (500100, 5350100), (500000, 5350100)])
 # A bowtie: the ring crosses itself at (500005, 5350005); make_valid gives two 50 m^2 triangles.

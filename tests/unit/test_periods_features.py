@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cbmflow.bands import BAND_CODES
-from cbmflow.errors import InputError, NothingToDo
-from cbmflow.features import feature_groups, features_from_period_means, interpolate_rows
-from cbmflow.periods import period_bounds
+from cbmflow.analytics.features import feature_groups, features_from_period_means, interpolate_rows
+from cbmflow.analytics.periods import period_bounds
+from cbmflow.core.bands import BAND_CODES
+from cbmflow.core.errors import InputError, NothingToDo
 
 VV, VH, CVV, CVH = (BAND_CODES[b] for b in ("VV", "VH", "COH_VV", "COH_VH"))
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbmflow import s2
-from cbmflow.errors import InputError
+from cbmflow.card import optical as s2
+from cbmflow.core.errors import InputError
 
 
 def test_baseline_0301_unchanged() -> None:

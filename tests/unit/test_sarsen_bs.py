@@ -17,8 +17,8 @@ import rasterio
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 
-from cbmflow import sarsen_bs
-from cbmflow.errors import InputError, NotFound
+from cbmflow.card import backscatter as sarsen_bs
+from cbmflow.core.errors import InputError, NotFound
 
 PID = "S1B_IW_GRDH_1SDV_20211223T051122_20211223T051147_030148_039993_5371"
 
@@ -242,7 +242,7 @@ def test_safe_copy_without_measurement_has_no_polarisation(tmp_path: Path, grd: 
 
 
 def test_chunk_size_never_leaves_a_tiny_tail() -> None:
-    from cbmflow.sarsen_bs import _chunk_size
+    from cbmflow.card.backscatter import _chunk_size
 
     assert _chunk_size(1135, 900) == 1136  # small grids: one chunk, a multiple of 16
     for w, h in ((3183, 2159), (10980, 10980), (4097, 2049), (2049, 5000)):

@@ -15,9 +15,10 @@ import shapely
 from rasterio.features import rasterize
 from shapely.geometry import box
 
-from cbmflow import cli, cog
-from cbmflow.crops import crop_group
-from cbmflow.errors import InputError
+from cbmflow import cli
+from cbmflow.core import cog
+from cbmflow.core.crops import crop_group
+from cbmflow.core.errors import InputError
 from cbmflow_sim.archive import SimulationResult, jrc_reference, simulate_season, synthetic_parcels
 
 # Six parcels of distinct crop groups (AT crop names), 200 m x 150 m, in UTM 33N on the 10 m grid.

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cbmflow import sen2cor, snap
-from cbmflow.errors import NotFound, ProcessingError, ToolMissing
+from cbmflow.card import sen2cor, snap
+from cbmflow.core.errors import NotFound, ProcessingError, ToolMissing
 
 PY = sys.executable
 

@@ -14,8 +14,8 @@ from typing import Any
 import pystac
 import pytest
 
-from cbmflow import stac
-from cbmflow.errors import InputError, NotFound
+from cbmflow.catalogue import stac
+from cbmflow.core.errors import InputError, NotFound
 
 
 def _load(shared_data: Path, name: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from cbmflow.errors import (
+from cbmflow.core.errors import (
     CorruptData,
     DatabaseUnavailable,
     NotFound,

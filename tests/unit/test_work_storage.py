@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cbmflow import storage
-from cbmflow.errors import ConfigError
+from cbmflow.core import storage
+from cbmflow.core.errors import ConfigError
 
 _VARS = ("CBMFLOW_WORK_URI", "CBMFLOW_WORK_DIR", "CBMFLOW_REPORT_URI", "CBMFLOW_REPORT_DIR", "AIRFLOW__CORE__EXECUTOR")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cbmflow.errors import CorruptData, InputError, NotFound
+from cbmflow.core.errors import CorruptData, InputError, NotFound
 from cbmflow.markers.signals import ParcelSignals, S1Orbit, S2Series
 
 _TS_RE = re.compile(r"^(?P<id>.+?)_(?P<kind>s2|s1_bs|s1_coh6)_ts\.csv$")
@@ -169,8 +169,8 @@ def read_db(conn: Any, aoi: str, year: int, *, pids: list[int] | None = None) ->
     S2 reflectances are stored as DN (x 10^4) by the extraction: they are scaled to 0..1 here.
     S1 orbits are the catalogue's ``relative_orbit`` (with the pass direction).
     """
-    from cbmflow.bands import BAND_CODES
-    from cbmflow.crops import crop_group
+    from cbmflow.core.bands import BAND_CODES
+    from cbmflow.core.crops import crop_group
 
     parcels = conn.execute(
         "SELECT pid, parcel_id, crop_code, crop_name FROM parcels WHERE aoi = %s AND year = %s"

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from cbmflow.errors import InputError
+from cbmflow.core.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from cbmflow.errors import InputError
+from cbmflow.core.errors import InputError
 from cbmflow.markers.signals import Marker
 
 STATUSES = ("compliant", "not_compliant", "not_monitored", "not_enough_evidence")

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from cbmflow.errors import InputError
+from cbmflow.core.errors import InputError
 from cbmflow.markers import DEFAULTS, MarkerParams, detect_parcel
 from cbmflow.markers.rules import Compliance, Rule, evaluate_rules, load_rules
 from cbmflow.markers.signals import Marker, ParcelSignals
@@ -49,8 +49,8 @@ def detect_season(aoi: str, year: int, *, run_id: str | None = None, overrides: 
     one transaction (COPY), so memory stays bounded for a national AOI and the run still appears,
     or is replaced, atomically.
     """
-    from cbmflow import db
-    from cbmflow.errors import NotFound
+    from cbmflow.core import db
+    from cbmflow.core.errors import NotFound
     from cbmflow.markers import io, store
 
     if batch_size < 1:
@@ -146,7 +146,7 @@ def _cli(args: argparse.Namespace) -> int:
     print("  markers:    " + (", ".join(f"{k} {v}" for k, v in res["markers"].items()) or "none"))
     print("  compliance: " + (", ".join(f"{k} {v}" for k, v in res["compliance"].items()) or "none"))
     if args.out:
-        from cbmflow import db
+        from cbmflow.core import db
         from cbmflow.markers import io
 
         with db.connect() as conn:
@@ -176,8 +176,8 @@ def register_cli(sub: Any) -> None:
 
 def print_summary(aoi: str, year: int, *, dsn: str | None = None, examples: int = 3) -> None:
     """Print the AOI season's newest run: markers per type, compliance per status, a few parcels (demo)."""
-    from cbmflow import db
-    from cbmflow.errors import ProcessingError
+    from cbmflow.core import db
+    from cbmflow.core.errors import ProcessingError
     from cbmflow.markers import store
 
     with db.connect(dsn) as conn:

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import conninfo
 
-from cbmflow.config import database_dsn
-from cbmflow.errors import CbmError, ConfigError, InputError, NotFound, TransientError
+from cbmflow.core.config import database_dsn
+from cbmflow.core.errors import CbmError, ConfigError, InputError, NotFound, TransientError
 from cbmflow.web import chips, queries
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def create_app(
     user_dependency: Callable[..., Any] | None = None,
     login_url: Callable[[str], str] | None = None,
 ) -> Any:
-    """Build the web app; by default it authenticates with the Airflow api-server it runs in."""
+    """Build the web app around an authentication dependency (the plugin passes Airflow's: ``web_auth()``)."""
     from fastapi import Depends, FastAPI, Query, Request
     from fastapi import Path as P
     from fastapi.exceptions import RequestValidationError
@@ -100,9 +100,8 @@ def create_app(
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     if user_dependency is None:
-        from cbmflow import airflow_adapter
-
-        user_dependency, login_url = airflow_adapter.web_auth()
+        raise ConfigError("create_app needs an authentication dependency: "
+                          "create_app(*cbmflow.airflow_adapter.web_auth()) inside Airflow")
 
     app = FastAPI(
         title="cbmflow web API", version="2",
@@ -224,7 +223,7 @@ def create_app(
     @app.get("/api/aois", dependencies=[user], tags=["parcels"])
     def aois(c: Conn) -> list[dict[str, Any]]:
         """AOIs with their CRS and parcel counts per year."""
-        from cbmflow import timeseries
+        from cbmflow.web import timeseries
 
         return timeseries.list_aois(c)
 
@@ -232,7 +231,7 @@ def create_app(
     def parcels(aoi: Aoi, year: Year, c: Conn, limit: Annotated[int, Query(ge=1, le=5000)] = 100,
                 offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> list[dict[str, Any]]:
         """Parcels of an AOI and year (paged)."""
-        from cbmflow import timeseries
+        from cbmflow.web import timeseries
 
         return timeseries.list_parcels(c, aoi, year, limit=limit, offset=offset)
 
@@ -270,7 +269,7 @@ def create_app(
                band: Annotated[list[Annotated[str, Query(max_length=16)]] | None, Query(max_length=20)] = None,
                card_type: Literal["bs", "c6", "s2"] | None = None) -> dict[str, Any]:
         """Every observation of a parcel (linear values), by date then band."""
-        from cbmflow import timeseries
+        from cbmflow.web import timeseries
 
         queries.parcel(c, pid)
         obs = timeseries.series(c, pid, bands=band, card_type=card_type)

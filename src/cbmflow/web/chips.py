@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from cbmflow import storage
-from cbmflow.errors import CorruptData, NotFound
+from cbmflow.core import storage
+from cbmflow.core.errors import CorruptData, NotFound
 
 SIZE = 160  # chip edge in pixels
 MARGIN_M = 150.0  # context around the parcel, metres (at least)

@@ -16,8 +16,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from cbmflow.bands import BAND_CODES, SCL_CLOUDY
-from cbmflow.errors import InputError, NotFound
+from cbmflow.core.bands import BAND_CODES, SCL_CLOUDY
+from cbmflow.core.errors import InputError, NotFound
 
 # 1-based positions of the cloudy SCL classes in scl_histograms.counts (class 0 = no data: not counted).
 CLOUDY_IDX = sorted(c + 1 for c in SCL_CLOUDY if c != 0)

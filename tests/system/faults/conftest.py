@@ -205,7 +205,7 @@ class _Session:
     down in ``pytest_sessionfinish`` whatever happened."""
 
     def __init__(self) -> None:
-        from cbmflow import db
+        from cbmflow.core import db
 
         tag = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.folder = Path(tempfile.mkdtemp(prefix=f"cbmflow-cluster-{tag}-"))
@@ -257,7 +257,7 @@ class _Session:
                 assert time.monotonic() < deadline, "moto_server did not start"
                 time.sleep(0.2)
         with s3_env(self.s3_direct):
-            from cbmflow import storage
+            from cbmflow.core import storage
 
             storage.s3_client().create_bucket(Bucket=self.bucket)
         db.create_database(self.results_dsn)
@@ -284,7 +284,7 @@ class _Session:
         if self.stopped:
             return
         self.stopped = True
-        from cbmflow import db
+        from cbmflow.core import db
 
         if self.up is not None and self.up.poll() is None:
             self.up.kill()

@@ -5,7 +5,7 @@ Each case starts from an empty extraction state over the same tiny SIMULATED arc
 the same scenes), injects one fault while ``extract_signatures`` runs through the Airflow REST API,
 and ends with: the rows identical to a clean run (count and checksum per band), zero duplicate
 keys, nothing stuck, and a run state that is ``success`` only when every scene is written and
-``failed`` when data is missing. Pauses use the file hooks of :mod:`cbmflow.testhooks`.
+``failed`` when data is missing. Pauses use the file hooks of :mod:`cbmflow.core.faults`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import pytest
 from affine import Affine
 from shapely.geometry import box
 
-from cbmflow import catalogue, cog
-from cbmflow.catalogue import Scene
+from cbmflow.catalogue import store as catalogue
+from cbmflow.catalogue.store import Scene
+from cbmflow.core import cog
 
 LocalCluster = Any  # tests/cluster/conftest.py: LocalCluster
 
@@ -147,7 +148,7 @@ def reference(archive: LocalCluster) -> dict[str, dict[str, tuple[int, str]]]:
     same code the DAG's tasks call), which saves two cluster runs; `test_two_aois_sharing_scenes`
     shows the cluster's own fault-free runs give the same fingerprints.
     """
-    from cbmflow import extract
+    from cbmflow.extract import run as extract
 
     ref = {}
     for aoi in ("fa", "fb"):

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from cbmflow import storage
+from cbmflow.core import storage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration"))
 from test_analytics_db import YEAR, _season  # noqa: E402

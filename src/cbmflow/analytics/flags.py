@@ -1,0 +1,195 @@
+"""Suspicion scores and red/yellow/green flags from out-of-fold class probabilities.
+
+Inputs are the mean out-of-fold class probabilities of each parcel (``n x K``, every row from
+models that never saw the parcel) and the index of its *declared* class. The declaration is what
+is checked, so the score is built from the declared class's probability ``p_d`` and the
+probability of the best *other* class ``p_o``:
+
+    score = (1 + p_o - p_d) / 2            (0 = declared crop certain, 0.5 = tie, 1 = other crop certain)
+
+A parcel whose declared crop has no model (a rare crop, too few parcels to learn it) gets
+``p_d = 1 - p_o``: its declaration is as plausible as the parcel does *not* look like a known crop.
+It is never safe merely because it is rare: a parcel declared as spinach that looks like maize
+with ``p_o = 0.9`` scores 0.9.
+
+Flags (``FlagPolicy.method``):
+
+The ranking score (``FlagPolicy.score``) is ``relative`` (default: the margin score minus the
+median margin score of the parcels declaring the same crop, plus 0.5, :func:`class_relative`; it
+measured best on the real Flanders set, docs/analytics.md §7), ``margin`` (above), ``declared``
+(``1 - p_d``) or ``relative_declared`` (``1 - p_d`` made class-relative).
+
+* ``budget`` (default): the ``red_rate`` (5 %) highest scores are red, the next ``yellow_rate``
+  (10 %) yellow, the rest green; red additionally needs ``score > red_min_score`` (0.5: another
+  crop is more probable than the declared one), so a season with fewer contradicted
+  declarations than the budget gets fewer reds (those parcels fall to yellow). Ties at the
+  boundary are broken by order in the table (stable), so the counts are exact.
+* ``threshold``: probabilities are first calibrated on the out-of-fold data (temperature scaling,
+  one parameter fitted by maximum likelihood of the declarations, :func:`fit_temperature`); red
+  when the calibrated declared probability is at most ``red_max_prob`` and another crop is more
+  probable, yellow when it is at most ``yellow_max_prob``. The red share then follows the data.
+* ``jrc``: JRC's unanimous-disagreement rule (:func:`cbmflow.analytics.classify.apply_flag_rule`), kept for
+  comparison: red when all repetitions agree against the declaration with confident probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cbmflow.core.errors import InputError
+
+METHODS: tuple[str, ...] = ("budget", "threshold", "jrc")
+SCORES: tuple[str, ...] = ("margin", "declared", "relative", "relative_declared")
+
+
+@dataclass(frozen=True)
+class FlagPolicy:
+    """How suspicion scores become red/yellow/green (see the module docstring)."""
+
+    method: str = "budget"
+    red_rate: float = 0.05
+    yellow_rate: float = 0.10
+    red_min_score: float = 0.5
+    red_max_prob: float = 0.05
+    yellow_max_prob: float = 0.25
+    score: str = "relative"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"unknown flag method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.score not in SCORES:
+            raise InputError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
+        for name in ("red_rate", "yellow_rate", "red_max_prob", "yellow_max_prob"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise InputError(f"{name} must be within 0..1, got {v}")
+        if self.red_rate + self.yellow_rate > 1.0:
+            raise InputError(f"red_rate + yellow_rate must be <= 1, got {self.red_rate + self.yellow_rate}")
+        if self.yellow_max_prob < self.red_max_prob:
+            raise InputError("yellow_max_prob must be >= red_max_prob")
+
+
+def declared_and_best_other(mean_p: np.ndarray, declared: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Declared-class probability, best other class and its probability per parcel.
+
+    ``declared`` holds class indices; ``-1`` marks a declared crop without a class (rare): its
+    declared probability is ``1 - p_o`` and its best other class is the most probable class.
+    """
+    p = np.asarray(mean_p, dtype=np.float64)
+    y = np.asarray(declared, dtype=np.int64)
+    if p.ndim != 2 or len(y) != p.shape[0]:
+        raise InputError(f"probabilities {p.shape} and declared {y.shape} do not match")
+    n, k = p.shape
+    rows = np.arange(n)
+    has = y >= 0
+    p_d = np.where(has, p[rows, np.clip(y, 0, k - 1)], 0.0)
+    others = p.copy()
+    others[rows[has], y[has]] = -np.inf
+    best_other = others.argmax(axis=1)
+    p_o = others[rows, best_other]
+    p_d = np.where(has, p_d, 1.0 - p_o)
+    return p_d, best_other, p_o
+
+
+def suspicion_score(p_d: np.ndarray, p_o: np.ndarray, kind: str = "margin") -> np.ndarray:
+    """The suspicion score from declared and best-other probabilities (margin: (1 + p_o - p_d) / 2)."""
+    if kind == "margin":
+        return (1.0 + np.asarray(p_o, dtype=np.float64) - np.asarray(p_d, dtype=np.float64)) / 2.0
+    if kind == "declared":
+        return 1.0 - np.asarray(p_d, dtype=np.float64)
+    if kind.startswith("relative"):
+        raise InputError("the relative score needs the declared classes: use class_relative(margin score, classes)")
+    raise InputError(f"unknown score {kind!r}; choose one of {', '.join(SCORES)}")
+
+
+def class_relative(score: np.ndarray, groups: np.ndarray, min_size: int = 1) -> np.ndarray:
+    """The score relative to the median score of the parcels declaring the same class, plus 0.5.
+
+    A class whose correct declarations the model can hardly confirm (a catch-all "other crop", two
+    grass variants) then does not fill the whole red budget: a parcel is suspicious in comparison
+    with what its declared class usually looks like. A group smaller than ``min_size`` (a small pool
+    of rare crops, which could be wrong all together) is compared with the median of all parcels.
+    """
+    s = np.asarray(score, dtype=np.float64)
+    g = np.asarray(groups)
+    out = np.empty_like(s)
+    overall = float(np.median(s)) if len(s) else 0.0
+    for key in np.unique(g):
+        m = g == key
+        ref = float(np.median(s[m])) if m.sum() >= min_size else overall
+        out[m] = s[m] - ref + 0.5
+    return out
+
+
+def budget_flags(
+    score: np.ndarray, red_rate: float, yellow_rate: float, red_min_score: float = 0.5,
+    floor_score: np.ndarray | None = None,
+) -> np.ndarray:
+    """Red for the ``round(red_rate*n)`` highest scores above ``red_min_score``, yellow for the next band.
+
+    The floor applies to ``floor_score`` when given (e.g. the margin score while ranking by another).
+    """
+    s = np.asarray(score, dtype=np.float64)
+    floor = s if floor_score is None else np.asarray(floor_score, dtype=np.float64)
+    n = len(s)
+    n_red = int(round(red_rate * n))
+    n_yellow = int(round((red_rate + yellow_rate) * n)) - n_red
+    order = np.argsort(-s, kind="stable")
+    flag = np.full(n, "green", dtype=object)
+    top = order[:n_red]
+    red = top[floor[top] > red_min_score]
+    flag[order[: n_red + n_yellow]] = "yellow"
+    flag[red] = "red"
+    return flag.astype(str)
+
+
+def fit_temperature(mean_p: np.ndarray, declared: np.ndarray) -> float:
+    """The temperature T that best calibrates p**(1/T) (renormalised) to the declarations (max likelihood)."""
+    from scipy.optimize import minimize_scalar
+
+    p = np.clip(np.asarray(mean_p, dtype=np.float64), 1e-4, 1.0)
+    y = np.asarray(declared, dtype=np.int64)
+    keep = y >= 0
+    if not keep.any():
+        return 1.0
+    logp = np.log(p[keep])
+    yy = y[keep]
+
+    def nll(log_t: float) -> float:
+        z = logp / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=1))
+        return float(-(z[np.arange(len(yy)), yy] - lse).mean())
+
+    res = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(res.x))
+
+
+def apply_temperature(mean_p: np.ndarray, t: float) -> np.ndarray:
+    """Probabilities p**(1/t), renormalised per row."""
+    p = np.clip(np.asarray(mean_p, dtype=np.float64), 1e-4, 1.0) ** (1.0 / t)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def threshold_flags(p_d: np.ndarray, p_o: np.ndarray, red_max_prob: float, yellow_max_prob: float) -> np.ndarray:
+    """Red when the (calibrated) declared probability <= red_max_prob and another crop is more probable."""
+    pd_ = np.asarray(p_d, dtype=np.float64)
+    po = np.asarray(p_o, dtype=np.float64)
+    red = (pd_ <= red_max_prob) & (po > pd_)
+    yellow = ~red & (pd_ <= yellow_max_prob)
+    return np.where(red, "red", np.where(yellow, "yellow", "green")).astype(str)
+
+
+def recall_curve(score: np.ndarray, wrong: np.ndarray, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and precision of the top ``round(rate*n)`` scores against known wrong declarations."""
+    s = np.asarray(score, dtype=np.float64)
+    w = np.asarray(wrong, dtype=bool)
+    order = np.argsort(-s, kind="stable")
+    hits = np.concatenate([[0], np.cumsum(w[order])])
+    ks = np.clip(np.round(np.asarray(rates, dtype=np.float64) * len(s)).astype(int), 0, len(s))
+    n_wrong = max(int(w.sum()), 1)
+    recall = hits[ks] / n_wrong
+    precision = np.where(ks > 0, hits[ks] / np.maximum(ks, 1), 0.0)
+    return recall, precision

@@ -1,0 +1,464 @@
+"""Season analytics end to end: period means -> features -> classification & flags -> report.
+
+Runs are stored in ``classification_runs`` and ``parcel_flags``; the report is HTML + PNGs in a
+folder (local or S3). Commands: ``cbmflow classify`` (any wide features file) and
+``cbmflow season periods|classify`` (from the results database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from cbmflow.analytics.classify import FLAG_COLUMNS, classify_frame, evaluate_flags
+from cbmflow.analytics.features import build_features
+from cbmflow.analytics.periods import compute_period_means
+from cbmflow.analytics.report import write_report
+from cbmflow.core import db, storage
+from cbmflow.core.errors import CorruptData, InputError, NotFound
+
+__all__ = [
+    "SeasonRun", "add_crop_groups", "classify_file", "classify_season", "evaluate_flags", "read_parquet",
+    "register_cli", "report_run", "run_season", "season_features", "season_periods",
+    "store_run", "write_parquet",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SeasonRun:
+    """The outcome of one season's classification run."""
+
+    run_id: int
+    report_uri: str | None
+    flag_counts: dict[str, int]
+    n_classified: int
+    excluded: dict[str, int]
+    evaluation: dict[str, Any] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def work_dir() -> str:
+    """Base folder/URI for intermediate files (see :func:`cbmflow.core.storage.work_uri`)."""
+    return storage.work_uri()
+
+
+def reports_dir() -> str:
+    """Base folder/URI for reports (see :func:`cbmflow.core.storage.report_uri`)."""
+    return storage.report_uri()
+
+
+def read_parquet(uri: str) -> pd.DataFrame:
+    """A parquet table from a local path or s3:// URI."""
+    u = storage.parse(uri)
+    if not u.is_s3 and not os.path.exists(u.key):
+        raise NotFound(f"file {uri} does not exist")
+    try:
+        data = storage.read_bytes(uri)
+        return pd.read_parquet(io.BytesIO(data))
+    except (OSError, ValueError) as exc:
+        raise CorruptData(f"{uri} is not a readable parquet file: {exc}") from exc
+
+
+def write_parquet(df: pd.DataFrame, uri: str) -> str:
+    """Write a table as parquet to a local path or s3:// URI; returns the URI."""
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    return storage.write_bytes(uri, buf.getvalue())
+
+
+def classify_file(
+    features_uri: str,
+    out_uri: str | None,
+    *,
+    report_dir: str | None = None,
+    truth_uri: str | None = None,
+    known_wrong_uri: str | None = None,
+    evaluate_swaps: float | None = None,
+    seeds: int = 5,
+    class_col: str | None = None,
+    min_class_size: int = 20,
+    min_area: float | None = None,
+    estimator: str = "et",
+    seed: int = 0,
+    n_jobs: int = 1,
+    **classify_kwargs: Any,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Classify a wide features parquet (parcel_id, crop, numeric features) and write the flags parquet.
+
+    With ``evaluate_swaps`` (a share) the check is also run ``seeds`` times on copies with that share
+    of declarations swapped (``metrics["swap_evaluation"]``); with ``known_wrong_uri`` the flags are
+    scored against those parcels (``metrics["known_wrong_evaluation"]``). Both give recall and
+    precision at the red rate and the recall-vs-red-rate curve (a PNG in the report).
+    """
+    from cbmflow.analytics.evaluation import evaluate_swaps as run_swaps
+    from cbmflow.analytics.evaluation import read_known_wrong, score_against
+
+    df = read_parquet(features_uri)
+    kwargs = dict(class_col=class_col, min_class_size=min_class_size, min_area=min_area, estimator=estimator,
+                  n_jobs=n_jobs, **classify_kwargs)
+    flags, metrics = classify_frame(df, seed=seed, **kwargs)
+    if out_uri:
+        write_parquet(flags[list(FLAG_COLUMNS)], out_uri)
+    if truth_uri:
+        metrics["evaluation"] = evaluate_flags(flags, read_parquet(truth_uri))
+    if known_wrong_uri:
+        ev = score_against(flags, read_known_wrong(read_parquet(known_wrong_uri)))
+        ev["at_rate"] = metrics["params"]["red_rate"]
+        metrics["known_wrong_evaluation"] = ev
+    if evaluate_swaps:
+        policy = classify_kwargs.get("policy")
+        at_rate = policy.red_rate if policy is not None else 0.05
+        metrics["swap_evaluation"] = run_swaps(df, share=evaluate_swaps, seeds=seeds, first_seed=seed,
+                                               at_rate=at_rate, **kwargs)
+    if report_dir:
+        metrics["report_uri"] = write_report(
+            report_dir, flags, metrics, df, title=f"Classification of {os.path.basename(features_uri)}",
+            evaluation=metrics.get("evaluation"), seed=seed,
+        )
+    return flags, metrics
+
+
+def season_periods(
+    aoi: str, year: int, *, period_days: int = 5, cloud_max: float | None = None, dsn: str | None = None
+) -> int:
+    """Recompute the period means of a season in the results database; returns rows written."""
+    with db.connect(dsn) as conn:
+        n = compute_period_means(conn, aoi, year, period_days=period_days, cloud_max=cloud_max)
+        conn.commit()
+    return n
+
+
+def season_features(aoi: str, year: int, out_uri: str | None = None, *, dsn: str | None = None) -> dict[str, Any]:
+    """Build a season's feature table and write it as parquet; returns uri, parcel and exclusion counts."""
+    with db.connect(dsn) as conn:
+        feats = build_features(conn, aoi, year)
+    out_uri = out_uri or storage.join(work_dir(), aoi, str(year), "features.parquet")
+    write_parquet(feats, out_uri)
+    excluded = dict(feats.attrs.get("excluded", {}))
+    # Exclusion counts travel with the file too (pandas keeps attrs in parquet metadata).
+    return {"uri": out_uri, "n_parcels": len(feats), "excluded": excluded}
+
+
+_STORED = ("pid", "parcel_id", "declared", "declared_class", "predicted", "probability",
+           "declared_probability", "agree_count", "n_predictions", "flag", "declared_name", "best_other",
+           "best_other_probability", "score", "suspicion_rank", "reason")
+
+
+def _opt(v: Any, kind: Any) -> Any:
+    return None if v is None or (isinstance(v, float) and v != v) else kind(v)
+
+
+def store_run(
+    conn: psycopg.Connection,
+    aoi: str | None,
+    year: int | None,
+    flags: pd.DataFrame,
+    metrics: dict[str, Any],
+    params: dict[str, Any],
+) -> int:
+    """Insert a classification run and its per-parcel flags; returns the run id."""
+    if "pid" not in flags.columns:
+        raise InputError("flags have no 'pid' column: only database parcels can be stored in parcel_flags")
+    row = conn.execute(
+        "INSERT INTO classification_runs (aoi, year, params, metrics) VALUES (%s, %s, %s, %s) RETURNING run_id",
+        (aoi, year, Jsonb(params), Jsonb(metrics)),
+    ).fetchone()
+    assert row is not None
+    run_id = int(row[0])
+    cols = list(_STORED)
+    flags = flags.copy()
+    for c, default in (("declared_name", None), ("best_other", None), ("best_other_probability", None),
+                       ("score", None), ("suspicion_rank", None), ("reason", "")):
+        if c not in flags.columns:
+            flags[c] = default
+    with conn.cursor() as cur, cur.copy(
+        sql.SQL("COPY parcel_flags (run_id, {}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, cols)))
+    ) as copy:
+        for rec in flags[cols].itertuples(index=False):
+            copy.write_row((run_id, int(rec[0]), str(rec[1]), str(rec[2]), str(rec[3]), str(rec[4]),
+                            float(rec[5]), float(rec[6]), int(rec[7]), int(rec[8]), str(rec[9]),
+                            _opt(rec[10], str), _opt(rec[11], str), _opt(rec[12], float), _opt(rec[13], float),
+                            _opt(rec[14], int), _opt(rec[15], str)))
+    return run_id
+
+
+def add_crop_groups(feats: pd.DataFrame) -> tuple[pd.DataFrame, str | None, str]:
+    """Add a ``crop_group`` column (cbmflow.core.crops groups of the declared names); returns the class column and a note."""
+    from cbmflow.core.crops import crop_group
+
+    names = feats["crop_name"] if "crop_name" in feats.columns else feats["crop"]
+    names = names.where(names.notna() & (names.astype(str).str.strip() != ""), feats["crop"])
+    groups = [crop_group(str(v)) if pd.notna(v) else None for v in names]
+    out = feats.assign(crop_group=groups)
+    known = {g for g in groups if g is not None and g != "other"}
+    if len(known) < 2:
+        return feats, None, (
+            "crop names map to fewer than 2 known crop groups; classifying declared crops instead"
+        )
+    return out, "crop_group", f"classes are crop groups ({', '.join(sorted(known))})"
+
+
+def classify_season(
+    aoi: str,
+    year: int,
+    features_uri: str,
+    *,
+    by: str = "group",
+    min_class_size: int = 20,
+    min_area: float | None = None,
+    estimator: str = "et",
+    seed: int = 0,
+    truth_uri: str | None = None,
+    n_jobs: int = 1,
+    dsn: str | None = None,
+) -> int:
+    """Classify a season's stored features, flag every parcel and store the run; returns the run id."""
+    if by not in ("group", "crop"):
+        raise InputError(f"by must be 'group' or 'crop', got {by!r}")
+    feats = read_parquet(features_uri)
+    class_col: str | None = None
+    note = "classes are declared crops"
+    if by == "group":
+        feats, class_col, note = add_crop_groups(feats)
+    flags, metrics = classify_frame(
+        feats, class_col=class_col, min_class_size=min_class_size, min_area=min_area,
+        estimator=estimator, seed=seed, n_jobs=n_jobs,
+    )
+    metrics["messages"] = [note] + list(metrics.get("messages", []))
+    if truth_uri:
+        metrics["evaluation"] = evaluate_flags(flags, read_parquet(truth_uri))
+    metrics["features_uri"] = features_uri
+    params = dict(metrics["params"], features_uri=features_uri, truth_uri=truth_uri)
+    with db.connect(dsn) as conn:
+        run_id = store_run(conn, aoi, year, flags, metrics, params)
+        conn.commit()
+    log.info("classification run %d for %s %s: %s", run_id, aoi, year, metrics["flag_counts"])
+    return run_id
+
+
+def report_run(run_id: int, *, out_dir: str | None = None, dsn: str | None = None) -> str:
+    """Write the report of a stored run (using its features file) and record its URI; returns it."""
+    with db.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT aoi, year, metrics FROM classification_runs WHERE run_id = %s", (run_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"classification run {run_id} does not exist")
+        aoi, year, metrics = row
+        flags = pd.DataFrame(
+            conn.execute(
+                sql.SQL("SELECT {} FROM parcel_flags WHERE run_id = %s ORDER BY pid").format(
+                    sql.SQL(", ").join(map(sql.Identifier, _STORED))),
+                (run_id,),
+            ).fetchall(),
+            columns=list(_STORED),
+        )
+        from cbmflow.markers.store import parcel_summaries  # activity markers of the red parcels
+
+        marks = parcel_summaries(conn, str(aoi), int(year), [int(p) for p in flags.loc[flags["flag"] == "red", "pid"]])
+    features = None
+    furi = metrics.get("features_uri")
+    if furi:
+        try:
+            features = read_parquet(furi)
+        except NotFound:
+            log.warning("features file %s of run %d is gone: report without time series", furi, run_id)
+    out_dir = out_dir or storage.join(reports_dir(), str(aoi), str(year), f"run_{run_id}")
+    uri = write_report(
+        out_dir, flags, metrics, features, title=f"cbmflow classification run {run_id}: {aoi} {year}",
+        evaluation=metrics.get("evaluation"), markers=marks,
+    )
+    with db.connect(dsn) as conn:
+        conn.execute("UPDATE classification_runs SET report_uri = %s WHERE run_id = %s", (uri, run_id))
+        conn.commit()
+    return uri
+
+
+def run_season(
+    aoi: str,
+    year: int,
+    *,
+    period_days: int = 5,
+    cloud_max: float | None = None,
+    compute_periods: bool = True,
+    by: str = "group",
+    min_class_size: int = 20,
+    min_area: float | None = None,
+    estimator: str = "et",
+    seed: int = 0,
+    truth_uri: str | None = None,
+    report_dir: str | None = None,
+    n_jobs: int = 1,
+    dsn: str | None = None,
+) -> SeasonRun:
+    """Period means, features, classification, flags and report for one season; returns the run."""
+    if compute_periods:
+        season_periods(aoi, year, period_days=period_days, cloud_max=cloud_max, dsn=dsn)
+    feats = season_features(aoi, year, dsn=dsn)
+    run_id = classify_season(
+        aoi, year, feats["uri"], by=by, min_class_size=min_class_size, min_area=min_area,
+        estimator=estimator, seed=seed, truth_uri=truth_uri, n_jobs=n_jobs, dsn=dsn,
+    )
+    uri = report_run(run_id, out_dir=report_dir, dsn=dsn)
+    with db.connect(dsn) as conn:
+        row = conn.execute("SELECT metrics FROM classification_runs WHERE run_id = %s", (run_id,)).fetchone()
+    metrics = row[0] if row else {}
+    return SeasonRun(
+        run_id=run_id, report_uri=uri, flag_counts=metrics.get("flag_counts", {}),
+        n_classified=metrics.get("n_classified", 0), excluded=metrics.get("excluded", {}),
+        evaluation=metrics.get("evaluation"), metrics=metrics,
+    )
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def _print_summary(metrics: dict[str, Any]) -> None:
+    c = metrics["flag_counts"]
+    print(f"classified {metrics['n_classified']} parcels, {len(metrics['classes'])} classes, "
+          f"accuracy {metrics['accuracy']:.3f}; green {c['green']} yellow {c['yellow']} "
+          f"red {c['red']} ({metrics['red_pct']:.1f} % red)")
+    excl = {k: v for k, v in metrics.get("excluded", {}).items() if v}
+    if excl:
+        print("excluded: " + ", ".join(f"{k} {v}" for k, v in excl.items()))
+    for m in metrics.get("messages", []):
+        print(m)
+    ev = metrics.get("evaluation")
+    if ev:
+        print(f"red flags vs truth: precision {ev['precision']:.3f}, recall {ev['recall']:.3f}, "
+              f"{ev['red_pct']:.1f} % red")
+    kw = metrics.get("known_wrong_evaluation")
+    if kw:
+        print(f"red flags vs {kw['n_wrong']} known wrong declarations: recall {kw['recall']:.3f}, "
+              f"precision {kw['precision']:.3f} at {kw['red_pct']:.1f} % red; recall of red or yellow "
+              f"{kw['recall_red_or_yellow']:.3f}")
+    sw = metrics.get("swap_evaluation")
+    if sw:
+        r, p, red = sw["recall"], sw["precision"], sw["red_pct"]
+        print(f"swapped {100 * sw['share']:.1f} % of declarations, {sw['seeds']} seeds, "
+              f"{sw['n_wrong_per_seed']['mean']:.0f} swapped per seed: red {red['mean']:.1f} % of parcels, "
+              f"recall {r['mean']:.3f} +- {r['std']:.3f} (min {r['min']:.2f}, max {r['max']:.2f}), "
+              f"precision {p['mean']:.3f} +- {p['std']:.3f}")
+        c = sw["curve"]
+        pts = [i for i, x in enumerate(c["rate"]) if round(100 * x) in (1, 2, 5, 10, 15, 20, 30)]
+        print("recall vs red rate: " + ", ".join(f"{100 * c['rate'][i]:.0f} %: {c['recall'][i]:.2f}" for i in pts))
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    from cbmflow.analytics.flags import FlagPolicy
+
+    return FlagPolicy(method=args.flag_method, red_rate=args.red_rate, yellow_rate=args.yellow_rate,
+                      red_max_prob=args.red_max_prob, yellow_max_prob=args.yellow_max_prob, score=args.score)
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    if not args.out and not args.evaluate_swaps:
+        raise InputError("--out is required (unless only evaluating with --evaluate-swaps)")
+    _, metrics = classify_file(
+        args.features, args.out, report_dir=args.report, truth_uri=args.truth, class_col=args.class_col,
+        known_wrong_uri=args.known_wrong, evaluate_swaps=args.evaluate_swaps, seeds=args.seeds,
+        min_class_size=args.min_class_size, min_area=args.min_area, estimator=args.estimator,
+        seed=args.seed, n_jobs=args.n_jobs, policy=_policy(args), rare=args.rare,
+        n_repeats=args.n_repeats, class_weight=None if args.class_weight == "none" else args.class_weight,
+    )
+    _print_summary(metrics)
+    if args.out:
+        print(f"flags: {args.out}")
+    if metrics.get("report_uri"):
+        print(f"report: {metrics['report_uri']}")
+    return 0
+
+
+def _cmd_periods(args: argparse.Namespace) -> int:
+    n = season_periods(args.aoi, args.year, period_days=args.period_days, cloud_max=args.cloud_max,
+                       dsn=args.dsn)
+    print(f"period means {args.aoi} {args.year}: {n} rows ({args.period_days}-day periods)")
+    return 0
+
+
+def _cmd_season_classify(args: argparse.Namespace) -> int:
+    run = run_season(
+        args.aoi, args.year, period_days=args.period_days, cloud_max=args.cloud_max,
+        compute_periods=not args.skip_periods, by=args.by, min_class_size=args.min_class_size,
+        min_area=args.min_area, estimator=args.estimator, seed=args.seed, truth_uri=args.truth,
+        report_dir=args.report, n_jobs=args.n_jobs, dsn=args.dsn,
+    )
+    _print_summary(run.metrics)
+    print(f"run: {run.run_id}")
+    print(f"report: {run.report_uri}")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-class-size", type=int, default=20, help="parcels a class needs (default 20)")
+    p.add_argument("--min-area", type=float, default=None, help="exclude parcels under this area (m2)")
+    p.add_argument("--estimator", default="et", choices=["hgb", "rf", "et"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-jobs", type=int, default=1)
+    p.add_argument("--truth", default=None, help="truth parquet (parcel_id, mislabelled) to evaluate")
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add `classify` and `season periods|classify` to the cbmflow command."""
+    p = subparsers.add_parser("classify", help="classify parcels from a wide features parquet and flag outliers")
+    p.add_argument("--features", required=True, help="parquet: parcel_id, crop, numeric feature columns")
+    p.add_argument("--out", default=None, help="output parquet: parcel_id, declared, predicted, probability, flag, "
+                   "declared_probability, best_other, best_other_probability, score, reason")
+    p.add_argument("--report", default=None, help="folder (local or s3://) for the HTML report")
+    p.add_argument("--class-col", default=None,
+                   help="column with the class of each declaration (e.g. a crop group); default: the crop")
+    p.add_argument("--evaluate-swaps", type=float, default=None, metavar="SHARE",
+                   help="also swap this share of declarations (e.g. 0.05) --seeds times and report recall/precision")
+    p.add_argument("--seeds", type=int, default=5, help="repetitions of --evaluate-swaps (default 5)")
+    p.add_argument("--known-wrong", default=None,
+                   help="parquet of known wrong declarations (parcel_id[, mislabelled]) to score the flags against")
+    p.add_argument("--flag-method", default="budget", choices=["budget", "threshold", "jrc"],
+                   help="budget: top red-rate by suspicion (default); threshold: calibrated probability; "
+                        "jrc: unanimous-disagreement rule")
+    p.add_argument("--score", default="relative", choices=["relative", "margin", "declared", "relative_declared"],
+                   help="suspicion score ranking the parcels (default relative; docs/analytics.md section 4)")
+    p.add_argument("--red-rate", type=float, default=0.05, help="budget: share of parcels red (default 0.05)")
+    p.add_argument("--yellow-rate", type=float, default=0.10, help="budget: share yellow after red (default 0.10)")
+    p.add_argument("--red-max-prob", type=float, default=0.05,
+                   help="threshold: red at or below this calibrated declared-crop probability")
+    p.add_argument("--yellow-max-prob", type=float, default=0.25,
+                   help="threshold: yellow at or below this calibrated declared-crop probability")
+    p.add_argument("--rare", default="score", choices=["score", "group", "exclude"],
+                   help="crops under --min-class-size: checked against known crops (default), grouped, excluded")
+    p.add_argument("--n-repeats", type=int, default=3, help="repetitions of the K-fold (default 3)")
+    p.add_argument("--class-weight", default="balanced", choices=["balanced", "none"])
+    _common(p)
+    p.set_defaults(func=_cmd_classify)
+
+    s = subparsers.add_parser("season", help="season analytics from the results database")
+    ssub = s.add_subparsers(dest="season_command", required=True)
+    sp = ssub.add_parser("periods", help="(re)compute period means from signatures")
+    sp.add_argument("--aoi", required=True)
+    sp.add_argument("--year", type=int, required=True)
+    sp.add_argument("--period-days", type=int, default=5)
+    sp.add_argument("--cloud-max", type=float, default=None, help="max cloudy fraction for S2 observations")
+    sp.add_argument("--dsn", default=None)
+    sp.set_defaults(func=_cmd_periods)
+    sc = ssub.add_parser("classify", help="period means -> features -> classify & flag -> report")
+    sc.add_argument("--aoi", required=True)
+    sc.add_argument("--year", type=int, required=True)
+    sc.add_argument("--period-days", type=int, default=5)
+    sc.add_argument("--cloud-max", type=float, default=None)
+    sc.add_argument("--skip-periods", action="store_true", help="use the stored period means as they are")
+    sc.add_argument("--by", default="group", choices=["group", "crop"],
+                    help="classes: crop groups of the declared crop names (default) or declared crops")
+    sc.add_argument("--report", default=None, help="report folder (default $CBMFLOW_REPORT_DIR/<aoi>/<year>/run_<id>)")
+    sc.add_argument("--dsn", default=None)
+    _common(sc)
+    sc.set_defaults(func=_cmd_season_classify)

@@ -1,0 +1,909 @@
+"""Per-parcel signatures: count, mean, std, min, max, p25, p50, p75 of every band of a scene.
+
+The engine rasterises each parcel set once per raster grid (:mod:`cbmflow.extract.pixelindex`) and
+reuses that index for every scene on the grid: a scene's statistics are then one windowed read
+per row strip, one gather of the parcel pixels and one sort of (parcel, value) keys, from which
+counts, sums, minima, maxima and percentiles fall out as segment operations.
+
+Definitions (identical to rasterstats ``zonal_stats`` with ``all_touched=False``):
+
+* a pixel belongs to a parcel when its centre lies inside the parcel (after the inward buffer);
+* nodata and NaN pixels are excluded; a parcel with no valid pixel yields no row;
+* ``std`` is the population standard deviation (ddof=0);
+* ``p25/p50/p75`` are numpy's default (linear) percentiles of the valid pixel values.
+
+Statistics are computed in float64 and stored as float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from cbmflow.core import bands as bands_mod
+from cbmflow.core.errors import CbmError, CorruptData, InputError
+from cbmflow.extract.pixelindex import (
+    BYTES_PER_INDEXED_PIXEL,
+    Grid,
+    IndexCache,
+    PixelIndex,
+    build_index,
+    check_fits,
+    default_cache,
+)
+from cbmflow.parcels.store import get_aoi, load_parcels
+
+log = logging.getLogger(__name__)
+
+STAT_COLUMNS: tuple[str, ...] = ("count", "mean", "std", "min", "max", "p25", "p50", "p75")
+PERCENTILES: tuple[float, ...] = (25.0, 50.0, 75.0)
+SCL_N_CLASSES = 12
+S1_TILE_M = 20_000.0  # fixed tiling of an AOI's UTM grid for S1 CARD units
+# Raster dtypes whose values are exact in float32 (the fast single-sort path applies).
+_F32_EXACT = {"uint8", "int8", "uint16", "int16", "float32"}
+# Decode compressed blocks on every core (GDAL >= 3.6 decodes a multi-block window in parallel).
+# Every block is read once per scene, so GDAL's block cache (default 5 % of RAM) only costs memory.
+READ_ENV: dict[str, Any] = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 128 * 2**20}
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics on an index
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ZonalResult:
+    """Statistics of the parcels with at least one valid pixel (arrays aligned by position)."""
+
+    pid: np.ndarray  # int64 parcel ids (index labels mapped to ids)
+    count: np.ndarray  # int32
+    mean: np.ndarray  # float64
+    std: np.ndarray
+    min: np.ndarray
+    max: np.ndarray
+    p25: np.ndarray
+    p50: np.ndarray
+    p75: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.pid.size)
+
+    def to_frame(self, id_name: str = "pid") -> Any:
+        """The result as a pandas DataFrame (statistics as float32, as stored)."""
+        import pandas as pd
+
+        data: dict[str, Any] = {id_name: self.pid, "count": self.count.astype(np.int32)}
+        for col in STAT_COLUMNS[1:]:
+            data[col] = getattr(self, col).astype(np.float32)
+        return pd.DataFrame(data)
+
+
+def _float32_sort_keys(v: np.ndarray) -> np.ndarray:
+    """Order-preserving uint32 keys of float32 values (no NaN), computed in place when v is float32."""
+    u = np.ascontiguousarray(v, dtype=np.float32).view(np.uint32)
+    m = u >> np.uint32(31)  # 1 for negative values
+    np.negative(m, out=m)  # 0xFFFFFFFF for negative, 0 otherwise
+    m |= np.uint32(0x80000000)
+    u ^= m  # negative: all bits flipped; positive: sign bit set
+    return u
+
+
+def _float32_from_keys(k: np.ndarray) -> np.ndarray:
+    """Invert :func:`_float32_sort_keys` in place on a uint32 array."""
+    m = k >> np.uint32(31)  # 1 where the value was positive
+    m *= np.uint32(0x7FFFFFFF)
+    np.subtract(np.uint32(0xFFFFFFFF), m, out=m)  # positive: 0x80000000, negative: 0xFFFFFFFF
+    k ^= m
+    return k.view(np.float32)
+
+
+def zonal_from_values(index: PixelIndex, values: np.ndarray, valid: np.ndarray) -> ZonalResult:
+    """Per-parcel statistics from the index-aligned pixel values and their validity."""
+    n = index.n_parcels
+    lab = index.lab[valid]
+    v = values[valid]
+    cnt = np.bincount(lab, minlength=n)
+    present = cnt > 0
+    c = cnt[present]
+    if v.size == 0:
+        empty = np.zeros(0)
+        return ZonalResult(index.pids[:0], c.astype(np.int32), empty, empty, empty, empty, empty, empty, empty)
+    if values.dtype.name in _F32_EXACT:
+        keys = lab.astype(np.uint64)
+        del lab
+        keys <<= np.uint64(32)
+        keys |= _float32_sort_keys(v.astype(np.float32, copy=False))  # v is our own copy
+        del v
+        keys.sort()
+        low = keys.astype(np.uint32)  # the low 32 bits (the cast truncates)
+        del keys
+        s = _float32_from_keys(low).astype(np.float64)
+        del low
+    else:  # float64 / 32-bit integers: exact two-key sort
+        order = np.lexsort((v, lab))
+        s = v[order].astype(np.float64)
+        del order, v, lab
+    ends = np.cumsum(c)
+    starts = ends - c
+    mean = np.add.reduceat(s, starts) / c
+    dev = np.repeat(mean, c)  # in place: one extra float64 array at most
+    np.subtract(s, dev, out=dev)
+    np.square(dev, out=dev)
+    std = np.sqrt(np.add.reduceat(dev, starts) / c)
+    del dev
+    pct = []
+    for q in PERCENTILES:
+        qq = q / 100.0
+        vi = c * qq + (1.0 - qq) - 1.0  # numpy's 'linear' method (alpha = beta = 1)
+        prev = np.floor(vi)
+        gamma = vi - prev
+        lo = np.clip(prev.astype(np.int64), 0, c - 1)
+        hi = np.clip(prev.astype(np.int64) + 1, 0, c - 1)
+        a, b = s[starts + lo], s[starts + hi]
+        diff = b - a
+        r = a + diff * gamma
+        r = np.where(gamma >= 0.5, b - diff * (1.0 - gamma), r)
+        pct.append(r)
+    return ZonalResult(
+        pid=index.pids[present], count=c.astype(np.int32), mean=mean, std=std,
+        min=s[starts], max=s[ends - 1], p25=pct[0], p50=pct[1], p75=pct[2],
+    )
+
+
+def gather(src: Any, band: int, index: PixelIndex, uri: str = "") -> np.ndarray:
+    """The values of the index's pixels in one band, read strip by strip (bounded memory)."""
+    from rasterio.errors import RasterioIOError
+    from rasterio.windows import Window
+
+    out = np.empty(index.pix.size, dtype=src.dtypes[band - 1])
+    w = index.grid.width
+    for r0, r1, c0, c1, a, b in index.default_strips:
+        try:
+            arr = src.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
+        except RasterioIOError as exc:
+            raise CorruptData(f"raster {uri or src.name} cannot be read (rows {r0}-{r1}): {exc}") from exc
+        p = index.pix[a:b]
+        if c0 == 0 and c1 == w:  # a full-width window: the offset is the flat pixel number
+            out[a:b] = arr.ravel()[p - p.dtype.type(r0 * w)]
+        else:
+            rows, cols = np.divmod(p, w)
+            out[a:b] = arr.ravel()[(rows - r0) * (c1 - c0) + (cols - c0)]
+    return out
+
+
+def valid_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
+    """True where a value is neither nodata nor NaN."""
+    ok = np.ones(values.shape, dtype=bool)
+    if values.dtype.kind == "f":
+        ok &= ~np.isnan(values)
+    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
+        ok &= values != nodata
+    return ok
+
+
+def scl_histogram(index: PixelIndex, scl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-parcel counts of SCL classes 0..11: (pids, counts[n, 12]) of parcels with any class 1..11."""
+    cls = scl.astype(np.int64)
+    ok = (cls >= 0) & (cls < SCL_N_CLASSES)
+    flat = index.lab[ok].astype(np.int64) * SCL_N_CLASSES + cls[ok]
+    hist = np.bincount(flat, minlength=index.n_parcels * SCL_N_CLASSES).reshape(index.n_parcels, SCL_N_CLASSES)
+    keep = hist[:, 1:].sum(axis=1) > 0
+    return index.pids[keep], hist[keep].astype(np.int32)
+
+
+# --------------------------------------------------------------------------------------------
+# Parcels and indexes
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_parcels(
+    gdf: Any, crs: Any, *, buffer: float = 0.0, min_area: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Geometries in the raster CRS after the minimum area filter and inward buffer, and their row positions."""
+    if gdf.crs is None:
+        raise InputError("the parcels have no CRS; set one before extracting")
+    work = gdf
+    if buffer or min_area:
+        # Area and buffer are metric: use the parcels' CRS when projected, else their UTM zone.
+        if not gdf.crs.is_projected:
+            work = gdf.to_crs(gdf.estimate_utm_crs())
+    geoms = np.asarray(work.geometry.values, dtype=object)
+    import shapely
+
+    keep = np.ones(len(geoms), dtype=bool)
+    keep &= ~shapely.is_missing(geoms)
+    if min_area:
+        keep &= shapely.area(geoms) >= float(min_area)
+    if buffer:
+        geoms = shapely.buffer(geoms, -abs(float(buffer)))
+    pos = np.flatnonzero(keep)
+    geoms = geoms[pos]
+    import geopandas as gpd
+
+    series = gpd.GeoSeries(geoms, crs=work.crs)
+    if crs is not None and not series.crs.equals(crs):
+        series = series.to_crs(crs)
+    return np.asarray(series.values, dtype=object), pos
+
+
+def _parcel_hash(gdf: Any, id_col: str, buffer: float, min_area: float) -> str:
+    import shapely
+
+    h = hashlib.sha1()
+    h.update(str(gdf.crs.to_wkt() if gdf.crs else "").encode())
+    h.update(f"{buffer}|{min_area}".encode())
+    h.update(np.asarray(gdf[id_col].astype(str)).astype("U").tobytes())
+    for wkb in shapely.to_wkb(np.asarray(gdf.geometry.values, dtype=object)):
+        h.update(wkb or b"")
+    return h.hexdigest()[:20]
+
+
+def index_for(
+    grid: Grid,
+    key: str,
+    make: Callable[[], tuple[np.ndarray, np.ndarray]],
+    cache: IndexCache | None,
+) -> PixelIndex:
+    """The cached index of a parcel set on a grid, built with ``make() -> (geoms, pids)`` on a miss."""
+    cache = cache if cache is not None else default_cache()
+    idx = cache.get(key, grid)
+    if idx is None:
+        geoms, pids = make()
+        idx = build_index(grid, geoms, pids)
+        cache.put(key, idx)
+        log.info("built pixel index %s on grid %s: %d parcels, %d pixels, %d pass(es)",
+                 key, grid.key(), idx.n_parcels, idx.pix.size, idx.passes)
+    # the statistics still need values, validity and the sort working set per pixel (memory guard)
+    check_fits(idx.pix.size, f"statistics over pixel index {key}", per_pixel=BYTES_PER_INDEXED_PIXEL - 8)
+    return idx
+
+
+# --------------------------------------------------------------------------------------------
+# Ad-hoc extraction
+# --------------------------------------------------------------------------------------------
+
+
+def _open(uri: str) -> Any:
+    from cbmflow.core import storage
+
+    return storage.open_raster(uri)
+
+
+def _band_number(src: Any, band: int | str, uri: str) -> int:
+    if isinstance(band, int) or (isinstance(band, str) and band.isdigit()):
+        b = int(band)
+        if not 1 <= b <= src.count:
+            raise InputError(f"raster {uri} has {src.count} band(s); band {b} does not exist")
+        return b
+    names = [d or "" for d in src.descriptions]
+    if band in names:
+        return names.index(band) + 1
+    if src.count == 1:
+        return 1  # a single-band CARD COG named by its band code
+    raise InputError(f"raster {uri} has no band {band!r}; bands: {', '.join(n or str(i + 1) for i, n in enumerate(names))}")
+
+
+def _cloud_valid(mask: Any, src: Any, index: PixelIndex, uri: str) -> np.ndarray:
+    """True where the pixel is not masked (mask: SCL raster URI or boolean array, True = masked)."""
+    if isinstance(mask, np.ndarray):
+        if mask.shape != (src.height, src.width):
+            raise InputError(f"mask shape {mask.shape} differs from raster {uri} shape {(src.height, src.width)}")
+        return ~mask.ravel()[index.pix]
+    scl = _scl_on_grid(str(mask), index)
+    return ~np.isin(scl, list(bands_mod.SCL_CLOUDY))
+
+
+def _scl_on_grid(scl_uri: str, index: PixelIndex) -> np.ndarray:
+    """SCL values at the index's pixels; resampled (nearest) when SCL is on another grid."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    with _open(scl_uri) as scl:
+        if Grid.of(scl) == index.grid:
+            return gather(scl, 1, index, scl_uri)
+        with WarpedVRT(scl, crs=index.grid.crs_wkt, transform=index.grid.affine, width=index.grid.width,
+                       height=index.grid.height, resampling=Resampling.nearest, nodata=0) as vrt:
+            return gather(vrt, 1, index, scl_uri)
+
+
+def extract_stats(
+    raster_uri: str,
+    parcels_gdf: Any,
+    *,
+    id_col: str = "pid",
+    band: int | str = 1,
+    buffer: float = 0.0,
+    min_area: float = 0.0,
+    mask: Any = None,
+    index_cache: IndexCache | None = None,
+) -> Any:
+    """Per-parcel statistics of one raster band: DataFrame parcel_id, count, mean, std, min, max, p25, p50, p75."""
+    from cbmflow.core import storage
+
+    if id_col not in parcels_gdf.columns:
+        raise InputError(f"parcels have no column {id_col!r}; available: {', '.join(map(str, parcels_gdf.columns))}")
+    ids = np.asarray(parcels_gdf[id_col])
+    with storage.rasterio_env(None, **READ_ENV), _open(raster_uri) as src:
+        grid = Grid.of(src)
+        if src.crs is None:
+            raise InputError(f"raster {raster_uri} has no CRS")
+        b = _band_number(src, band, raster_uri)
+        key = _parcel_hash(parcels_gdf, id_col, buffer, min_area)
+
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            geoms, pos = prepare_parcels(parcels_gdf, src.crs, buffer=buffer, min_area=min_area)
+            return geoms, pos.astype(np.int64)
+
+        index = index_for(grid, key, make, index_cache)
+        if index.pix.size == 0:
+            log.warning("raster %s covers none of the %d parcels: no statistics", raster_uri, len(parcels_gdf))
+        values = gather(src, b, index, raster_uri)
+        ok = valid_mask(values, src.nodatavals[b - 1])
+        if mask is not None:
+            ok &= _cloud_valid(mask, src, index, raster_uri)
+        res = zonal_from_values(index, values, ok)
+    frame = res.to_frame("parcel_id")
+    frame["parcel_id"] = ids[res.pid] if len(res) else ids[:0]
+    return frame
+
+
+# --------------------------------------------------------------------------------------------
+# Scenes from the catalogue into PostGIS
+# --------------------------------------------------------------------------------------------
+
+
+# Peak working memory of one band's statistics, per indexed pixel (values, mask, sort keys, sorted
+# float64 values, deviations): measured ~30 B; 32 B keeps a margin.
+_BYTES_PER_INDEXED_PIXEL = 32
+_PARALLEL_BUDGET = int(os.environ.get("CBMFLOW_EXTRACT_MEMORY_MB", "1536")) * 2**20
+
+
+def parallel_bands(n_pixels: int) -> int:
+    """How many bands of a scene to compute at once: 2 while their working sets fit the budget."""
+    threads = int(os.environ.get("CBMFLOW_EXTRACT_THREADS", "2"))
+    fits = max(1, _PARALLEL_BUDGET // max(1, _BYTES_PER_INDEXED_PIXEL * n_pixels))
+    return max(1, min(threads, fits))
+
+
+def _scene_stats(
+    scene: Any, parcels: Any, parcel_key: str, *, buffer: float, min_area: float, cloud_mask: bool,
+    cache: IndexCache | None,
+) -> tuple[dict[str, ZonalResult], tuple[np.ndarray, np.ndarray] | None]:
+    """All bands of a scene: statistics per band name, and the SCL histogram for S2."""
+    from cbmflow.core import storage
+
+    wanted = bands_mod.CARD_BANDS[scene.card_type]
+    missing = [b for b in wanted if b not in scene.assets]
+    if missing:
+        raise InputError(f"scene {scene.id} ({scene.product_id}) has no asset for band(s) {missing}; "
+                         f"assets: {sorted(scene.assets)}")
+    pids = np.asarray(parcels["pid"], dtype=np.int64)
+
+    def index_of(src: Any) -> PixelIndex:
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            geoms, pos = prepare_parcels(parcels, src.crs, buffer=buffer, min_area=min_area)
+            return geoms, pids[pos]
+
+        return index_for(Grid.of(src), parcel_key, make, cache)
+
+    out: dict[str, ZonalResult] = {}
+    hist = None
+    scl_index = None
+    scl_values = None
+    with storage.rasterio_env(None, **READ_ENV):
+        if "SCL" in wanted:
+            uri = scene.assets["SCL"]
+            with _open(uri) as scl:
+                scl_index = index_of(scl)
+                scl_values = gather(scl, 1, scl_index, uri)
+                hist = scl_histogram(scl_index, scl_values)
+
+    def one_band(band: str, hint: PixelIndex | None) -> tuple[ZonalResult, PixelIndex]:
+        uri = scene.assets[band]
+        # rasterio environments are per thread: every band opens its own
+        with storage.rasterio_env(None, **READ_ENV), _open(uri) as src:
+            if src.crs is None:
+                raise CorruptData(f"raster {uri} of scene {scene.id} has no CRS")
+            index = hint if hint is not None and hint.grid == Grid.of(src) else index_of(src)
+            values = gather(src, 1, index, uri)
+            ok = valid_mask(values, src.nodatavals[0])
+            if cloud_mask and "SCL" in wanted:
+                if scl_index is not None and scl_index.grid == index.grid and scl_values is not None:
+                    scl_here = scl_values
+                else:
+                    scl_here = _scl_on_grid(scene.assets["SCL"], index)
+                ok &= ~np.isin(scl_here, list(bands_mod.SCL_CLOUDY))
+            return zonal_from_values(index, values, ok), index
+
+    data_bands = [b for b in wanted if b != "SCL"]
+    if data_bands:
+        first, index = one_band(data_bands[0], None)  # builds (or fetches) the pixel index
+        out[data_bands[0]] = first
+        rest = data_bands[1:]
+        if rest and parallel_bands(index.pix.size) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=parallel_bands(index.pix.size)) as pool:
+                for band, (res, _) in zip(rest, pool.map(lambda b: one_band(b, index), rest), strict=True):
+                    out[band] = res
+        else:
+            for band in rest:
+                out[band] = one_band(band, index)[0]
+    return out, hist
+
+
+def _failed_band(scene: Any, exc: BaseException) -> str | None:
+    """The band whose raster the error names, when it names one."""
+    text = str(exc)
+    for band, uri in sorted((scene.assets or {}).items()):
+        if uri and uri in text:
+            return str(band)
+    return None
+
+
+def _new_summary() -> dict[str, Any]:
+    return {"extracted": [], "no_data": [], "failed": {}, "rows": 0, "skipped": [], "bands": {}}
+
+
+def extract_scenes(
+    scene_ids: list[int],
+    *,
+    aoi: str,
+    year: int,
+    dsn: str | None = None,
+    reprocess: bool = False,
+    buffer: float = 0.0,
+    min_area: float = 0.0,
+    cloud_mask: bool = False,
+    tile_bbox: tuple[float, float, float, float] | Sequence[float] | None = None,
+    index_cache: IndexCache | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Extract and store the signatures of catalogue scenes for one AOI, exactly once per (scene, AOI).
+
+    Each scene is one transaction: lock its ``extractions`` row (the claim), compute, replace the
+    AOI's rows, set ``extracted`` (or ``no_data`` when no parcel has a valid pixel), commit. A bad
+    file marks only that scene ``failed`` and the others continue; an outage of storage or database
+    raises :class:`~cbmflow.core.errors.TransientError` at once (the scene stays as it was, the retry
+    redoes it). Scenes already done are skipped: without ``reprocess`` any done scene, with it the
+    ones this ``run_id`` already did (so a retry of a mapped task finishes exactly its own scenes).
+    """
+    from cbmflow.catalogue import store as catalogue
+    from cbmflow.core import db
+    from cbmflow.core.errors import transient_cause
+    from cbmflow.extract import sink
+
+    summary = _new_summary()
+    conn = db.connect(dsn)
+    total = len(scene_ids)
+    try:
+        info = get_aoi(conn, aoi)
+        box = tuple(float(v) for v in tile_bbox) if tile_bbox else None
+        parcels = load_parcels(conn, info, year, bbox=box)  # type: ignore[arg-type]
+        catalogue.register_extractions(conn, scene_ids, aoi, year)  # the work exists even if a try dies
+        conn.commit()
+        bbox_key = ",".join(f"{v:.0f}" for v in tile_bbox) if tile_bbox else "all"
+        parcel_key = f"{info.name}-{year}-v{info.parcels_version}-b{buffer:g}-a{min_area:g}-{bbox_key}"
+        partitions: set[int] = set()
+        for i, sid in enumerate(scene_ids, 1):
+            scene = catalogue.get(conn, sid)
+            conn.commit()
+            where = f"scene {i}/{total} {scene.product_id} (id {sid}, AOI {aoi})"
+            if scene.year not in partitions:  # created in a short transaction of its own
+                with conn.transaction():
+                    db.ensure_year_partition(conn, scene.year)
+                partitions.add(scene.year)
+            try:
+                with conn.transaction():
+                    claim = catalogue.claim_extraction(conn, sid, aoi, year)
+                    mine = run_id is not None and claim.run_id == run_id
+                    stale = claim.parcels_version < info.parcels_version  # the AOI's parcels changed since
+                    if (claim.status in catalogue.DONE_STATUSES and not stale
+                            and (not reprocess or claim.contended or mine)):
+                        log.info("%s: already %s%s, skipped", where, claim.status,
+                                 " (by a concurrent worker)" if claim.contended else "")
+                        summary["skipped"].append(sid)
+                        continue
+                    if claim.status == "failed" and (not reprocess or mine):
+                        if mine:  # failed earlier in this run (a previous try): still this run's culprit
+                            summary["failed"][str(sid)] = f"{scene.product_id}: failed in an earlier try"
+                        summary["skipped"].append(sid)
+                        continue
+                    if scene.status not in ("ready", "extracted") or not scene.assets:
+                        log.warning("%s: catalogue status %s, no CARD rasters: left pending", where, scene.status)
+                        summary["skipped"].append(sid)
+                        continue
+                    if len(parcels) == 0:
+                        log.warning("%s: AOI %s has no parcels for %s in this unit", where, aoi, year)
+                    stats, hist = _scene_stats(scene, parcels, parcel_key, buffer=buffer, min_area=min_area,
+                                               cloud_mask=cloud_mask, cache=index_cache)
+                    n = sink.write_scene(conn, sid, scene.year, stats, scl_hist=hist, aoi=aoi, parcel_year=year)
+                    status = "extracted" if n else "no_data"
+                    catalogue.finish_extraction(
+                        conn, sid, aoi, year, status, rows=n, run_id=run_id, parcels_version=info.parcels_version,
+                        error=None if n else "no parcel of the AOI has a valid pixel in this scene "
+                                             "(all nodata, masked, or no overlap)")
+            except Exception as exc:  # noqa: BLE001 - classified below: outage -> retry, bad file -> failed
+                _safe_rollback(conn)
+                transient = transient_cause(exc)
+                if transient is not None:
+                    log.warning("%s: interrupted by an outage, the retry redoes it: %s", where, transient)
+                    from cbmflow.core import storage
+
+                    storage.clear_http_cache()  # GDAL must not remember the outage as a bad file
+                    _note_interrupted(conn, sid, aoi, year, str(transient))
+                    raise transient from exc
+                band = _failed_band(scene, exc)
+                msg = f"{scene.product_id}{' band ' + band if band else ''}: {type(exc).__name__}: {exc}"
+                if isinstance(exc, CbmError):
+                    log.warning("%s failed: %s", where, msg)
+                else:
+                    log.warning("%s failed unexpectedly: %s", where, msg, exc_info=True)
+                with conn.transaction():
+                    catalogue.claim_extraction(conn, sid, aoi, year)
+                    catalogue.finish_extraction(conn, sid, aoi, year, "failed", run_id=run_id, error=msg, band=band)
+                summary["failed"][str(sid)] = msg
+                continue
+            if n:
+                per_band = ", ".join(f"{b} {len(r):,}" for b, r in stats.items())
+                log.info("%s: %s rows (%s)", where, f"{n:,}", per_band)
+                summary["extracted"].append(sid)
+            else:
+                log.warning("%s: NO DATA - no parcel has a valid pixel (all nodata or no overlap)", where)
+                summary["no_data"].append(sid)
+            summary["rows"] += n
+            for band, res in stats.items():
+                summary["bands"][band] = summary["bands"].get(band, 0) + len(res)
+    finally:
+        conn.close()
+    log.info("AOI %s: extracted %d scene(s), %s rows; no data %d; failed %d; skipped %d", aoi,
+             len(summary["extracted"]), f"{summary['rows']:,}", len(summary["no_data"]), len(summary["failed"]),
+             len(summary["skipped"]))
+    return summary
+
+
+def _safe_rollback(conn: Any) -> None:
+    try:
+        conn.rollback()
+    except Exception:  # noqa: BLE001 - a dead connection has nothing to roll back
+        pass
+
+
+def _note_interrupted(conn: Any, sid: int, aoi: str, year: int, error: str) -> None:
+    """Record the outage on the scene's row when the database is still reachable (best effort)."""
+    from cbmflow.catalogue import store as catalogue
+
+    try:
+        with conn.transaction():
+            catalogue.note_interrupted(conn, sid, aoi, year, error)
+    except Exception:  # noqa: BLE001 - the database itself may be what is down
+        log.debug("could not record the interruption of scene %s", sid, exc_info=True)
+
+
+def _as_dt(value: Any, field: str) -> datetime | None:
+    from cbmflow.core.dates import to_utc
+
+    return to_utc(value, what=field)
+
+
+def _footprint_bounds(footprint_wkt: str | None, epsg: int) -> tuple[float, float, float, float] | None:
+    if not footprint_wkt:
+        return None
+    import shapely
+    from pyproj import Transformer
+    from shapely.ops import transform
+
+    g = shapely.from_wkt(footprint_wkt)
+    t = Transformer.from_crs(4326, epsg, always_xy=True)
+    x0, y0, x1, y1 = transform(t.transform, g).bounds
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def plan_units(
+    *,
+    card_type: str | None,
+    start: Any = None,
+    end: Any = None,
+    reprocess: bool = False,
+    aoi: str,
+    year: int,
+    dsn: str | None = None,
+    batch_size: int = 25,
+    max_units: int = 512,
+) -> list[dict[str, Any]]:
+    """Work units for the extraction DAG: small JSON dicts of (tile, batch of scene ids) to map over."""
+    from cbmflow.catalogue import store as catalogue
+    from cbmflow.core import db
+
+    if card_type in (None, "", "all"):
+        types: list[str] = list(catalogue.CARD_TYPES)
+    elif card_type in catalogue.CARD_TYPES:
+        types = [card_type]
+    else:
+        raise InputError(f"card_type {card_type!r} unknown; use one of {', '.join(catalogue.CARD_TYPES)} or all")
+    s, e = _as_dt(start, "start"), _as_dt(end, "end")
+    if s is None:
+        s = datetime(year, 1, 1, tzinfo=UTC)
+    if e is None:
+        e = datetime(year + 1, 1, 1, tzinfo=UTC)
+    import shapely
+
+    with db.connect(dsn) as conn:
+        info = get_aoi(conn, aoi)
+        # Scenes with CARD rasters ('extracted' = done for some AOI, maybe not this one).
+        scenes = [sc for t in types
+                  for sc in catalogue.find(conn, card_type=t, statuses=["ready", "extracted"], start=s, end=e)
+                  if sc.assets]
+        row = conn.execute(
+            "SELECT ST_AsText(ST_Transform(ST_SetSRID(ST_Extent(geom)::geometry, %s), 4326)) "
+            "FROM parcels WHERE aoi = %s AND year = %s", (info.epsg, info.name, int(year))).fetchone()
+        if not row or row[0] is None:
+            log.warning("AOI %s has no parcels for %s: nothing to plan", aoi, year)
+            return []
+        extent = shapely.from_wkt(row[0])
+        # Scenes whose footprint misses the AOI's parcels are left for other AOIs (no footprint: kept).
+        scenes = [sc for sc in scenes if not sc.footprint_wkt or shapely.from_wkt(sc.footprint_wkt).intersects(extent)]
+        state = catalogue.get_extractions(conn, [(int(sc.id), info.name, int(year)) for sc in scenes if sc.id])
+        if not reprocess:  # what this AOI has not got: never tried, interrupted, or done for an older parcel set
+
+            def due(x: Any) -> bool:
+                return (x is None or x.status == "pending"
+                        or (x.status in catalogue.DONE_STATUSES and x.parcels_version < info.parcels_version))
+
+            scenes = [sc for sc in scenes if due(state.get((int(sc.id), info.name, int(year))))]  # type: ignore[arg-type]
+        catalogue.register_extractions(conn, [int(sc.id) for sc in scenes if sc.id], info.name, int(year))
+        conn.commit()
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for sc in scenes:
+        if sc.tile:
+            tile = sc.tile
+        else:  # S1 CARD without a tile id: the fixed 20 km tile of the AOI grid holding its footprint centre
+            b = _footprint_bounds(sc.footprint_wkt, info.epsg)
+            if b is None:
+                tile = "all"
+            else:
+                cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+                tile = f"E{int(cx // S1_TILE_M)}N{int(cy // S1_TILE_M)}"
+        groups.setdefault((sc.card_type, tile), []).append(sc)
+    total = sum(len(v) for v in groups.values())
+    size = max(1, int(batch_size))
+    while sum(math.ceil(len(v) / size) for v in groups.values()) > max_units:
+        size *= 2
+    units: list[dict[str, Any]] = []
+    for (ct, tile), scs in sorted(groups.items()):
+        for i in range(0, len(scs), size):
+            batch = scs[i: i + size]
+            boxes = [b for b in (_footprint_bounds(x.footprint_wkt, info.epsg) for x in batch) if b]
+            bbox = ([min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                     max(b[3] for b in boxes)] if boxes and ct == "s2" else None)
+            first, last = batch[0].sensing_time, batch[-1].sensing_time
+            units.append({"scene_ids": [int(x.id) for x in batch], "aoi": aoi, "year": int(year),
+                          "card_type": ct, "tile": tile, "tile_bbox": bbox, "parcels_version": info.parcels_version,
+                          "label": f"{aoi} {ct} {tile} {first:%Y-%m-%d}..{last:%Y-%m-%d} ({len(batch)})"})
+    planned_at = _db_now(dsn).isoformat()
+    for u in units:
+        u["planned_at"] = planned_at
+    if units:
+        log.info("AOI %s: planned %d unit(s) for %d scene(s) (batch size %d)", aoi, len(units), total, size)
+    else:
+        log.info("AOI %s %s: nothing to do - no scene with CARD rasters awaits extraction%s", aoi, year,
+                 "" if reprocess else " (set reprocess to redo extracted, no_data and failed scenes)")
+    return units
+
+
+def _db_now(dsn: str | None) -> datetime:
+    from cbmflow.core import db
+
+    with db.connect(dsn) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def extraction_report(units: Sequence[dict[str, Any]], *, reprocess: bool = False,
+                      dsn: str | None = None) -> dict[str, Any]:
+    """What the database says became of every planned (scene, AOI): done, no_data, failed or not done.
+
+    A scene counts as done when its status is ``extracted``/``no_data`` (with ``reprocess``: set
+    after the plan). The report is read from ``extractions``, not from task results, so a task that
+    died without a result cannot hide a hole.
+    """
+    from cbmflow.catalogue import store as catalogue
+    from cbmflow.core import db
+
+    keys = [(int(sid), str(u["aoi"]), int(u["year"])) for u in units for sid in u["scene_ids"]]
+    planned = {str(u["aoi"]): _as_dt(u.get("planned_at"), "planned_at") for u in units}
+    versions = {str(u["aoi"]): int(u.get("parcels_version") or 0) for u in units}
+    report: dict[str, Any] = {"planned": len(keys), "extracted": 0, "rows": 0, "no_data": [], "failed": [],
+                              "not_done": []}
+    if not keys:
+        return report
+    with db.connect(dsn) as conn:
+        rows = catalogue.get_extractions(conn, keys)
+        names = {s.id: s.product_id for s in catalogue.find(conn, ids=sorted({k[0] for k in keys}))}
+        report["bands"] = {
+            bands_mod.name(int(code)) if code is not None else "?": int(n) for code, n in conn.execute(
+                "SELECT s.band, count(*) FROM signatures s JOIN parcels p ON p.pid = s.pid "
+                "JOIN unnest(%s::int[], %s::text[], %s::int[]) AS k(obsid, aoi, year) "
+                "ON s.obsid = k.obsid AND p.aoi = k.aoi AND p.year = k.year GROUP BY s.band",
+                ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]))}
+    for k in keys:
+        x = rows.get(k)
+        item = {"obsid": k[0], "product_id": names.get(k[0], f"id {k[0]}"), "aoi": k[1], "year": k[2],
+                "status": x.status if x else "missing", "band": x.band if x else None,
+                "error": (x.last_error if x else None), "attempts": x.attempts if x else 0}
+        fresh = x is not None and x.parcels_version >= versions.get(k[1], 0) and (
+            not reprocess or planned.get(k[1]) is None
+            or (x.updated_at is not None and x.updated_at >= planned[k[1]]))  # type: ignore[operator]
+        if x is not None and x.status == "failed" and fresh:
+            report["failed"].append(item)
+        elif x is not None and x.status in catalogue.DONE_STATUSES and fresh:
+            if x.status == "no_data":
+                report["no_data"].append(item)
+            else:
+                report["extracted"] += 1
+                report["rows"] += x.rows
+        else:
+            report["not_done"].append(item)
+    return report
+
+
+def verify_extraction(units: Sequence[dict[str, Any]] | None, *, reprocess: bool = False,
+                      dsn: str | None = None) -> dict[str, Any]:
+    """The run's report; ProcessingError naming every failed or unfinished scene (product, band, error)."""
+    from cbmflow.core.errors import ProcessingError
+
+    if units is None:
+        raise ProcessingError("the plan did not finish (see the plan task's log): nothing was verified")
+    if not units:
+        log.info("nothing to do: no scene awaited extraction (this run wrote nothing, by design)")
+        return {"planned": 0}
+    report = extraction_report(units, reprocess=reprocess, dsn=dsn)
+    for item in report["no_data"]:
+        log.warning("no data: %s (AOI %s %s): %s", item["product_id"], item["aoi"], item["year"], item["error"])
+    culprits = report["failed"] + report["not_done"]
+    if culprits:
+        lines = []
+        for c in culprits:
+            what = "failed" if c["status"] == "failed" else f"not extracted (status {c['status']})"
+            lines.append(f"{c['product_id']} (id {c['obsid']}, AOI {c['aoi']} {c['year']}"
+                         f"{', band ' + c['band'] if c['band'] else ''}) {what}: {c['error'] or 'its task did not finish'}")
+        for line in lines:
+            log.error("culprit: %s", line)
+        raise ProcessingError(f"{len(culprits)} of {report['planned']} planned scene extraction(s) are not done "
+                              f"({len(report['failed'])} failed, {len(report['not_done'])} unfinished); "
+                              f"the good ones are written. Culprits: " + "; ".join(lines))
+    log.info("verified: %d scene extraction(s) done (%s rows), %d with no data", report["extracted"],
+             f"{report['rows']:,}", len(report["no_data"]))
+    return report
+
+
+def extract_all(
+    *,
+    aoi: str,
+    year: int,
+    card_type: str | None = None,
+    start: Any = None,
+    end: Any = None,
+    reprocess: bool = False,
+    dsn: str | None = None,
+    buffer: float = 0.0,
+    min_area: float = 0.0,
+    cloud_mask: bool = False,
+) -> dict[str, Any]:
+    """Plan and run every unit in this process (what the DAG does, without Airflow); returns the merged summary."""
+    import uuid
+
+    cache = IndexCache()
+    run_id = f"cli-{uuid.uuid4().hex[:12]}"
+    total: dict[str, Any] = dict(_new_summary(), units=0)
+    for unit in plan_units(card_type=card_type, start=start, end=end, reprocess=reprocess, aoi=aoi, year=year, dsn=dsn):
+        r = extract_scenes(unit["scene_ids"], aoi=aoi, year=year, dsn=dsn, reprocess=reprocess, buffer=buffer,
+                           min_area=min_area, cloud_mask=cloud_mask, tile_bbox=unit["tile_bbox"], index_cache=cache,
+                           run_id=run_id)
+        total["units"] += 1
+        total["extracted"] += r["extracted"]
+        total["no_data"] += r["no_data"]
+        total["skipped"] += r["skipped"]
+        total["failed"].update(r["failed"])
+        total["rows"] += r["rows"]
+        for band, n in r["bands"].items():
+            total["bands"][band] = total["bands"].get(band, 0) + n
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def _cli_extract(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from cbmflow.core import storage
+    from cbmflow.parcels.store import read_vector
+
+    parcels = read_vector(args.parcels)  # keeps the FID column, as `cbmflow parcels import` does
+    out = str(args.out)
+    if not out.endswith((".parquet", ".csv")):
+        raise InputError(f"--out {out}: use a .parquet or .csv file name")
+    with storage.rasterio_env(), _open(args.raster) as src:
+        names = [d or "" for d in src.descriptions]
+        count = src.count
+    if args.band:
+        selected = [(args.band, _band_sel(args.band, names, count, args.raster))]
+    else:
+        selected = [(names[i] or str(i + 1), i + 1) for i in range(count)]
+    cache = IndexCache()
+    frames = []
+    for label, number in selected:
+        df = extract_stats(args.raster, parcels, id_col=args.id_col, band=number, buffer=args.buffer,
+                           min_area=args.min_area, mask=args.scl, index_cache=cache)
+        df.insert(1, "band", label)
+        frames.append(df)
+    result = pd.concat(frames, ignore_index=True)
+    if out.endswith(".parquet"):
+        result.to_parquet(out, index=False)
+    else:
+        result.to_csv(out, index=False)
+    print(f"{len(result)} rows ({len(selected)} band(s), {result['parcel_id'].nunique()} parcels) -> {out}")
+    return 0
+
+
+def _band_sel(band: str, names: list[str], count: int, uri: str) -> int:
+    if band.isdigit() and 1 <= int(band) <= count:
+        return int(band)
+    if band in names:
+        return names.index(band) + 1
+    if count == 1:
+        return 1
+    raise InputError(f"raster {uri} has no band {band!r}; bands: {', '.join(n or str(i + 1) for i, n in enumerate(names))}")
+
+
+def _cli_signatures(args: argparse.Namespace) -> int:
+    out = extract_all(aoi=args.aoi, year=args.year, card_type=args.card_type, start=args.start, end=args.end,
+                      reprocess=args.reprocess, buffer=args.buffer, min_area=args.min_area, cloud_mask=args.cloud_mask)
+    print(f"signatures {args.aoi} {args.year}: {len(out['extracted'])} scene(s) extracted in {out['units']} unit(s), "
+          f"{out['rows']} rows, {len(out['no_data'])} no data, {len(out['skipped'])} skipped, "
+          f"{len(out['failed'])} failed")
+    for band, n in sorted(out["bands"].items()):
+        print(f"  {band:<7} {n} rows")
+    for sid in out["no_data"]:
+        print(f"  no data {sid}: no parcel has a valid pixel")
+    for sid, msg in sorted(out["failed"].items()):
+        print(f"  failed {sid}: {msg}")
+    return 1 if out["failed"] else 0
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add the ``extract`` (ad-hoc raster) and ``signatures`` (catalogue scenes into PostGIS) sub-commands."""
+    p = subparsers.add_parser("signatures", help="extract the catalogue's ready scenes of an AOI into PostGIS")
+    p.add_argument("--aoi", required=True)
+    p.add_argument("--year", type=int, required=True)
+    p.add_argument("--card-type", choices=["bs", "c6", "s2", "all"], default="all")
+    p.add_argument("--start", help="first sensing date (ISO)")
+    p.add_argument("--end", help="end sensing date (ISO, exclusive)")
+    p.add_argument("--reprocess", action="store_true", help="re-extract extracted and failed scenes")
+    p.add_argument("--buffer", type=float, default=0.0)
+    p.add_argument("--min-area", type=float, default=0.0)
+    p.add_argument("--cloud-mask", action="store_true", help="exclude cloudy SCL classes from S2 bands")
+    p.set_defaults(func=_cli_signatures)
+    p = subparsers.add_parser("extract", help="per-parcel statistics of a raster (Parquet or CSV)")
+    p.add_argument("--raster", required=True, help="raster path or s3:// URI")
+    p.add_argument("--band", help="band name (description) or number; default every band")
+    p.add_argument("--parcels", required=True, help="parcel file (GeoPackage, GeoJSON, Shapefile, ...)")
+    p.add_argument("--id-col", required=True, help="the parcels' id column")
+    p.add_argument("--out", required=True, help="output .parquet or .csv")
+    p.add_argument("--buffer", type=float, default=0.0, help="inward buffer in metres (default 0)")
+    p.add_argument("--min-area", type=float, default=0.0, help="skip parcels smaller than this (m²)")
+    p.add_argument("--scl", help="SCL raster: pixels of cloudy classes are excluded")
+    p.set_defaults(func=_cli_extract)
