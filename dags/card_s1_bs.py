@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
-from cbmflow.airflow_adapter import MAP_LABEL, card_params, card_publish_and_verify
+from cbmflow.airflow_adapter import MAP_LABEL, card_discover, card_params, card_publish_and_verify
 
 DOC = """
 ### card_s1_bs — Sentinel-1 CARD-BS (geocoded backscatter), daily
@@ -55,32 +55,19 @@ processed again; good ones are left alone. See `docs/operations.md`.
 def card_s1_bs() -> None:
     """Sentinel-1 CARD-BS."""
 
-    @task
-    def discover(params: dict | None = None, data_interval_start=None, data_interval_end=None) -> list[int]:  # type: ignore[no-untyped-def]
-        from cbmflow.airflow_adapter import configure, run
-        from cbmflow.card import jobs as card
-
-        configure()
-        p = params or {}
-        start, end = card.window(p.get("start"), p.get("end"), data_interval_start, data_interval_end,
-                                 lookback_days=int(p.get("lookback_days") or 0))
-        return run(card.discover, "bs", start=start, end=end, reprocess=bool(p.get("reprocess")),
-                   aoi_wkt=p.get("footprint"), stac_source=p.get("stac_source"), limit=p.get("max_scenes"))
-
     @task(retries=3, retry_delay=timedelta(minutes=2), retry_exponential_backoff=True,
           max_retry_delay=timedelta(hours=1), max_active_tis_per_dagrun=4, map_index_template=MAP_LABEL)
     def process(scene_id: int, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
-        from cbmflow.airflow_adapter import configure, label_map_index, run
+        from cbmflow.airflow_adapter import label_map_index, run, task_params
         from cbmflow.card import jobs as card
 
-        configure()
+        p = task_params(params)
         label_map_index(card.scene_label(scene_id))
-        p = params or {}
         return run(card.process_bs_scene, scene_id, card_root=p.get("card_root"), engine=p.get("engine", "sarsen"),
                    reprocess=bool(p.get("reprocess")), dem=p.get("dem"), epsg=p.get("epsg"),
                    resolution=float(p.get("resolution") or 10), runner=p.get("runner", "gpt"))
 
-    ids = discover()
+    ids = card_discover("bs")
     processed = process.expand(scene_id=ids)
     card_publish_and_verify("bs", ids, after=processed)
 

@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import Param, dag, task
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
-from cbmflow.airflow_adapter import MAP_LABEL, card_params, card_publish_and_verify
+from cbmflow.airflow_adapter import MAP_LABEL, card_discover, card_params, card_publish_and_verify
 
 DOC = """
 ### card_s1_coh6 — Sentinel-1 CARD-COH6 (6-day interferometric coherence), daily
@@ -53,27 +53,14 @@ See `docs/operations.md`.
 def card_s1_coh6() -> None:
     """Sentinel-1 CARD-COH6."""
 
-    @task
-    def discover(params: dict | None = None, data_interval_start=None, data_interval_end=None) -> list[dict]:  # type: ignore[no-untyped-def]
-        from cbmflow.airflow_adapter import configure, run
-        from cbmflow.card import jobs as card
-
-        configure()
-        p = params or {}
-        start, end = card.window(p.get("start"), p.get("end"), data_interval_start, data_interval_end,
-                                 lookback_days=int(p.get("lookback_days") or 0))
-        return run(card.discover_pairs, start=start, end=end, reprocess=bool(p.get("reprocess")),
-                   aoi_wkt=p.get("footprint"), stac_source=p.get("stac_source"))
-
     @task(retries=3, retry_delay=timedelta(minutes=5), retry_exponential_backoff=True,
           max_retry_delay=timedelta(hours=2), max_active_tis_per_dagrun=2, map_index_template=MAP_LABEL)
     def process(pair: dict, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
-        from cbmflow.airflow_adapter import configure, label_map_index, run
+        from cbmflow.airflow_adapter import label_map_index, run, task_params
         from cbmflow.card import jobs as card
 
-        configure()
+        p = task_params(params)
         label_map_index(card.scene_label(pair["secondary_id"]) + " x " + card.scene_label(pair["reference_id"]))
-        p = params or {}
         return run(card.process_coh6_pair, pair["secondary_id"], pair["reference_id"], card_root=p.get("card_root"),
                    reprocess=bool(p.get("reprocess")), dem=p.get("dem"), epsg=p.get("epsg"),
                    runner=p.get("runner", "gpt"))
@@ -82,7 +69,7 @@ def card_s1_coh6() -> None:
     def secondaries(pairs: list[dict]) -> list[int]:
         return [int(pr["secondary_id"]) for pr in pairs]
 
-    pairs = discover()
+    pairs = card_discover("c6")
     processed = process.expand(pair=pairs)
     ids = secondaries(pairs)  # type: ignore[arg-type]
     card_publish_and_verify("c6", ids, after=processed)

@@ -67,8 +67,7 @@ def classify_outliers() -> None:
         from cbmflow.core.errors import InputError, NotFound
         from cbmflow.parcels import store as parcels
 
-        airflow_adapter.configure()
-        p = params or {}
+        p = airflow_adapter.task_params(params)
         aoi = str(p.get("aoi") or "").strip()
 
         def _periods() -> int:
@@ -90,8 +89,7 @@ def classify_outliers() -> None:
         from cbmflow import airflow_adapter
         from cbmflow.analytics import season as analytics
 
-        airflow_adapter.configure()
-        p = params or {}
+        p = airflow_adapter.task_params(params)
         return airflow_adapter.run(analytics.season_features, str(p["aoi"]), int(p["year"]))
 
     @task
@@ -100,8 +98,7 @@ def classify_outliers() -> None:
         from cbmflow import airflow_adapter
         from cbmflow.analytics import season as analytics
 
-        airflow_adapter.configure()
-        p = params or {}
+        p = airflow_adapter.task_params(params)
         min_area = float(p.get("min_area") or 0.0)
         return airflow_adapter.run(
             analytics.classify_season, str(p["aoi"]), int(p["year"]), feats["uri"],

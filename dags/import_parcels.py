@@ -53,8 +53,7 @@ def import_parcels() -> None:
         from cbmflow.core import db
         from cbmflow.parcels import store as parcels
 
-        airflow_adapter.configure()
-        p = params or {}
+        p = airflow_adapter.task_params(params)
 
         def _run() -> dict:  # type: ignore[type-arg]
             with db.connect() as conn:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from cbmflow.core.errors import CbmError
@@ -364,3 +364,30 @@ def retry_delay(default_seconds: float = 30.0) -> Any:
     from datetime import timedelta
 
     return timedelta(seconds=float(os.environ.get("CBMFLOW_RETRY_DELAY_S") or default_seconds))
+
+
+def task_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The preamble of every task: connections into the environment, then the run's params as a dict."""
+    configure()
+    return dict(params or {})
+
+
+def card_discover(card_type: str) -> Any:
+    """The ``discover`` task every CARD DAG starts with (call inside the DAG; returns its XComArg)."""
+    from airflow.sdk import task
+
+    @task(task_id="discover")
+    def discover(params: dict[str, Any] | None = None, data_interval_start: Any = None,
+                 data_interval_end: Any = None) -> list[Any]:
+        from cbmflow.card import jobs as card
+
+        p = task_params(params)
+        start, end = card.window(p.get("start"), p.get("end"), data_interval_start, data_interval_end,
+                                 lookback_days=int(p.get("lookback_days") or 0))
+        if card_type == "c6":  # scenes come in (reference, secondary) pairs
+            return run(card.discover_pairs, start=start, end=end, reprocess=bool(p.get("reprocess")),
+                       aoi_wkt=p.get("footprint"), stac_source=p.get("stac_source"))
+        return run(card.discover, card_type, start=start, end=end, reprocess=bool(p.get("reprocess")),
+                   aoi_wkt=p.get("footprint"), stac_source=p.get("stac_source"), limit=p.get("max_scenes"))
+
+    return discover()

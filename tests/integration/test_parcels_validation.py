@@ -55,7 +55,7 @@ def _stray_vertex(poly: Polygon, far: float) -> Polygon:
 
 def test_broken_variants_of_a_real_file_are_each_named_in_the_report(conn, shared_data: Path, tmp_path: Path) -> None:
     at = _at(shared_data)
-    ids = [parcels._text(v) for v in at["GEO_ID"].tolist()]
+    ids = [parcels.cell_text(v) for v in at["GEO_ID"].tolist()]
     g = list(at.geometry.values)
     x0, y0 = g[2].exterior.coords[0]
     g[2] = Polygon([(x0, y0), (x0 + 10, y0), (x0 + 20, y0)])  # zero area: every vertex on a line
