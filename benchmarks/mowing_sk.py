@@ -10,6 +10,7 @@ Only plot-years with a record are scored. Prints precision / recall / F1 at ±3 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sqlite3
 import sys
 from pathlib import Path
@@ -46,8 +47,11 @@ def load_signals(folder: Path = MOWING, keys: set[str] | None = None, s1: bool =
     s2["year"] = s2["Date"].str[:4].astype(int)
     coh: dict[str, Any] = {}
     if s1:
-        c = pd.read_parquet(folder / "gmd_train_coh.parquet")
-        coh = {k: g for k, g in c.groupby("PLOTID")} if "PLOTID" in c.columns else {}
+        c = pd.read_parquet(folder / "gmd_train_coh.parquet", columns=["PLOTID", "system:index", "b1", "b2"])
+        c["end"] = c["system:index"].str.extract(r"_\d{8}-(\d{8})_")[0]
+        c = c.dropna(subset=["end"])
+        c["year"] = c["end"].str[:4].astype(int)
+        coh = {k: g.sort_values("end") for k, g in c.groupby(["PLOTID", "year"])}
     out = []
     for (plot, year), g in s2.groupby(["PLOTID", "year"]):
         key = f"{plot}_{year}"
@@ -63,7 +67,14 @@ def load_signals(folder: Path = MOWING, keys: set[str] | None = None, s1: bool =
         nir[bad] = np.nan
         cloud = np.where(bad, 1.0, 1.0 - g["mask"].to_numpy(float))
         ser = S2Series(days=days, b04=red, b08=nir, scl=None, count=np.ones(len(days)), cloud=cloud)
-        out.append(ParcelSignals(parcel=key, year=int(year), s2=ser, s1=()))
+        orbits: tuple[Any, ...] = ()
+        cg = coh.get((plot, year))
+        if cg is not None and len(cg):
+            cd = np.array([dt.date(int(e[:4]), int(e[4:6]), int(e[6:])).toordinal() for e in cg["end"]], dtype=float)
+            b1, b2 = cg["b1"].to_numpy(float), cg["b2"].to_numpy(float)
+            good = (b1 > -9999) & (b2 > -9999)
+            orbits = (S1Orbit(orbit="coh", days=np.zeros(0), coh_days=cd[good], coh_vv=b1[good], coh_vh=b2[good]),)
+        out.append(ParcelSignals(parcel=key, year=int(year), s2=ser, s1=orbits))
     return out
 
 

@@ -205,11 +205,12 @@ def fuse(s2: list[Candidate], s1: list[Candidate], p: MowingParams) -> list[Mark
             lo, hi = max(c.start, o.start), min(c.end, o.end)
             if lo > hi:  # the intervals do not overlap: keep the optical dating
                 lo, hi = c.start, c.end
-            events.append(((lo + hi) / 2.0, lo, hi, conf, ("S2", "S1"), {**c.detail, **o.detail}))
+            when = c.day if p.fuse_date == "s2" else (lo + hi) / 2.0
+            events.append((when, lo, hi, conf, ("S2", "S1"), {**c.detail, **o.detail}))
         else:
             events.append((c.day, c.start, c.end, c.confidence, ("S2",), dict(c.detail)))
     for k, o in enumerate(s1):
-        if k not in used:
+        if k not in used and o.confidence >= p.s1_alone_min_conf:
             events.append((o.day, o.start, o.end, o.confidence, ("S1",), dict(o.detail)))
     chosen: list[tuple[float, float, float, float, tuple[str, ...], dict[str, object]]] = []
     for ev in sorted(events, key=lambda e: (-e[3], e[0])):

@@ -98,11 +98,14 @@ def write_csv(results: Sequence[tuple[ParcelSignals, list[Marker], list[Complian
 
 def detect_files(path: str | Path, out: str | Path, *, overrides: dict[str, Any] | None = None,
                  year: int | None = None) -> list[tuple[ParcelSignals, list[Marker], list[Compliance]]]:
-    """Detect markers from JRC CbM time-series CSVs and write them to ``out``; returns the results."""
+    """Detect markers from JRC CbM time-series CSVs or a long table and write them to ``out``; returns the results."""
     from cbmflow.markers import io
 
+    from cbmflow.markers import longtable
+
     params = DEFAULTS.with_overrides(overrides or {})
-    results = detect_all(io.read_tsdir(path, year=year), params)
+    sigs = longtable.read_long_table(path, year=year) if longtable.is_long_table(path) else io.read_tsdir(path, year=year)
+    results = detect_all(sigs, params)
     write_csv(results, out)
     return results
 
@@ -165,7 +168,8 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--year", type=int, help="season (with --signatures: default = the files' year)")
     p.add_argument("--run-id", default=None, help="run id (default: <aoi>_<year>_<UTC timestamp>); "
                                                   "re-using one replaces that run's rows")
-    p.add_argument("--signatures", help="JRC CbM tsdir folder or one <id>_*_ts.csv file")
+    p.add_argument("--signatures", help="JRC CbM tsdir folder, one <id>_*_ts.csv file, or a long table "
+                                         "(CSV/Parquet: parcel, date, band, mean, count[, orbit, cloud_fraction])")
     p.add_argument("--out", help="CSV file to write the markers to")
     p.add_argument("--truth", help="JRC FOIinfo.csv: score the mowing events against it")
     p.add_argument("--rules", default=None, help="compliance rule table CSV (default: the packaged one)")
