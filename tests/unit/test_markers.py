@@ -99,19 +99,27 @@ def test_coherence_alarm_needs_k_sigma_over_noisy_history() -> None:
 def test_fuse_joins_nearby_evidence_and_keeps_the_rest() -> None:
     s2 = [Candidate(B + 100, B + 98, B + 102, 0.6, "S2")]
     s1 = [Candidate(B + 104, B + 100, B + 108, 0.5, "S1"), Candidate(B + 150, B + 147, B + 153, 0.7, "S1")]
-    a, b = fuse(s2, s1, P)
+    from dataclasses import replace
+
+    a, b = fuse(s2, s1, replace(P, s1_alone_min_conf=0.0, fuse_date="overlap"))
     assert (a.event_date, a.start_date, a.end_date, a.sources) == (d(101), d(100), d(102), ("S2", "S1"))
     assert a.confidence == pytest.approx(0.8)
     assert (b.event_date, b.sources, b.confidence) == (d(150), ("S1",), 0.7)
+    # defaults: S1 confirms (confidence) but S2 dates; an S1 rise alone needs confidence >= 0.95
+    (c,) = fuse(s2, s1, P)
+    assert (c.event_date, c.sources, c.confidence) == (d(100), ("S2", "S1"), pytest.approx(0.8))
+    s1[1] = Candidate(B + 150, B + 147, B + 153, 0.96, "S1")
+    assert [m.event_date for m in fuse(s2, s1, P)] == [d(100), d(150)]
 
 
 def test_fuse_keeps_the_most_confident_events_apart_and_at_most_n() -> None:
     s1 = [Candidate(B + 100, B + 99, B + 101, 0.9, "S1"), Candidate(B + 105, B + 104, B + 106, 0.5, "S1"),
           Candidate(B + 130, B + 129, B + 131, 0.6, "S1")]
-    assert [m.event_date for m in fuse([], s1, P)] == [d(100), d(130)]
     from dataclasses import replace
 
-    assert [m.event_date for m in fuse([], s1, replace(P, max_events=1))] == [d(100)]
+    q = replace(P, s1_alone_min_conf=0.0)
+    assert [m.event_date for m in fuse([], s1, q)] == [d(100), d(130)]
+    assert [m.event_date for m in fuse([], s1, replace(q, max_events=1))] == [d(100)]
 
 
 # ----------------------------------------------------------------------------- bare soil, ploughing

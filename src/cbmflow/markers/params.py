@@ -113,6 +113,15 @@ class GapParams:
 
 
 @dataclass(frozen=True)
+class SeasonParams:
+    """When a season without a detected cut may be called ``not_mown``."""
+
+    min_clear_observations: int = 8  # ours: about one clear image every 3-4 weeks over April-October
+    max_gap_days: int = 45  # ours: no clear-sky gap long enough to hide a cut and its regrowth (regrowth_days)
+    min_cut_confidence: float = 0.0  # ours: every reported cut counts
+
+
+@dataclass(frozen=True)
 class MarkerParams:
     """All marker parameters."""
 
@@ -121,6 +130,7 @@ class MarkerParams:
     bare_soil: BareSoilParams = field(default_factory=BareSoilParams)
     harvest: HarvestParams = field(default_factory=HarvestParams)
     gaps: GapParams = field(default_factory=GapParams)
+    season: SeasonParams = field(default_factory=SeasonParams)
 
     def as_dict(self) -> dict[str, Any]:
         """The parameters as a JSON-ready dict (stored with every run)."""
