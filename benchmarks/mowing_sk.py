@@ -94,6 +94,11 @@ def run(overrides: dict[str, Any], s1: bool = False, verbose: bool = True) -> di
     for r in ("LR", "NB", "NS"):
         sub = {k: v for k, v in truth.items() if region[k] == r}
         res[f"m3p20_{r}"] = evaluate.score(det, sub, (-3, 20)).as_dict()
+    from cbmflow.markers.season import season_evidence
+
+    status = {s.parcel: season_evidence(s, detect_mowing(s, p), p).status for s in sigs}
+    res["season_agreement"] = evaluate.season_agreement(status, truth)
+    res["errors_m3p20"] = evaluate.error_distribution(evaluate.date_errors(det, truth, (-3, 20)))
     nm = [k for k, v in truth.items() if not v]
     res["not_mown_with_detection"] = sum(1 for k in nm if det.get(k))
     res["not_mown"] = len(nm)
@@ -104,6 +109,8 @@ def run(overrides: dict[str, Any], s1: bool = False, verbose: bool = True) -> di
         for r in ("LR", "NB", "NS"):
             s = res[f"m3p20_{r}"]
             print(f"  {r}: P {s['precision']} R {s['recall']} F1 {s['f1']} (n {s['n_true']})")
+        print(f"season verdicts: {res['season_agreement']}")
+        print(f"date errors at -3/+20: {res['errors_m3p20']}")
         print(f"not mown plot-years with a detection: {res['not_mown_with_detection']} / {res['not_mown']}")
     return res
 

@@ -58,23 +58,21 @@ def ndvi_drops(days: np.ndarray, ndvi: np.ndarray, p: MowingParams,
     return out
 
 
-def expected_curve(days: np.ndarray, values: np.ndarray, weights: np.ndarray, p: MowingParams) -> np.ndarray:
-    """The NDVI each observation was expected to show: weighted upper level of the ``expect_days`` before it.
+def expected_level(days: np.ndarray, values: np.ndarray, weights: np.ndarray, i: int, p: MowingParams,
+                   since: float = -np.inf) -> float:
+    """The NDVI observation ``i`` was expected to show: weighted ``expect_quantile`` of the ``expect_days`` before it.
 
-    The level is the weighted ``expect_quantile`` of the earlier observations in the window, so a
-    single cloudy dip or a gap does not pull it down; ``nan`` where no earlier observation exists.
+    Only observations after ``since`` (the last cut's low) count, so a cut is not found twice; a
+    single hazy dip or a gap does not pull a median down. ``nan`` when there is no earlier observation.
     """
-    out = np.full(len(values), np.nan)
-    for i in range(len(values)):
-        win = (days < days[i]) & (days >= days[i] - p.expect_days)
-        if not win.any():
-            continue
-        v, w = values[win], weights[win]
-        order = np.argsort(v)
-        cw = np.cumsum(w[order])
-        k = int(np.searchsorted(cw, p.expect_quantile * cw[-1]))
-        out[i] = float(v[order][min(k, len(v) - 1)])
-    return out
+    win = (days < days[i]) & (days >= days[i] - p.expect_days) & (days >= since)
+    if not win.any():
+        return float("nan")
+    v, w = values[win], weights[win]
+    order = np.argsort(v)
+    cw = np.cumsum(w[order])
+    k = int(np.searchsorted(cw, p.expect_quantile * cw[-1]))
+    return float(v[order][min(k, len(v) - 1)])
 
 
 def ndvi_cuts(days: np.ndarray, ndvi: np.ndarray, weights: np.ndarray, p: MowingParams,
@@ -92,12 +90,12 @@ def ndvi_cuts(days: np.ndarray, ndvi: np.ndarray, weights: np.ndarray, p: Mowing
     d, v, w = d[ok], v[ok], w[ok]
     keep = remove_spikes(d, v, p)
     d, v, w = d[keep], v[keep], w[keep]
-    exp = expected_curve(d, v, w, p)
     out: list[Candidate] = []
     n = len(v)
+    since = -np.inf
     i = 1
     while i < n:
-        e = exp[i]
+        e = expected_level(d, v, w, i, p, since)
         drop = e - v[i] if np.isfinite(e) else -1.0
         if drop < p.cut_min_drop or e < p.min_ndvi_before:
             i += 1
@@ -132,6 +130,7 @@ def ndvi_cuts(days: np.ndarray, ndvi: np.ndarray, weights: np.ndarray, p: Mowing
                                  source="S2", detail={"ndvi_expected": round(float(e), 4),
                                                       "ndvi_low": round(low, 4), "regrowth": regrew,
                                                       "fall_days": int(d[i] - d[h])}))
+        since = float(d[j])
         i = j + 1
     return out
 

@@ -119,6 +119,7 @@ class SeasonParams:
     min_clear_observations: int = 8  # ours: about one clear image every 3-4 weeks over April-October
     max_gap_days: int = 45  # ours: no clear-sky gap long enough to hide a cut and its regrowth (regrowth_days)
     min_cut_confidence: float = 0.0  # ours: every reported cut counts
+    weak_drop_factor: float = 0.5  # Slovak: not_mown only if no drop of half the cut threshold either (0.5: 16 of 201 mown plot-years called not_mown, 0.67: 21)
 
 
 @dataclass(frozen=True)

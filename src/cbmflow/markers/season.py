@@ -49,6 +49,18 @@ def clear_days(sig: ParcelSignals, params: MarkerParams) -> np.ndarray:
     return d[(d >= lo) & (d <= hi)]
 
 
+def _weak_cut(sig: ParcelSignals, params: MarkerParams) -> bool:
+    """True when a more sensitive S2 detector (drop ``weak_drop_factor`` x the cut threshold) sees a cut."""
+    from dataclasses import replace
+
+    from cbmflow.markers.mowing import detect_mowing
+
+    m = params.mowing
+    weak = replace(params, mowing=replace(m, cut_min_drop=m.cut_min_drop * params.season.weak_drop_factor,
+                                          use_s1=False))
+    return bool(detect_mowing(sig, weak))
+
+
 def season_evidence(sig: ParcelSignals, markers: Sequence[Marker], params: MarkerParams) -> SeasonEvidence:
     """The season verdict of one parcel from its mowing markers and its clear S2 observations."""
     sp = params.season
@@ -61,7 +73,7 @@ def season_evidence(sig: ParcelSignals, markers: Sequence[Marker], params: Marke
     gap = int(np.max(np.diff(edges))) if len(edges) > 1 else hi - lo
     if cuts:
         status = "mown"
-    elif len(d) >= sp.min_clear_observations and gap <= sp.max_gap_days:
+    elif len(d) >= sp.min_clear_observations and gap <= sp.max_gap_days and not _weak_cut(sig, params):
         status = "not_mown"
     else:
         status = "not_enough_evidence"
