@@ -99,19 +99,27 @@ def test_coherence_alarm_needs_k_sigma_over_noisy_history() -> None:
 def test_fuse_joins_nearby_evidence_and_keeps_the_rest() -> None:
     s2 = [Candidate(B + 100, B + 98, B + 102, 0.6, "S2")]
     s1 = [Candidate(B + 104, B + 100, B + 108, 0.5, "S1"), Candidate(B + 150, B + 147, B + 153, 0.7, "S1")]
-    a, b = fuse(s2, s1, P)
+    from dataclasses import replace
+
+    a, b = fuse(s2, s1, replace(P, s1_alone_min_conf=0.0, fuse_date="overlap"))
     assert (a.event_date, a.start_date, a.end_date, a.sources) == (d(101), d(100), d(102), ("S2", "S1"))
     assert a.confidence == pytest.approx(0.8)
     assert (b.event_date, b.sources, b.confidence) == (d(150), ("S1",), 0.7)
+    # defaults: S1 confirms (confidence) but S2 dates; an S1 rise alone needs confidence >= 0.95
+    (c,) = fuse(s2, s1, P)
+    assert (c.event_date, c.sources, c.confidence) == (d(100), ("S2", "S1"), pytest.approx(0.8))
+    s1[1] = Candidate(B + 150, B + 147, B + 153, 0.96, "S1")
+    assert [m.event_date for m in fuse(s2, s1, P)] == [d(100), d(150)]
 
 
 def test_fuse_keeps_the_most_confident_events_apart_and_at_most_n() -> None:
     s1 = [Candidate(B + 100, B + 99, B + 101, 0.9, "S1"), Candidate(B + 105, B + 104, B + 106, 0.5, "S1"),
           Candidate(B + 130, B + 129, B + 131, 0.6, "S1")]
-    assert [m.event_date for m in fuse([], s1, P)] == [d(100), d(130)]
     from dataclasses import replace
 
-    assert [m.event_date for m in fuse([], s1, replace(P, max_events=1))] == [d(100)]
+    q = replace(P, s1_alone_min_conf=0.0)
+    assert [m.event_date for m in fuse([], s1, q)] == [d(100), d(130)]
+    assert [m.event_date for m in fuse([], s1, replace(q, max_events=1))] == [d(100)]
 
 
 # ----------------------------------------------------------------------------- bare soil, ploughing
@@ -257,3 +265,62 @@ def test_params_overrides_are_typed_and_checked() -> None:
     assert DEFAULTS.mowing.min_drop == 0.1  # the defaults are untouched
     with pytest.raises(InputError, match="unknown marker parameter"):
         DEFAULTS.with_overrides({"mowing.nonsense": 1})
+
+
+# ----------------------------------------------------------------------------- mowing, S2 against the expected curve
+
+def test_cut_against_expected_curve_is_dated_at_the_first_low_image() -> None:
+    from cbmflow.markers.mowing import ndvi_cuts
+
+    days = B + np.array([0, 5, 10, 15, 20, 25, 30, 40])
+    ndvi = np.array([0.85, 0.8, 0.86, 0.84, 0.6, 0.62, 0.7, 0.8])
+    (c,) = ndvi_cuts(days, ndvi, np.ones(8), P)
+    assert (c.day, c.start, c.end) == (B + 20, B + 15, B + 20)  # date_fraction 1.0: the first low image
+    assert c.detail["ndvi_expected"] == pytest.approx(0.84)  # weighted lower median of 0.80, 0.84, 0.85, 0.86 and c.detail["regrowth"] is True
+
+
+def test_gradual_fall_cloudy_low_and_no_regrowth_are_not_cuts() -> None:
+    from cbmflow.markers.mowing import ndvi_cuts
+
+    days = B + np.array([0, 10, 20, 30, 40, 50, 60, 70])
+    gradual = np.array([0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.6, 0.62])  # grazing / senescence
+    assert ndvi_cuts(days, gradual, np.ones(8), P) == []
+    cut = np.array([0.85, 0.85, 0.85, 0.55, 0.6, 0.7, 0.8, 0.85])
+    assert len(ndvi_cuts(days, cut, np.ones(8), P)) == 1
+    one_low = np.array([0.85, 0.85, 0.85, 0.5, 0.85, 0.85, 0.85, 0.85])
+    assert len(ndvi_cuts(days, one_low, np.ones(8), P)) == 1  # clear: a cut with regrowth
+    hazy = np.ones(8)
+    hazy[3] = 0.3  # 70 % of the parcel cloudy on the low image: dropped (min_weight 0.5)
+    assert ndvi_cuts(days, one_low, hazy, P) == []
+    end = np.array([0.85, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85, 0.5])  # last image low, no later image
+    assert ndvi_cuts(days, end, np.ones(8), P) == []
+
+
+def test_season_evidence_says_not_mown_only_with_enough_clear_images() -> None:
+    from cbmflow.markers.season import season_evidence
+    from cbmflow.markers.signals import ParcelSignals, S2Series
+
+    y = 2024
+    days = np.arange(dt.date(y, 4, 1).toordinal(), dt.date(y, 10, 31).toordinal(), 10).astype(float)
+    n = len(days)
+    flat = S2Series(days=days, b04=np.full(n, 0.03), b08=np.full(n, 0.4), scl=None, count=np.full(n, 50))
+    sig = ParcelSignals("p", y, s2=flat)
+    assert season_evidence(sig, [], DEFAULTS).status == "not_mown"
+    few = S2Series(days=days[::4], b04=np.full(len(days[::4]), 0.03), b08=np.full(len(days[::4]), 0.4), scl=None,
+                   count=np.full(len(days[::4]), 50))
+    assert season_evidence(ParcelSignals("p", y, s2=few), [], DEFAULTS).status == "not_enough_evidence"
+    cut = Marker("mowing", f"{y}-06-01", None, None, 0.8, ("S2",))
+    ev = season_evidence(sig, [cut], DEFAULTS)
+    assert (ev.status, ev.cuts) == ("mown", ((f"{y}-06-01", 0.8),))
+    cloudy = S2Series(days=days, b04=np.full(n, 0.03), b08=np.full(n, 0.4), scl=None, count=np.full(n, 50),
+                      cloud=np.full(n, 0.8))
+    assert season_evidence(ParcelSignals("p", y, s2=cloudy), [], DEFAULTS).status == "not_enough_evidence"
+
+
+def test_evaluate_date_error_distribution_and_season_agreement() -> None:
+    e = evaluate.error_distribution([0, 0, 2, 5, 19, -2])
+    assert e["n"] == 6 and e["median"] == 1.0
+    assert e["histogram"] == {"-3..-1": 1, "0": 2, "1..3": 1, "4..7": 1, "8..14": 0, "15..20": 1}
+    agree = evaluate.season_agreement({"a": "mown", "b": "not_mown", "c": "not_enough_evidence"},
+                                      {"a": ["2024-06-01"], "b": [], "c": [], "d": ["2024-07-01"]})
+    assert agree == {"mown": {"mown": 1, "no_signals": 1}, "not_mown": {"not_mown": 1, "not_enough_evidence": 1}}

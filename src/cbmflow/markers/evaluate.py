@@ -95,3 +95,57 @@ def date_errors(detected: Mapping[str, list[str]], truth: Mapping[str, list[str]
         for i, j in match(dets, events, window):
             out.append(_ordinal(dets[i]) - _ordinal(events[j]))
     return out
+
+
+def error_distribution(errors: list[int]) -> dict[str, object]:
+    """Median, quartiles and a histogram (-3..-1, 0, 1..3, 4..7, 8..14, 15..20 d) of date errors."""
+    import numpy as np
+
+    if not errors:
+        return {"n": 0}
+    e = np.asarray(errors, dtype=float)
+    bins = {"-3..-1": (-3, -1), "0": (0, 0), "1..3": (1, 3), "4..7": (4, 7), "8..14": (8, 14), "15..20": (15, 20)}
+    return {"n": len(errors), "median": float(np.median(e)), "q25": float(np.percentile(e, 25)),
+            "q75": float(np.percentile(e, 75)),
+            "histogram": {k: int(((e >= lo) & (e <= hi)).sum()) for k, (lo, hi) in bins.items()}}
+
+
+def read_truth(path: str) -> dict[str, list[str]]:
+    """Truth events: JRC ``FOIinfo.csv`` (ID, Event_date) or a CSV ``parcel,date`` (empty date = not mown)."""
+    import csv
+    from pathlib import Path
+
+    from cbmflow.errors import InputError
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh), [])
+    if "Event_date" in header:
+        from cbmflow.markers.io import read_foi_info
+
+        return read_foi_info(path)
+    out: dict[str, list[str]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        r = csv.DictReader(fh)
+        cols = {c.lower(): c for c in r.fieldnames or []}
+        pc, dc = cols.get("parcel") or cols.get("parcel_id"), cols.get("date") or cols.get("event_date")
+        if pc is None or dc is None:
+            raise InputError(f"{Path(path)}: a truth file needs columns parcel,date (or JRC ID,Event_date)")
+        for n, row in enumerate(r, start=2):
+            events = out.setdefault(str(row[pc]).strip(), [])
+            text = (row[dc] or "").strip()
+            if text:
+                try:
+                    events.append(dt.date.fromisoformat(text[:10]).isoformat())
+                except ValueError:
+                    raise InputError(f"{Path(path)}: row {n}, column {dc!r}: {text!r} is not an ISO date") from None
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def season_agreement(status: Mapping[str, str], truth: Mapping[str, list[str]]) -> dict[str, dict[str, int]]:
+    """Per parcel-season, truth mown / not mown against the verdict (mown, not_mown, not_enough_evidence)."""
+    out: dict[str, dict[str, int]] = {"mown": {}, "not_mown": {}}
+    for parcel, events in truth.items():
+        row = out["mown" if events else "not_mown"]
+        verdict = status.get(parcel, "no_signals")
+        row[verdict] = row.get(verdict, 0) + 1
+    return out

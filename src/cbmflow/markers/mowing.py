@@ -58,6 +58,83 @@ def ndvi_drops(days: np.ndarray, ndvi: np.ndarray, p: MowingParams,
     return out
 
 
+def expected_level(days: np.ndarray, values: np.ndarray, weights: np.ndarray, i: int, p: MowingParams,
+                   since: float = -np.inf) -> float:
+    """The NDVI observation ``i`` was expected to show: weighted ``expect_quantile`` of the ``expect_days`` before it.
+
+    Only observations after ``since`` (the last cut's low) count, so a cut is not found twice; a
+    single hazy dip or a gap does not pull a median down. ``nan`` when there is no earlier observation.
+    """
+    win = (days < days[i]) & (days >= days[i] - p.expect_days) & (days >= since)
+    if not win.any():
+        return float("nan")
+    v, w = values[win], weights[win]
+    order = np.argsort(v)
+    cw = np.cumsum(w[order])
+    k = int(np.searchsorted(cw, p.expect_quantile * cw[-1]))
+    return float(v[order][min(k, len(v) - 1)])
+
+
+def ndvi_cuts(days: np.ndarray, ndvi: np.ndarray, weights: np.ndarray, p: MowingParams,
+              season: tuple[float, float] | None = None) -> list[Candidate]:
+    """Cut candidates from NDVI judged against its expected curve: a sharp drop, a confirmed low, regrowth.
+
+    ``weights`` (0..1, from the cloud share) down-weight hazy observations in the expected curve and
+    in the confirmation of a low. A fall slower than ``max_fall_days`` (grazing, senescence) or a
+    low that never regrows within ``regrowth_days`` is not a cut.
+    """
+    d = np.asarray(days, dtype=float)
+    v = np.asarray(ndvi, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    ok = np.isfinite(v) & (w >= p.min_weight)
+    d, v, w = d[ok], v[ok], w[ok]
+    keep = remove_spikes(d, v, p)
+    d, v, w = d[keep], v[keep], w[keep]
+    out: list[Candidate] = []
+    n = len(v)
+    since = -np.inf
+    i = 1
+    while i < n:
+        e = expected_level(d, v, w, i, p, since)
+        drop = e - v[i] if np.isfinite(e) else -1.0
+        if drop < p.cut_min_drop or e < p.min_ndvi_before:
+            i += 1
+            continue
+        # the last observation still at the expected level dates the start of the fall
+        h = i - 1
+        while h > 0 and v[h] < e - p.cut_min_drop / 2 and d[i] - d[h - 1] <= p.max_fall_days:
+            h -= 1
+        if d[i] - d[h] > p.max_fall_days or v[h] < e - p.cut_min_drop / 2:
+            i += 1  # a gradual fall (grazing, senescence) or a fall across a gap: not dated as a cut
+            continue
+        j = i  # the low: the fall may continue over the next observations
+        while j + 1 < n and v[j + 1] < v[j] and d[j + 1] - d[j] <= p.max_drop_gap_days:
+            j += 1
+        low = float(v[j])
+        later = (d > d[j]) & (d - d[j] <= p.regrowth_days)
+        regrew = bool(np.any(v[later] >= low + p.regrowth_min))
+        if (later.any() or p.require_regrowth) and not regrew:
+            i = j + 1  # fell and stayed down (or the season ended): senescence or harvest, not a cut
+            continue
+        # a low seen once, on a hazy image, without a second low observation, is weak evidence
+        second = (d > d[i]) & (d - d[i] <= p.confirm_days) & (v <= e - p.cut_min_drop / 2)
+        support = float(w[i]) + (float(w[second].max()) if second.any() else 0.0)
+        if support < p.min_support:
+            i = j + 1
+            continue
+        depth = (e - low) / p.cut_min_drop
+        conf = min(1.0, 0.35 * depth) * min(1.0, support / 1.5) * (1.0 if regrew else 0.7)
+        mid = d[h] + p.date_fraction * (d[i] - d[h])
+        if season is None or season[0] <= mid <= season[1]:
+            out.append(Candidate(day=mid, start=float(d[h]), end=float(d[i]), confidence=round(min(conf, 1.0), 4),
+                                 source="S2", detail={"ndvi_expected": round(float(e), 4),
+                                                      "ndvi_low": round(low, 4), "regrowth": regrew,
+                                                      "fall_days": int(d[i] - d[h])}))
+        since = float(d[j])
+        i = j + 1
+    return out
+
+
 def _trend_residual(d: np.ndarray, v: np.ndarray, x: float, sigma_min: float) -> tuple[float, float]:
     """Prediction at x of the least-squares line through (d, v), and the noise estimate."""
     n = len(v)
@@ -127,11 +204,12 @@ def fuse(s2: list[Candidate], s1: list[Candidate], p: MowingParams) -> list[Mark
             lo, hi = max(c.start, o.start), min(c.end, o.end)
             if lo > hi:  # the intervals do not overlap: keep the optical dating
                 lo, hi = c.start, c.end
-            events.append(((lo + hi) / 2.0, lo, hi, conf, ("S2", "S1"), {**c.detail, **o.detail}))
+            when = c.day if p.fuse_date == "s2" else (lo + hi) / 2.0
+            events.append((when, lo, hi, conf, ("S2", "S1"), {**c.detail, **o.detail}))
         else:
             events.append((c.day, c.start, c.end, c.confidence, ("S2",), dict(c.detail)))
     for k, o in enumerate(s1):
-        if k not in used:
+        if k not in used and o.confidence >= p.s1_alone_min_conf:
             events.append((o.day, o.start, o.end, o.confidence, ("S1",), dict(o.detail)))
     chosen: list[tuple[float, float, float, float, tuple[str, ...], dict[str, object]]] = []
     for ev in sorted(events, key=lambda e: (-e[3], e[0])):
@@ -154,7 +232,11 @@ def detect_mowing(sig: ParcelSignals, params: MarkerParams) -> list[Marker]:
         ok = sig.s2.usable(params.s2.cloud_classes, params.s2.cloud_max, params.s2.min_count)
         d = sig.s2.days[ok]
         order = np.argsort(d, kind="stable")
-        s2c = ndvi_drops(d[order], sig.s2.ndvi()[ok][order], p, season)
+        if p.s2_method == "expected":
+            w = 1.0 - sig.s2.cloud_fraction(params.s2.cloud_classes)[ok]
+            s2c = ndvi_cuts(d[order], sig.s2.ndvi()[ok][order], w[order], p, season)
+        else:
+            s2c = ndvi_drops(d[order], sig.s2.ndvi()[ok][order], p, season)
     s1c: list[Candidate] = []
     if p.use_s1 and sig.s1:
         d, v, _ = orbit_anomaly(sig.s1, "coh")

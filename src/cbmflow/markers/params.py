@@ -54,11 +54,23 @@ class MowingParams:
     coh_trend_min_points: int = 3  # ours
     coh_k: float = 1.96  # [CFAR] 2.5 % one-sided false-alarm rate under Gaussian noise
     coh_sigma_min: float = 0.02  # ours: noise floor of a parcel's mean coherence
+    s1_alone_min_conf: float = 0.95  # JRC NL -3/+20 F1 0.51 at 0.95 vs 0.43 at 0 and 0.29 at 1.01 (S1 alone off); Slovak point-plot coherence alone is weak (F1 0.16). An S1 coherence rise without S2 support becomes an event only this confident
+    fuse_date: str = "s2"  # Slovak -3/+20 F1 0.72 ("s2": S1 confirms, S2 dates) vs 0.67 ("overlap" of both intervals)
     fuse_days: int = 12  # ours: S2 and S1 evidence within this many days is one event
     min_separation_days: int = 14  # [JRC-SMP] min_duration: two cuts at least this far apart
     max_events: int = 5  # ours: at most this many mowing events per season
     use_s1: bool = True
     use_s2: bool = True
+    s2_method: str = "expected"  # "expected" (ndvi_cuts) or "last" (ndvi_drops, the landed detector)
+    cut_min_drop: float = 0.15  # LRO: NDVI below the expected curve (grid 0.10/0.12/0.15; 0.15 chosen in 3 of 3 folds)
+    expect_days: int = 20  # ours: the expected NDVI is the level of the last 20 days ...
+    expect_quantile: float = 0.5  # LRO: ... its weighted median (grid 0.5/0.9; 0.5 in 3 of 3 folds)
+    max_fall_days: int = 20  # ours: a cut falls within this many days; slower is grazing/senescence
+    confirm_days: int = 15  # ours: a second low observation within this many days confirms the low
+    min_weight: float = 0.5  # ours: observations with more than half the parcel cloudy are dropped
+    min_support: float = 1.0  # LRO (grid 1.0/1.5; 1.0 in 3 of 3 folds): summed weight of the low observations (1 = one clear image)
+    require_regrowth: bool = True  # ours: a drop with no later observation is not a cut
+    date_fraction: float = 1.0  # LRO (grid 0.5/1.0; 1.0 in 3 of 3 folds): a cut is dated this far from the last high to the first low image
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,16 @@ class GapParams:
 
 
 @dataclass(frozen=True)
+class SeasonParams:
+    """When a season without a detected cut may be called ``not_mown``."""
+
+    min_clear_observations: int = 8  # ours: about one clear image every 3-4 weeks over April-October
+    max_gap_days: int = 45  # ours: no clear-sky gap long enough to hide a cut and its regrowth (regrowth_days)
+    min_cut_confidence: float = 0.0  # ours: every reported cut counts
+    weak_drop_factor: float = 0.5  # Slovak: not_mown only if no drop of half the cut threshold either (0.5: 16 of 201 mown plot-years called not_mown, 0.67: 21)
+
+
+@dataclass(frozen=True)
 class MarkerParams:
     """All marker parameters."""
 
@@ -109,6 +131,7 @@ class MarkerParams:
     bare_soil: BareSoilParams = field(default_factory=BareSoilParams)
     harvest: HarvestParams = field(default_factory=HarvestParams)
     gaps: GapParams = field(default_factory=GapParams)
+    season: SeasonParams = field(default_factory=SeasonParams)
 
     def as_dict(self) -> dict[str, Any]:
         """The parameters as a JSON-ready dict (stored with every run)."""

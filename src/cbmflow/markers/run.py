@@ -98,11 +98,14 @@ def write_csv(results: Sequence[tuple[ParcelSignals, list[Marker], list[Complian
 
 def detect_files(path: str | Path, out: str | Path, *, overrides: dict[str, Any] | None = None,
                  year: int | None = None) -> list[tuple[ParcelSignals, list[Marker], list[Compliance]]]:
-    """Detect markers from JRC CbM time-series CSVs and write them to ``out``; returns the results."""
+    """Detect markers from JRC CbM time-series CSVs or a long table and write them to ``out``; returns the results."""
     from cbmflow.markers import io
 
+    from cbmflow.markers import longtable
+
     params = DEFAULTS.with_overrides(overrides or {})
-    results = detect_all(io.read_tsdir(path, year=year), params)
+    sigs = longtable.read_long_table(path, year=year) if longtable.is_long_table(path) else io.read_tsdir(path, year=year)
+    results = detect_all(sigs, params)
     write_csv(results, out)
     return results
 
@@ -127,6 +130,8 @@ def _cli(args: argparse.Namespace) -> int:
         for _, found, _ in results:
             for m in found:
                 counts[m.marker] = counts.get(m.marker, 0) + 1
+        if args.season:
+            write_season(results, args.season, DEFAULTS.with_overrides(overrides))
         print(f"{len(results)} parcels -> {args.out}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if args.truth:
             from cbmflow.markers import evaluate, io
@@ -156,6 +161,76 @@ def _cli(args: argparse.Namespace) -> int:
     return 0
 
 
+def write_season(results: Sequence[tuple[ParcelSignals, list[Marker], list[Compliance]]], out: str | Path,
+                 params: MarkerParams = DEFAULTS) -> int:
+    """Write the season evidence (cuts, confidence, mown / not_mown / not_enough_evidence) as CSV."""
+    from cbmflow.markers.season import season_evidence
+
+    rows = [season_evidence(sig, found, params).as_row() for sig, found, _ in results]
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, ["parcel", "year", "status", "n_cuts", "cut_dates", "cut_confidence",
+                                "clear_observations", "longest_gap_days"])
+        w.writeheader()
+        w.writerows(rows)
+    return len(rows)
+
+
+def evaluate_report(truth_path: str, *, signatures: str | None = None, markers: str | None = None,
+                    overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score mowing events (from signatures, detected here, or a markers CSV) against a truth file."""
+    from cbmflow.markers import evaluate, io, longtable
+    from cbmflow.markers.season import season_evidence
+
+    truth = evaluate.read_truth(truth_path)
+    status: dict[str, str] = {}
+    if signatures:
+        params = DEFAULTS.with_overrides(overrides or {})
+        sigs = longtable.read_long_table(signatures) if longtable.is_long_table(signatures) else io.read_tsdir(signatures)
+        det: dict[str, list[str]] = {}
+        for sig, found, _ in detect_all(sigs, params):
+            det[sig.parcel] = [m.event_date for m in found if m.marker == "mowing" and m.event_date]
+            status[sig.parcel] = season_evidence(sig, found, params).status
+    elif markers:
+        det = {}
+        with open(markers, newline="", encoding="utf-8") as fh:
+            r = csv.DictReader(fh)
+            if not {"parcel", "marker", "event_date"} <= set(r.fieldnames or []):
+                raise InputError(f"{markers}: a markers CSV needs columns parcel, marker, event_date "
+                                 "(as written by cbmflow markers --out)")
+            for row in r:
+                lst = det.setdefault(row["parcel"], [])
+                if row["marker"] == "mowing" and row["event_date"]:
+                    lst.append(row["event_date"])
+        status = {k: ("mown" if v else "no_cut_found") for k, v in det.items()}
+    else:
+        raise InputError("markers-evaluate needs --signatures DIR_OR_FILE or --markers FILE.csv")
+    scores = evaluate.score_all(det, truth)
+    return {"truth": truth_path, "parcels": len(truth), "events": sum(len(v) for v in truth.values()),
+            "windows": {k: v.as_dict() for k, v in scores.items()},
+            "date_errors_m3p20": evaluate.error_distribution(evaluate.date_errors(det, truth, (-3, 20))),
+            "date_errors_pm3": evaluate.error_distribution(evaluate.date_errors(det, truth, (-3, 3))),
+            "season_agreement": evaluate.season_agreement(status, truth)}
+
+
+def _evaluate_cli(args: argparse.Namespace) -> int:
+    rep = evaluate_report(args.truth, signatures=args.signatures, markers=args.markers,
+                          overrides=_overrides(args.set))
+    print(f"{rep['events']} true events on {rep['parcels']} parcel-seasons ({rep['truth']})")
+    for sc in rep["windows"].values():
+        lo, hi = sc["window"]
+        print(f"  window {lo:+d}/{hi:+d} d: TP {sc['tp']} FP {sc['fp']} FN {sc['fn']}  precision "
+              f"{sc['precision']:.3f} recall {sc['recall']:.3f} F1 {sc['f1']:.3f}")
+    e = rep["date_errors_m3p20"]
+    if e.get("n"):
+        print(f"  date error (detected - true) of the {e['n']} matches at -3/+20: median {e['median']:+.0f} d, "
+              f"quartiles {e['q25']:+.0f}/{e['q75']:+.0f} d, " + ", ".join(f"{k}: {v}" for k, v in e["histogram"].items()))
+    for truth_kind, row in rep["season_agreement"].items():
+        print(f"  truth {truth_kind}: " + (", ".join(f"{k} {v}" for k, v in sorted(row.items())) or "none"))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep, indent=2, default=str))
+    return 0
+
+
 def register_cli(sub: Any) -> None:
     """Add the ``markers`` command."""
     p = sub.add_parser("markers", help="detect mowing, bare soil/ploughing, harvest and no-evidence markers",
@@ -165,13 +240,24 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--year", type=int, help="season (with --signatures: default = the files' year)")
     p.add_argument("--run-id", default=None, help="run id (default: <aoi>_<year>_<UTC timestamp>); "
                                                   "re-using one replaces that run's rows")
-    p.add_argument("--signatures", help="JRC CbM tsdir folder or one <id>_*_ts.csv file")
+    p.add_argument("--signatures", help="JRC CbM tsdir folder, one <id>_*_ts.csv file, or a long table "
+                                         "(CSV/Parquet: parcel, date, band, mean, count[, orbit, cloud_fraction])")
     p.add_argument("--out", help="CSV file to write the markers to")
     p.add_argument("--truth", help="JRC FOIinfo.csv: score the mowing events against it")
     p.add_argument("--rules", default=None, help="compliance rule table CSV (default: the packaged one)")
     p.add_argument("--set", action="append", metavar="NAME=VALUE",
                    help="override a parameter, e.g. mowing.min_drop=0.15 (see cbmflow.markers.params)")
+    p.add_argument("--season", help="with --signatures: also write the season evidence CSV (cuts, verdict)")
     p.set_defaults(func=_cli)
+    e = sub.add_parser("markers-evaluate", help="score mowing events against dated truth (precision, recall, F1)",
+                       description="One-to-one event matching at -3/+3 and -3/+20 days, date-error distribution, "
+                                   "and per parcel-season agreement on mown / not mown.")
+    e.add_argument("--truth", required=True, help="JRC FOIinfo.csv, or CSV parcel,date (empty date = not mown)")
+    e.add_argument("--signatures", help="detect from these signatures (JRC tsdir or long table)")
+    e.add_argument("--markers", help="or score a markers CSV written by cbmflow markers --out")
+    e.add_argument("--set", action="append", metavar="NAME=VALUE", help="parameter override (with --signatures)")
+    e.add_argument("--json", help="also write the full report as JSON")
+    e.set_defaults(func=_evaluate_cli)
 
 
 def print_summary(aoi: str, year: int, *, dsn: str | None = None, examples: int = 3) -> None:

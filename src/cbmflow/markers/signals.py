@@ -42,10 +42,13 @@ class S2Series:
     scl: np.ndarray | None  # (n, 12) pixel counts of SCL classes 0..11; None = no cloud information
     count: np.ndarray  # pixels per acquisition
     b11: np.ndarray | None = None
+    cloud: np.ndarray | None = None  # cloud fraction 0..1 per acquisition when given directly (long tables)
 
     def cloud_fraction(self, classes: tuple[int, ...]) -> np.ndarray:
         """Fraction of each acquisition's parcel pixels in the given (cloudy) SCL classes."""
         if self.scl is None:
+            if self.cloud is not None:
+                return np.where(np.isfinite(self.cloud), self.cloud, 0.0)
             return np.zeros(len(self.days))
         total = self.scl.sum(axis=1)
         cloudy = self.scl[:, list(classes)].sum(axis=1)
