@@ -37,7 +37,7 @@ def main() -> None:
     names = list(GRID)
     table = []
     for combo in itertools.product(*GRID.values()):
-        p = DEFAULTS.with_overrides(dict(zip(names, combo)))
+        p = DEFAULTS.with_overrides(dict(zip(names, combo, strict=False)))
         det = {s.parcel: [m.event_date for m in detect_mowing(s, p) if m.event_date] for s in sigs}
         per = {r: evaluate.score(det, {k: v for k, v in truth.items() if region[k] == r}, (-3, 20))
                for r in ("LR", "NB", "NS")}
@@ -52,15 +52,17 @@ def main() -> None:
         best = max(table, key=f1_others)
         s = best[1][r]
         tp, fp, fn = tp + s.tp, fp + s.fp, fn + s.fn
-        print(f"held-out {r}: chosen {dict(zip(names, best[0]))}: P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f}")
+        print(f"held-out {r}: chosen {dict(zip(names, best[0], strict=False))}: P {s.precision:.3f} R {s.recall:.3f} F1 {s.f1:.3f}")
     print(f"leave-region-out pooled -3/+20: TP {tp} FP {fp} FN {fn} P {tp / max(tp + fp, 1):.3f} "
           f"R {tp / max(tp + fn, 1):.3f} F1 {2 * tp / max(2 * tp + fp + fn, 1):.3f}")
     allbest = sorted(table, key=lambda row: -sum(2 * s.tp for s in row[1].values())
                      / max(sum(2 * s.tp + s.fp + s.fn for s in row[1].values()), 1))[:5]
     for combo, per, det in allbest:
-        t = sum(s.tp for s in per.values()); f = sum(s.fp for s in per.values()); n = sum(s.fn for s in per.values())
+        t = sum(s.tp for s in per.values())
+        f = sum(s.fp for s in per.values())
+        n = sum(s.fn for s in per.values())
         pm3 = evaluate.score(det, truth, (-3, 3))
-        print(f"all regions {dict(zip(names, combo))}: -3/+20 P {t / max(t + f, 1):.3f} R {t / max(t + n, 1):.3f} "
+        print(f"all regions {dict(zip(names, combo, strict=False))}: -3/+20 P {t / max(t + f, 1):.3f} R {t / max(t + n, 1):.3f} "
               f"F1 {2 * t / max(2 * t + f + n, 1):.3f}; ±3 P {pm3.precision:.3f} R {pm3.recall:.3f} F1 {pm3.f1:.3f}")
 
 

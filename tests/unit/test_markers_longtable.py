@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cbmflow.cli import main
-from cbmflow.errors import InputError
+from cbmflow.core.errors import InputError
 from cbmflow.markers import DEFAULTS, io, longtable
 from cbmflow.markers.mowing import detect_mowing
 from cbmflow.markers.signals import ParcelSignals

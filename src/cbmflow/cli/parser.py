@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("cbmflow.analytics.season", "classify parcels from a wide features parquet and flag outliers"),
     "features": ("cbmflow.analytics.readers", "convert per-parcel features from other systems to a wide table"),
     "markers": ("cbmflow.markers.run", "detect mowing, bare soil/ploughing, harvest and no-evidence markers"),
+    "markers-evaluate": ("cbmflow.markers.run", "score mowing events against dated truth (precision, recall, F1)"),
     "simulate": ("cbmflow_sim.archive", "write a SIMULATED CARD archive for an AOI's parcels"),
     "simulate-crops": ("cbmflow_sim.crops", "SIMULATED wide per-parcel features, harder crop model"),
     "demo": ("cbmflow_dev.demo", "run the demo pipeline (simulated AT season, end to end)"),

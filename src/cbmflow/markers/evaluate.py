@@ -115,7 +115,7 @@ def read_truth(path: str) -> dict[str, list[str]]:
     import csv
     from pathlib import Path
 
-    from cbmflow.errors import InputError
+    from cbmflow.core.errors import InputError
 
     with open(path, newline="", encoding="utf-8") as fh:
         header = next(csv.reader(fh), [])

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cbmflow.errors import CorruptData, InputError
+from cbmflow.core.errors import CorruptData, InputError
 from cbmflow.markers.signals import ParcelSignals, S1Orbit, S2Series
 
 REQUIRED = ("parcel", "date", "band", "mean", "count")

@@ -99,9 +99,7 @@ def write_csv(results: Sequence[tuple[ParcelSignals, list[Marker], list[Complian
 def detect_files(path: str | Path, out: str | Path, *, overrides: dict[str, Any] | None = None,
                  year: int | None = None) -> list[tuple[ParcelSignals, list[Marker], list[Compliance]]]:
     """Detect markers from JRC CbM time-series CSVs or a long table and write them to ``out``; returns the results."""
-    from cbmflow.markers import io
-
-    from cbmflow.markers import longtable
+    from cbmflow.markers import io, longtable
 
     params = DEFAULTS.with_overrides(overrides or {})
     sigs = longtable.read_long_table(path, year=year) if longtable.is_long_table(path) else io.read_tsdir(path, year=year)
