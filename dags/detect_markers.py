@@ -18,8 +18,10 @@ the compliance rules per crop, and stores the run in `marker_runs`, `markers` an
 signatures were written), and by hand for any AOI and season.
 
 **Tasks**
-1. `plan` – the (AOI, season) pairs to process: the `aoi`/`year` params, or, when empty, every AOI
-   with parcels in the season (empty year = the current year). Skips when there are none.
+1. `plan` – the (AOI, season) pairs to process: the `aoi`/`year` params; when empty, the seasons
+   and AOIs named by the triggering `cbmflow_signatures` Asset event(s), else the year of the run's
+   logical date / data interval (never the calendar year), every AOI with parcels in the season.
+   Skips when there are none, saying which seasons and AOIs it looked for and why.
 2. `detect` – one mapped task per (AOI, season) (`cbmflow.markers.run.detect_season`): S2 NDVI
    drops fused with S1 6-day coherence rises (mowing), bare-soil periods and ploughing, harvest
    week by week, `no_evidence` periods without usable observations (cloudy S2 observations are
@@ -44,7 +46,7 @@ See `docs/markers.md`.
     doc_md=DOC,
     params={
         "aoi": Param("", type="string", description="AOI name; empty = every AOI with parcels in the season"),
-        "year": Param(None, type=["null", "integer"], description="season; empty = the current year"),
+        "year": Param(None, type=["null", "integer"], description="season; empty = the triggering Asset event's, else the run's logical date's"),
         "rules": Param("", type="string", description="rule table CSV; empty = the packaged table"),
         "overrides": Param({}, type="object", description='parameter overrides, e.g. {"mowing.min_drop": 0.15}'),
     },
@@ -54,24 +56,31 @@ def detect_markers() -> None:
     @task
     def plan(params: dict | None = None) -> list[dict]:  # type: ignore[type-arg]
         """The (AOI, season) pairs to process."""
-        from datetime import UTC, datetime
+        import logging
 
         from cbmflow import airflow_adapter
         from cbmflow.core import db
         from cbmflow.core.errors import NothingToDo
 
+        log = logging.getLogger("cbmflow.detect_markers")
         airflow_adapter.configure()
         p = params or {}
-        year = int(p.get("year") or datetime.now(UTC).year)
+        ctx = get_current_context()
+        years, aois, source = airflow_adapter.marker_seasons(p, ctx)
+        log.info("seasons %s, AOI %s (from %s)", years, ",".join(aois) if aois else "every AOI with parcels", source)
 
         def _plan() -> list[dict]:  # type: ignore[type-arg]
             with db.connect() as conn:
                 rows = conn.execute(
-                    "SELECT DISTINCT aoi FROM parcels WHERE year = %s" + (" AND aoi = %s" if p.get("aoi") else "")
-                    + " ORDER BY 1", (year, p["aoi"]) if p.get("aoi") else (year,)).fetchall()
+                    "SELECT DISTINCT aoi, year FROM parcels WHERE year = ANY(%s)"
+                    + (" AND aoi = ANY(%s)" if aois else "") + " ORDER BY 2, 1",
+                    (years, aois) if aois else (years,)).fetchall()
             if not rows:
-                raise NothingToDo(f"no parcels for {p.get('aoi') or 'any AOI'} in {year}")
-            return [{"aoi": r[0], "year": year} for r in rows]
+                msg = (f"no parcels for {', '.join(aois) if aois else 'any AOI'} in season(s) "
+                       f"{', '.join(map(str, years))} (from {source}): nothing to detect")
+                log.warning("skipping: %s", msg)
+                raise NothingToDo(msg)
+            return [{"aoi": r[0], "year": int(r[1])} for r in rows]
 
         return airflow_adapter.run(_plan)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC
+from datetime import timedelta
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
@@ -48,8 +48,16 @@ for backfills.
 5. `publish` – emits the `cbmflow_signatures` Asset, only when every task succeeded and `verify`
    passed (skipped when there was nothing to do).
 
-**Params**: `aoi` (AOI name; empty = every AOI with parcels for the year), `year` (empty = current
-year), `start`/`end` (ISO dates, end exclusive), `card_type` (`bs`, `c6`, `s2`, `all`), `reprocess`
+**Scope**: a scheduled, manual, Asset-triggered or cleared run covers the whole season `year` (empty:
+the year of the run's data interval / logical date, never the calendar year); a backfill run
+(`airflow backfill create`) without `start`/`end` covers its data interval (the day before each
+06:00 tick), so a backfill over a date range redoes the scenes sensed in it. Every run re-plans
+its scope's `failed` and unfinished scenes (no `reprocess` needed): a failure keeps every run over
+its scope red until the scene is extracted or waived (`cbmflow extract waive`); waivers are listed
+by `summarise` and `verify`.
+
+**Params**: `aoi` (AOI name; empty = every AOI with parcels for the year), `year` (empty = the
+run's data year), `start`/`end` (ISO dates, end exclusive), `card_type` (`bs`, `c6`, `s2`, `all`), `reprocess`
 (re-extract `extracted`, `no_data` and `failed` scenes: rows are replaced, never duplicated),
 `batch_size`, `buffer` (inward, metres), `min_area` (m²), `cloud_mask` (mask S2 cloudy SCL classes).
 
@@ -62,7 +70,8 @@ waits `$CBMFLOW_RETRY_DELAY_S` (default 30 s), doubling after.
 @dag(
     dag_id="extract_signatures",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 6 * * *", timezone="UTC"),
+        # the data interval is the day before the tick: a backfill run covers the scenes sensed in it
+        timetable=CronTriggerTimetable("0 6 * * *", timezone="UTC", interval=timedelta(days=1)),
         assets=(card_ready_asset("bs") | card_ready_asset("c6") | card_ready_asset("s2")),
     ),
     catchup=False,
@@ -71,7 +80,7 @@ waits `$CBMFLOW_RETRY_DELAY_S` (default 30 s), doubling after.
     doc_md=DOC,
     params={
         "aoi": Param(None, type=["null", "string"], description="AOI name; empty = every AOI with parcels"),
-        "year": Param(None, type=["null", "integer"], description="parcel year; empty = current year"),
+        "year": Param(None, type=["null", "integer"], description="parcel year; empty = the run's data year"),
         "start": Param(None, type=["null", "string"], description="first sensing date (ISO), inclusive"),
         "end": Param(None, type=["null", "string"], description="last sensing date (ISO), exclusive"),
         "card_type": Param("all", enum=["all", "bs", "c6", "s2"], description="CARD type"),
@@ -87,19 +96,21 @@ def extract_signatures() -> None:
     @task
     def plan(params: dict | None = None) -> list[dict]:  # type: ignore[type-arg]
         """Work units: (tile, batch of scene ids) per AOI."""
-        from datetime import datetime
-
         from cbmflow import airflow_adapter
         from cbmflow.core import db
         from cbmflow.extract import run as extract
 
         airflow_adapter.configure()
         p = params or {}
-        year = int(p.get("year") or datetime.now(UTC).year)
+        scope = airflow_adapter.scope_from_context(p)
+        year = int(scope["year"])
+        log.info("scope: season %s, sensing %s..%s, card type %s, AOI %s (%s run)", year, scope["start"] or "-",
+                 scope["end"] or "-", scope["card_type"], ",".join(scope["aois"] or ["every AOI"]),
+                 scope["run_type"] or "?")
 
         def _plan() -> list[dict]:  # type: ignore[type-arg]
-            if p.get("aoi"):
-                aois = [str(p["aoi"]).strip()]
+            if scope["aois"]:
+                aois = list(scope["aois"])
             else:
                 with db.connect() as conn:
                     aois = [r[0] for r in conn.execute(
@@ -109,7 +120,7 @@ def extract_signatures() -> None:
             units = []
             for aoi in aois:
                 units += extract.plan_units(
-                    card_type=p.get("card_type"), start=p.get("start"), end=p.get("end"),
+                    card_type=scope["card_type"], start=scope["start"], end=scope["end"],
                     reprocess=bool(p.get("reprocess")), aoi=aoi, year=year,
                     batch_size=int(p.get("batch_size") or 25),
                 )
@@ -145,16 +156,24 @@ def extract_signatures() -> None:
             log.warning("the plan did not finish: nothing to summarise (verify fails the run)")
             return {}
         if not units:
-            log.info("nothing to do: no scene awaited extraction")
-            return {"planned": 0}
-        report = airflow_adapter.run(extract.extraction_report, units, reprocess=bool((params or {}).get("reprocess")))
-        log.info("planned %d scene extraction(s): %d extracted (%s rows), %d no data, %d failed, %d not done",
-                 report["planned"], report["extracted"], f"{report['rows']:,}", len(report["no_data"]),
-                 len(report["failed"]), len(report["not_done"]))
+            waived = airflow_adapter.run(extract.scope_waivers, airflow_adapter.scope_from_context(params))
+            extract.log_waivers(waived)
+            log.info("nothing to do: no scene awaited extraction; %d failed scene extraction(s) waived", len(waived))
+            return {"planned": 0, "waived": len(waived)}
+        scope = airflow_adapter.scope_from_context(params)
+        report = airflow_adapter.run(extract.extraction_report, units, reprocess=bool((params or {}).get("reprocess")),
+                                     scope=scope)
+        log.info("planned %d scene extraction(s): %d extracted (%s rows), %d no data, %d failed, %d not done, "
+                 "%d waived", report["planned"], report["extracted"], f"{report['rows']:,}", len(report["no_data"]),
+                 len(report["failed"]), len(report["not_done"]), len(report["waived"]))
         for band, n in sorted(report.get("bands", {}).items()):
             log.info("band %-6s %s rows", band, f"{n:,}")
         for item in report["no_data"]:
             log.warning("no data: %s (AOI %s): %s", item["product_id"], item["aoi"], item["error"])
+        for item in report["failed"]:
+            log.error("failed: %s (AOI %s%s): %s", item["product_id"], item["aoi"],
+                      f", band {item['band']}" if item["band"] else "", item["error"])
+        extract.log_waivers(report["waived"])
         return {k: (len(v) if isinstance(v, list) else v) for k, v in report.items()}
 
     @task(trigger_rule="all_done")
@@ -164,17 +183,24 @@ def extract_signatures() -> None:
         from cbmflow.extract import run as extract
 
         airflow_adapter.configure()
-        return airflow_adapter.run(extract.verify_extraction, units, reprocess=bool((params or {}).get("reprocess")))
+        return airflow_adapter.run(extract.verify_extraction, units, reprocess=bool((params or {}).get("reprocess")),
+                                   scope=airflow_adapter.scope_from_context(params))
 
     @task(outlets=[signatures_asset()], trigger_rule="none_failed")
     def publish(units: list | None) -> int:  # type: ignore[type-arg]
-        """Emit the cbmflow_signatures Asset (only after a fully good run with work done)."""
+        """Emit the cbmflow_signatures Asset (only after a fully good run with work done), naming the season."""
+        from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowSkipException
 
         if not units:
             raise AirflowSkipException("nothing to do: no Asset event")
         n = sum(len(u["scene_ids"]) for u in units)
-        log.info("publishing cbmflow_signatures: %d scene extraction(s) verified", n)
+        years = sorted({int(u["year"]) for u in units})
+        aois = sorted({str(u["aoi"]) for u in units})
+        # detect_markers reads the season from this event (never from the calendar)
+        get_current_context()["outlet_events"][signatures_asset()].extra = {"years": years, "aois": aois}
+        log.info("publishing cbmflow_signatures: %d scene extraction(s) verified (seasons %s, AOIs %s)", n,
+                 years, aois)
         return n
 
     units = plan()

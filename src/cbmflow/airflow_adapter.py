@@ -391,3 +391,88 @@ def card_discover(card_type: str) -> Any:
                    aoi_wkt=p.get("footprint"), stac_source=p.get("stac_source"), limit=p.get("max_scenes"))
 
     return discover()
+
+
+def _utc(value: Any) -> Any:
+    """An aware UTC datetime, or None (the one ISO-date parser, :func:`cbmflow.core.dates.to_utc`)."""
+    from cbmflow.core.dates import to_utc
+
+    return to_utc(value, what="run date")
+
+
+def run_season(params: dict[str, Any] | None, *, logical_date: Any = None, data_interval_start: Any = None,
+               run_after: Any = None) -> int:
+    """The season (parcel year) of a run: ``params.year``, else the year of its data, never the calendar's."""
+    from cbmflow.core.errors import InputError
+
+    p = params or {}
+    if p.get("year"):
+        return int(p["year"])
+    for value in (data_interval_start, logical_date, run_after):
+        if value is not None:
+            return int(_utc(value).year)
+    raise InputError("the run has no year param, logical date, data interval or run_after: no season to work on")
+
+
+def extraction_scope(params: dict[str, Any] | None, *, run_type: Any = None, logical_date: Any = None,
+                     data_interval_start: Any = None, data_interval_end: Any = None,
+                     run_after: Any = None) -> dict[str, Any]:
+    """The (year, sensing window, card type, AOIs) an extraction run covers, from its params and its dates.
+
+    ``start``/``end`` params win; a backfill run without them covers its data interval (so a backfill
+    over a date range redoes the scenes sensed in that range); any other run covers its whole season.
+    The year is ``params.year``, else the year of the data interval / logical date, never today's.
+    """
+    p = params or {}
+    start, end = p.get("start") or None, p.get("end") or None
+    kind = str(getattr(run_type, "value", run_type) or "")
+    s, e = _utc(data_interval_start), _utc(data_interval_end)
+    if kind == "backfill" and start is None and end is None and s is not None and e is not None and e > s:
+        start, end = s.isoformat(), e.isoformat()
+    year = run_season(p, logical_date=logical_date, data_interval_start=data_interval_start, run_after=run_after)
+    if not p.get("year") and start is not None:
+        year = int(_utc(start).year)
+    aoi = str(p.get("aoi") or "").strip()
+    return {"year": year, "start": start, "end": end, "card_type": p.get("card_type") or "all",
+            "aois": [aoi] if aoi else None, "run_type": kind}
+
+
+def scope_from_context(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`extraction_scope` of the running task's DAG run."""
+    from airflow.sdk import get_current_context
+
+    ctx = get_current_context()
+    dr = ctx.get("dag_run")
+    return extraction_scope(
+        params if params is not None else ctx.get("params"), run_type=getattr(dr, "run_type", None),
+        logical_date=ctx.get("logical_date") or getattr(dr, "logical_date", None),
+        data_interval_start=ctx.get("data_interval_start") or getattr(dr, "data_interval_start", None),
+        data_interval_end=ctx.get("data_interval_end") or getattr(dr, "data_interval_end", None),
+        run_after=getattr(dr, "run_after", None))
+
+
+def marker_seasons(params: dict[str, Any] | None, ctx: Any) -> tuple[list[int], list[str] | None, str]:
+    """(seasons, AOIs or None = every AOI, where they came from) for a ``detect_markers`` run.
+
+    ``params.year``/``aoi`` win; else the ``years``/``aois`` the triggering ``cbmflow_signatures``
+    Asset events name; else the year of the run's logical date / data interval / run_after.
+    """
+    p = params or {}
+    aoi = str(p.get("aoi") or "").strip()
+    if p.get("year"):
+        return [int(p["year"])], [aoi] if aoi else None, "the year param"
+    years: set[int] = set()
+    aois: set[str] = set()
+    events = ctx.get("triggering_asset_events") if ctx else None
+    for evs in (events or {}).values():
+        for ev in evs:
+            extra = getattr(ev, "extra", None) or {}
+            years.update(int(y) for y in extra.get("years") or [])
+            aois.update(str(a) for a in extra.get("aois") or [])
+    if years:
+        return sorted(years), [aoi] if aoi else (sorted(aois) or None), "the triggering cbmflow_signatures event(s)"
+    dr = ctx.get("dag_run") if ctx else None
+    year = run_season(None, logical_date=(ctx or {}).get("logical_date") or getattr(dr, "logical_date", None),
+                      data_interval_start=(ctx or {}).get("data_interval_start"),
+                      run_after=getattr(dr, "run_after", None))
+    return [year], [aoi] if aoi else None, "the run's logical date"

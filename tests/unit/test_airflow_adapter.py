@@ -49,3 +49,33 @@ def test_assets_are_distinct_per_card_type() -> None:
     assert len(uris) == 3
     with pytest.raises(ValueError):
         airflow_adapter.card_ready_asset("xx")
+
+
+def test_extraction_scope_takes_the_year_and_window_from_the_run_never_the_calendar() -> None:
+    from datetime import UTC, datetime
+
+    from cbmflow.airflow_adapter import extraction_scope
+
+    s, e = datetime(2025, 5, 2, 6, tzinfo=UTC), datetime(2025, 5, 3, 6, tzinfo=UTC)
+    bf = extraction_scope({"aoi": "nl"}, run_type="backfill", logical_date=e, data_interval_start=s,
+                          data_interval_end=e)
+    assert (bf["year"], bf["start"], bf["end"], bf["aois"]) == (2025, s.isoformat(), e.isoformat(), ["nl"])
+    manual = extraction_scope({}, run_type="manual", logical_date=e, data_interval_start=s, data_interval_end=e)
+    assert (manual["year"], manual["start"], manual["end"], manual["aois"]) == (2025, None, None, None)
+    assert extraction_scope({"year": 2024}, run_type="backfill", data_interval_start=s,
+                            data_interval_end=e)["year"] == 2024
+
+
+def test_marker_seasons_come_from_the_triggering_asset_event() -> None:
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from cbmflow.airflow_adapter import marker_seasons
+
+    ev = SimpleNamespace(extra={"years": [2024], "aois": ["nl"]})
+    ctx = {"triggering_asset_events": {"cbmflow_signatures": [ev]}, "logical_date": None,
+           "dag_run": SimpleNamespace(logical_date=None, run_after=datetime(2026, 12, 7, tzinfo=UTC))}
+    assert marker_seasons({}, ctx)[:2] == ([2024], ["nl"])
+    ctx["triggering_asset_events"] = {}
+    assert marker_seasons({}, ctx)[:2] == ([2026], None)
+    assert marker_seasons({"year": 2023, "aoi": "x"}, ctx)[:2] == ([2023], ["x"])

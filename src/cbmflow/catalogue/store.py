@@ -419,6 +419,9 @@ def finish_extraction(
          int(obsid), aoi, int(year)),
     )
     if status in DONE_STATUSES:  # the catalogue says "extracted for at least one AOI"
+        # a waiver covers one failure: once the pair is done it is void (a later failure counts again)
+        conn.execute("DELETE FROM extraction_waivers WHERE obsid = %s AND aoi = %s AND year = %s",
+                     (int(obsid), aoi, int(year)))
         conn.execute("UPDATE catalogue SET status = 'extracted', last_error = NULL, updated_at = now() "
                      "WHERE id = %s AND status = 'ready'", (int(obsid),))
 
@@ -482,3 +485,85 @@ def extraction_counts(conn: psycopg.Connection) -> dict[tuple[str, int, str], in
         (r[0], int(r[1]), r[2]): int(r[3])
         for r in conn.execute("SELECT aoi, year, status, count(*) FROM extractions GROUP BY 1, 2, 3")
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Waivers of failed extractions: the table ``extraction_waivers`` (schema 010)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Waiver:
+    """An operator's recorded decision that a failed (scene, AOI, year) may stay without rows."""
+
+    obsid: int
+    aoi: str
+    year: int
+    reason: str
+    waived_by: str
+    waived_at: datetime
+    error: str | None
+    product_id: str
+    status: str
+
+
+def waive_extraction(conn: psycopg.Connection, obsid: int, aoi: str, year: int, reason: str, by: str) -> Waiver:
+    """Record a waiver of a failed extraction (replacing an earlier one); NotFound/InputError otherwise."""
+    if not reason or not reason.strip():
+        raise InputError("a waiver needs a reason (--reason)")
+    row = conn.execute("SELECT status, last_error FROM extractions WHERE obsid = %s AND aoi = %s AND year = %s",
+                       (int(obsid), aoi, int(year))).fetchone()
+    if row is None:
+        raise NotFound(f"no extraction of scene id {obsid} for AOI {aoi} {year}")
+    if row[0] != "failed":
+        raise InputError(f"scene id {obsid} for AOI {aoi} {year} is {row[0]}, not failed: only a failed "
+                         "extraction can be waived")
+    conn.execute(
+        "INSERT INTO extraction_waivers (obsid, aoi, year, reason, waived_by, error) VALUES (%s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (obsid, aoi, year) DO UPDATE SET reason = excluded.reason, waived_by = excluded.waived_by, "
+        "waived_at = now(), error = excluded.error",
+        (int(obsid), aoi, int(year), reason.strip(), by, row[1]))
+    return waivers(conn, keys=[(int(obsid), aoi, int(year))])[0]
+
+
+def unwaive_extraction(conn: psycopg.Connection, obsid: int, aoi: str, year: int) -> bool:
+    """Delete a waiver; True when there was one."""
+    cur = conn.execute("DELETE FROM extraction_waivers WHERE obsid = %s AND aoi = %s AND year = %s",
+                       (int(obsid), aoi, int(year)))
+    return bool(cur.rowcount)
+
+
+def waivers(
+    conn: psycopg.Connection, *, keys: Iterable[tuple[int, str, int]] | None = None, aois: Sequence[str] | None = None,
+    year: int | None = None, start: datetime | None = None, end: datetime | None = None,
+    card_types: Sequence[str] | None = None,
+) -> list[Waiver]:
+    """Waivers of still-failed extractions, by keys or by scope (AOIs, year, sensing window, card types)."""
+    where = ["e.status = 'failed'"]
+    params: list[Any] = []
+    if keys is not None:
+        ks = list(keys)
+        where.append("(w.obsid, w.aoi, w.year) IN (SELECT * FROM unnest(%s::int[], %s::text[], %s::int[]))")
+        params += [[int(k[0]) for k in ks], [k[1] for k in ks], [int(k[2]) for k in ks]]
+    if aois is not None:
+        where.append("w.aoi = ANY(%s)")
+        params.append(list(aois))
+    if year is not None:
+        where.append("w.year = %s")
+        params.append(int(year))
+    if start is not None:
+        where.append("c.sensing_time >= %s")
+        params.append(start)
+    if end is not None:
+        where.append("c.sensing_time < %s")
+        params.append(end)
+    if card_types is not None:
+        where.append("c.card_type = ANY(%s)")
+        params.append(list(card_types))
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT w.obsid, w.aoi, w.year, w.reason, w.waived_by, w.waived_at, w.error, c.product_id, e.status "
+            "FROM extraction_waivers w JOIN extractions e USING (obsid, aoi, year) JOIN catalogue c ON c.id = w.obsid "
+            "WHERE " + " AND ".join(where) + " ORDER BY w.aoi, c.sensing_time, c.product_id",
+            params).fetchall()  # type: ignore[arg-type]
+    return [Waiver(**r) for r in rows]

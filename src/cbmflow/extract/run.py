@@ -513,11 +513,18 @@ def extract_scenes(
                                  " (by a concurrent worker)" if claim.contended else "")
                         summary["skipped"].append(sid)
                         continue
-                    if claim.status == "failed" and (not reprocess or mine):
-                        if mine:  # failed earlier in this run (a previous try): still this run's culprit
-                            summary["failed"][str(sid)] = f"{scene.product_id}: failed in an earlier try"
+                    if claim.status == "failed" and (mine or claim.contended):
+                        # failed earlier in this run (a previous try) or just now by a concurrent worker:
+                        # still a culprit, not tried twice; a failure of an earlier run is tried again
+                        summary["failed"][str(sid)] = f"{scene.product_id}: failed in an earlier try"
                         summary["skipped"].append(sid)
                         continue
+                    if claim.status == "failed":  # an earlier run's failure, tried again: the file may be repaired
+                        from cbmflow.core import storage
+
+                        storage.clear_http_cache()  # GDAL must read the object anew, not its cached old bytes
+                        log.info("%s: failed before (%s), trying again", where, "reprocess" if reprocess else
+                                 "a failure stays a culprit until extracted or waived")
                     if scene.status not in ("ready", "extracted") or not scene.assets:
                         log.warning("%s: catalogue status %s, no CARD rasters: left pending", where, scene.status)
                         summary["skipped"].append(sid)
@@ -550,7 +557,8 @@ def extract_scenes(
                     log.warning("%s failed unexpectedly: %s", where, msg, exc_info=True)
                 with conn.transaction():
                     catalogue.claim_extraction(conn, sid, aoi, year)
-                    catalogue.finish_extraction(conn, sid, aoi, year, "failed", run_id=run_id, error=msg, band=band)
+                    catalogue.finish_extraction(conn, sid, aoi, year, "failed", run_id=run_id, error=msg, band=band,
+                                                parcels_version=info.parcels_version)
                 summary["failed"][str(sid)] = msg
                 continue
             if n:
@@ -652,14 +660,27 @@ def plan_units(
         extent = shapely.from_wkt(row[0])
         # Scenes whose footprint misses the AOI's parcels are left for other AOIs (no footprint: kept).
         scenes = [sc for sc in scenes if not sc.footprint_wkt or shapely.from_wkt(sc.footprint_wkt).intersects(extent)]
-        state = catalogue.get_extractions(conn, [(int(sc.id), info.name, int(year)) for sc in scenes if sc.id])
-        if not reprocess:  # what this AOI has not got: never tried, interrupted, or done for an older parcel set
+        keys = [(int(sc.id), info.name, int(year)) for sc in scenes if sc.id]
+        state = catalogue.get_extractions(conn, keys)
+        if not reprocess:
+            # What this AOI has not got: never tried, interrupted, failed (re-planned by every run over
+            # its scope until extracted or waived), or done for an older parcel set.
+            waived = {(w.obsid, w.aoi, w.year) for w in catalogue.waivers(conn, keys=keys)}
 
-            def due(x: Any) -> bool:
+            def due(k: tuple[int, str, int]) -> bool:
+                x = state.get(k)
                 return (x is None or x.status == "pending"
+                        or (x.status == "failed" and k not in waived)
                         or (x.status in catalogue.DONE_STATUSES and x.parcels_version < info.parcels_version))
 
-            scenes = [sc for sc in scenes if due(state.get((int(sc.id), info.name, int(year))))]  # type: ignore[arg-type]
+            retried = sum(1 for k in keys if state.get(k) is not None and state[k].status == "failed" and k not in waived)
+            if retried:
+                log.info("AOI %s %s: re-planning %d failed scene extraction(s) (they stay culprits until "
+                         "extracted or waived)", aoi, year, retried)
+            if waived:
+                log.info("AOI %s %s: %d failed scene extraction(s) waived by an operator, not re-planned",
+                         aoi, year, len(waived))
+            scenes = [sc for sc in scenes if due((int(sc.id), info.name, int(year)))]  # type: ignore[arg-type]
         catalogue.register_extractions(conn, [int(sc.id) for sc in scenes if sc.id], info.name, int(year))
         conn.commit()
     groups: dict[tuple[str, str], list[Any]] = {}
@@ -709,8 +730,24 @@ def _db_now(dsn: str | None) -> datetime:
     return row[0]  # type: ignore[no-any-return]
 
 
+def scope_waivers(scope: dict[str, Any] | None, dsn: str | None = None) -> list[dict[str, Any]]:
+    """The waivers of failed extractions within a run's scope (``aois``, ``year``, ``start``, ``end``, ``card_type``)."""
+    from cbmflow.catalogue import store as catalogue
+    from cbmflow.core import db
+
+    if not scope or scope.get("year") is None:
+        return []
+    ct = scope.get("card_type")
+    with db.connect(dsn) as conn:
+        found = catalogue.waivers(conn, aois=scope.get("aois"), year=int(scope["year"]),
+                                  start=_as_dt(scope.get("start"), "start"), end=_as_dt(scope.get("end"), "end"),
+                                  card_types=None if ct in (None, "", "all") else [str(ct)])
+    return [{"obsid": w.obsid, "product_id": w.product_id, "aoi": w.aoi, "year": w.year, "reason": w.reason,
+             "waived_by": w.waived_by, "waived_at": w.waived_at.isoformat(), "error": w.error} for w in found]
+
+
 def extraction_report(units: Sequence[dict[str, Any]], *, reprocess: bool = False,
-                      dsn: str | None = None) -> dict[str, Any]:
+                      dsn: str | None = None, scope: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the database says became of every planned (scene, AOI): done, no_data, failed or not done.
 
     A scene counts as done when its status is ``extracted``/``no_data`` (with ``reprocess``: set
@@ -724,7 +761,7 @@ def extraction_report(units: Sequence[dict[str, Any]], *, reprocess: bool = Fals
     planned = {str(u["aoi"]): _as_dt(u.get("planned_at"), "planned_at") for u in units}
     versions = {str(u["aoi"]): int(u.get("parcels_version") or 0) for u in units}
     report: dict[str, Any] = {"planned": len(keys), "extracted": 0, "rows": 0, "no_data": [], "failed": [],
-                              "not_done": []}
+                              "not_done": [], "waived": scope_waivers(scope, dsn)}
     if not keys:
         return report
     with db.connect(dsn) as conn:
@@ -741,10 +778,10 @@ def extraction_report(units: Sequence[dict[str, Any]], *, reprocess: bool = Fals
         item = {"obsid": k[0], "product_id": names.get(k[0], f"id {k[0]}"), "aoi": k[1], "year": k[2],
                 "status": x.status if x else "missing", "band": x.band if x else None,
                 "error": (x.last_error if x else None), "attempts": x.attempts if x else 0}
-        fresh = x is not None and x.parcels_version >= versions.get(k[1], 0) and (
-            not reprocess or planned.get(k[1]) is None
-            or (x.updated_at is not None and x.updated_at >= planned[k[1]]))  # type: ignore[operator]
-        if x is not None and x.status == "failed" and fresh:
+        after_plan = (not reprocess or planned.get(k[1]) is None
+                      or (x is not None and x.updated_at is not None and x.updated_at >= planned[k[1]]))  # type: ignore[operator]
+        fresh = x is not None and x.parcels_version >= versions.get(k[1], 0) and after_plan
+        if x is not None and x.status == "failed" and after_plan:  # a corrupt file is a failure, not "unfinished"
             report["failed"].append(item)
         elif x is not None and x.status in catalogue.DONE_STATUSES and fresh:
             if x.status == "no_data":
@@ -757,17 +794,29 @@ def extraction_report(units: Sequence[dict[str, Any]], *, reprocess: bool = Fals
     return report
 
 
+def log_waivers(waived: Sequence[dict[str, Any]]) -> None:
+    """Log every waiver of a run's scope (they are not culprits, but never silent)."""
+    for w in waived:
+        log.warning("waived: %s (id %s, AOI %s %s) has no rows by an operator's decision (%s, %s): %s; "
+                    "its error: %s", w["product_id"], w["obsid"], w["aoi"], w["year"], w["waived_by"],
+                    w["waived_at"], w["reason"], w["error"])
+
+
 def verify_extraction(units: Sequence[dict[str, Any]] | None, *, reprocess: bool = False,
-                      dsn: str | None = None) -> dict[str, Any]:
+                      dsn: str | None = None, scope: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's report; ProcessingError naming every failed or unfinished scene (product, band, error)."""
     from cbmflow.core.errors import ProcessingError
 
     if units is None:
         raise ProcessingError("the plan did not finish (see the plan task's log): nothing was verified")
     if not units:
-        log.info("nothing to do: no scene awaited extraction (this run wrote nothing, by design)")
-        return {"planned": 0}
-    report = extraction_report(units, reprocess=reprocess, dsn=dsn)
+        waived = scope_waivers(scope, dsn)
+        log_waivers(waived)
+        log.info("nothing to do: no scene awaited extraction (this run wrote nothing, by design)%s",
+                 f"; {len(waived)} failed scene extraction(s) waived" if waived else "")
+        return {"planned": 0, "waived": len(waived)}
+    report = extraction_report(units, reprocess=reprocess, dsn=dsn, scope=scope)
+    log_waivers(report["waived"])
     for item in report["no_data"]:
         log.warning("no data: %s (AOI %s %s): %s", item["product_id"], item["aoi"], item["year"], item["error"])
     culprits = report["failed"] + report["not_done"]
@@ -782,8 +831,8 @@ def verify_extraction(units: Sequence[dict[str, Any]] | None, *, reprocess: bool
         raise ProcessingError(f"{len(culprits)} of {report['planned']} planned scene extraction(s) are not done "
                               f"({len(report['failed'])} failed, {len(report['not_done'])} unfinished); "
                               f"the good ones are written. Culprits: " + "; ".join(lines))
-    log.info("verified: %d scene extraction(s) done (%s rows), %d with no data", report["extracted"],
-             f"{report['rows']:,}", len(report["no_data"]))
+    log.info("verified: %d scene extraction(s) done (%s rows), %d with no data, %d waived", report["extracted"],
+             f"{report['rows']:,}", len(report["no_data"]), len(report["waived"]))
     return report
 
 
@@ -897,13 +946,62 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--min-area", type=float, default=0.0)
     p.add_argument("--cloud-mask", action="store_true", help="exclude cloudy SCL classes from S2 bands")
     p.set_defaults(func=_cli_signatures)
-    p = subparsers.add_parser("extract", help="per-parcel statistics of a raster (Parquet or CSV)")
-    p.add_argument("--raster", required=True, help="raster path or s3:// URI")
+    p = subparsers.add_parser("extract", help="per-parcel statistics of a raster (Parquet or CSV); "
+                              "`extract waive` waives a failed catalogue scene extraction")
+    p.add_argument("--raster", help="raster path or s3:// URI (required)")
     p.add_argument("--band", help="band name (description) or number; default every band")
-    p.add_argument("--parcels", required=True, help="parcel file (GeoPackage, GeoJSON, Shapefile, ...)")
-    p.add_argument("--id-col", required=True, help="the parcels' id column")
-    p.add_argument("--out", required=True, help="output .parquet or .csv")
+    p.add_argument("--parcels", help="parcel file (GeoPackage, GeoJSON, Shapefile, ...) (required)")
+    p.add_argument("--id-col", help="the parcels' id column (required)")
+    p.add_argument("--out", help="output .parquet or .csv (required)")
     p.add_argument("--buffer", type=float, default=0.0, help="inward buffer in metres (default 0)")
     p.add_argument("--min-area", type=float, default=0.0, help="skip parcels smaller than this (m²)")
     p.add_argument("--scl", help="SCL raster: pixels of cloudy classes are excluded")
-    p.set_defaults(func=_cli_extract)
+    p.set_defaults(func=_cli_extract_checked, _extract_parser=p)
+    sub = p.add_subparsers(dest="extract_command", metavar="{waive}")
+    w = sub.add_parser("waive", help="let a failed (scene, AOI) stay without rows: recorded with a reason, "
+                       "shown in every run summary of its scope; runs over it stop failing")
+    w.add_argument("--scene", required=True, help="the scene's product id or catalogue id")
+    w.add_argument("--aoi", required=True)
+    w.add_argument("--year", type=int, help="parcel year (default: the scene's only failed year for the AOI)")
+    w.add_argument("--reason", help="why the rows may stay missing (required unless --undo)")
+    w.add_argument("--by", default=os.environ.get("USER") or "operator", help="who waives (default $USER)")
+    w.add_argument("--undo", action="store_true", help="delete the waiver: the failure counts again")
+    w.set_defaults(func=_cli_waive)
+
+
+def _cli_extract_checked(args: argparse.Namespace) -> int:
+    missing = [f"--{n.replace('_', '-')}" for n in ("raster", "parcels", "id_col", "out") if not getattr(args, n)]
+    if missing:
+        args._extract_parser.error(f"the following arguments are required: {', '.join(missing)}")
+    return _cli_extract(args)
+
+
+def _cli_waive(args: argparse.Namespace) -> int:
+    from cbmflow.catalogue import store as catalogue
+    from cbmflow.core import db
+
+    with db.connect() as conn:
+        scene = (catalogue.get(conn, int(args.scene)) if str(args.scene).isdigit()
+                 else catalogue.get_by_product_id(conn, str(args.scene)))
+        year = args.year
+        if year is None:
+            years = [int(r[0]) for r in conn.execute(
+                "SELECT year FROM extractions WHERE obsid = %s AND aoi = %s AND status = 'failed' ORDER BY 1",
+                (int(scene.id), args.aoi))]  # type: ignore[arg-type]
+            if len(years) != 1:
+                raise InputError(f"{scene.product_id} has {len(years)} failed extraction(s) for AOI {args.aoi} "
+                                 f"({', '.join(map(str, years)) or 'none'}): give --year")
+            year = years[0]
+        if args.undo:
+            done = catalogue.unwaive_extraction(conn, int(scene.id), args.aoi, int(year))  # type: ignore[arg-type]
+            conn.commit()
+            print(f"{'waiver deleted' if done else 'no waiver'}: {scene.product_id} (id {scene.id}, AOI {args.aoi} "
+                  f"{year}){'; every run over it fails again until it is extracted' if done else ''}")
+            return 0
+        if not args.reason or not args.reason.strip():
+            raise InputError("a waiver needs a reason: --reason '...'")
+        w = catalogue.waive_extraction(conn, int(scene.id), args.aoi, int(year), args.reason, args.by)  # type: ignore[arg-type]
+        conn.commit()
+    print(f"waived: {w.product_id} (id {w.obsid}, AOI {w.aoi} {w.year}) by {w.waived_by} at {w.waived_at:%Y-%m-%d %H:%M} "
+          f"UTC: {w.reason}\n  its error: {w.error}\n  runs over it no longer fail on it; every summary lists it")
+    return 0
