@@ -31,7 +31,8 @@ for backfills.
 
 **Tasks**
 1. `plan` – for each AOI, the catalogue's scenes with CARD rasters within `start`..`end` (default:
-   the whole `year`) and the AOI's extent that the AOI has not got yet (`pending`; with `reprocess`
+   the whole `year`) and the AOI's extent that the AOI has not got yet (`pending`, or `failed` and not
+   waived; with `reprocess`
    every one), grouped into units of (tile, batch of scenes) and registered as `pending`. An
    unknown AOI or an unreachable database fails the run. No scene to do = "nothing to do" (green,
    said in the log, no Asset).
