@@ -164,7 +164,7 @@ def test_dag_extracts_replaces_and_skips(airflow_db: str, conn: psycopg.Connecti
     state, tasks, events = run(conf)
     assert state == "failed" and tasks["verify"] == "failed" and events == 0, tasks
     assert LABELS == {"sys bs E25N250 2025-05-03..2025-05-03 (1)"}
-    from cbmflow import extract
+    from cbmflow.extract import run as extract
 
     report = extract.extraction_report([{"scene_ids": [corrupt], "aoi": "sys", "year": 2025, "parcels_version": 1}])
     assert (len(report["failed"]), len(report["not_done"])) == (1, 0)  # a corrupt file is failed, not unfinished

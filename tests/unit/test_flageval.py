@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -121,3 +123,56 @@ def test_harder_simulator_shape_imbalance_and_gaps() -> None:
     assert np.isfinite(feats).all()
     df2, _ = simulate_crop_features(600, seed=2, mislabel=0.05, period_days=10)
     assert df2.equals(df)
+
+
+def _tenday_long(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    """A tiny hand-built long WorldCereal file at ten-day steps (3 samples x 9 dekads, a gap, empty B8A)."""
+    rng = np.random.default_rng(3)
+    rows = []
+    dates = pd.date_range("2021-03-01", periods=3, freq="MS")
+    for s in range(3):
+        for m in dates:
+            for day in (1, 11, 21):
+                vv = int(rng.integers(1000, 9000))
+                rows.append({"sample_id": f"S{s}", "timestamp": m + pd.Timedelta(days=day - 1),
+                             "ewoc_code": 1101060000 + s, "S1-SIGMA0-VV": vv, "S1-SIGMA0-VH": vv // 2,
+                             "S2-L2A-B04": int(rng.integers(200, 900)), "S2-L2A-B08": int(rng.integers(2000, 5000)),
+                             "S2-L2A-B8A": 65535})
+    long = pd.DataFrame(rows)
+    long.loc[4, "S2-L2A-B04"] = 65535  # one missing S2 observation
+    path = tmp_path / "wc_tenday.parquet"
+    long.to_parquet(path)
+    return path, long
+
+
+def test_worldcereal_ten_day_long_file_keeps_every_observation(tmp_path: Path, caplog: Any) -> None:
+    from cbmflow.analytics.readers import s1_dn_to_db, worldcereal_table
+
+    path, long = _tenday_long(tmp_path)
+    with caplog.at_level(logging.INFO, logger="cbmflow.analytics.readers"):
+        df = worldcereal_table(path, fill="none")
+    assert df.attrs["period"] == "dekad"
+    vv = df[[c for c in df.columns if c.startswith("VV_p")]].to_numpy(np.float64)
+    assert vv.shape == (3, 9)  # nine ten-day steps, not three months
+    for s in range(3):
+        expect = s1_dn_to_db(long.loc[long.sample_id == f"S{s}", "S1-SIGMA0-VV"].to_numpy())
+        assert vv[s] == pytest.approx(expect, rel=1e-5)  # every step in order, none overwritten
+    b04 = df[[c for c in df.columns if c.startswith("B04_p")]].to_numpy(np.float64)
+    assert int(np.isfinite(b04).sum()) == int((long["S2-L2A-B04"] != 65535).sum())
+    assert not any(c.startswith("B8A") for c in df.columns)
+    assert "band B8A has no valid value" in caplog.text and "dekad" in caplog.text
+
+
+def test_worldcereal_wide_ten_day_file_keeps_every_observation(shared_data: Path) -> None:
+    from cbmflow.analytics.readers import worldcereal_table
+
+    path = shared_data / "timeseries" / "wc_flanders_2021_s1s2_10day_50.parquet"
+    raw = pd.read_parquet(path)
+    df = worldcereal_table(path, fill="none")
+    assert len(df) == 50 and df.attrs["layout"] == "wide"
+    for band, prefix in (("VV", "SAR-VV-ts"), ("VH", "SAR-VH-ts"), ("B04", "OPTICAL-B04-ts")):
+        src = raw[[c for c in raw.columns if c.startswith(prefix)]].to_numpy()
+        got = df[[c for c in df.columns if c.startswith(f"{band}_p")]].to_numpy(np.float64)
+        assert got.shape == src.shape == (50, 49)
+        assert (np.isfinite(got) == ((src != 65535) & (src > 0))).all()
+    assert not any(c.startswith("B8A_") for c in df.columns)  # all-empty in the file: dropped, no crash

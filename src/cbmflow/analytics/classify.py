@@ -41,6 +41,7 @@ from cbmflow.analytics.flags import (
     apply_temperature,
     budget_flags,
     class_relative,
+    confident_score,
     declared_and_best_other,
     fit_temperature,
     suspicion_score,
@@ -56,7 +57,8 @@ FLAG_COLUMNS: tuple[str, ...] = (
     "best_other_probability", "score", "reason",
 )
 RARE_MODES: tuple[str, ...] = ("score", "group", "exclude")
-ESTIMATORS: tuple[str, ...] = ("hgb", "rf", "et")
+ESTIMATORS: tuple[str, ...] = ("ens", "hgb", "rf", "et")
+ENSEMBLE: tuple[str, ...] = ("rf", "et", "hgb")  # "ens": the mean of their out-of-fold probabilities
 _NON_FEATURES = {"pid", "area_m2", "year", "aoi"}
 
 
@@ -70,8 +72,13 @@ class FlagRule:
     yellow_min_declared_prob: float = 0.5
 
 
-def make_estimator(name: str, *, seed: int = 0, n_jobs: int = 1, class_weight: str | None = "balanced") -> Any:
-    """A fresh scikit-learn classifier by short name (hgb, rf, et); all three take NaN natively."""
+def make_estimator(
+    name: str, *, seed: int = 0, n_jobs: int = 1, class_weight: str | None = "balanced", n_trees: int | None = None,
+) -> Any:
+    """A fresh scikit-learn classifier by short name (hgb, rf, et); all three take NaN natively.
+
+    ``n_trees`` overrides the size (trees of rf/et: 200; boosting iterations of hgb: 50).
+    """
     from sklearn.ensemble import (
         ExtraTreesClassifier,
         HistGradientBoostingClassifier,
@@ -80,20 +87,20 @@ def make_estimator(name: str, *, seed: int = 0, n_jobs: int = 1, class_weight: s
 
     if name == "hgb":
         return HistGradientBoostingClassifier(
-            max_iter=50, learning_rate=0.2, max_leaf_nodes=31, early_stopping=False,
+            max_iter=n_trees or 50, learning_rate=0.2, max_leaf_nodes=31, early_stopping=False,
             random_state=seed, class_weight=class_weight,
         )
     if name == "rf":
         return RandomForestClassifier(
-            n_estimators=200, min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
+            n_estimators=n_trees or 200, min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
             class_weight=class_weight,
         )
     if name == "et":
         return ExtraTreesClassifier(
-            n_estimators=200, min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
+            n_estimators=n_trees or 200, min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
             class_weight=class_weight,
         )
-    raise InputError(f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
+    raise InputError(f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS[1:])} (or ens)")
 
 
 def numeric_feature_columns(df: pd.DataFrame, exclude: set[str]) -> list[str]:
@@ -197,8 +204,12 @@ def oof_probabilities(
     max_train: int | None = 30_000,
     seed: int = 0,
     n_jobs: int = 1,
+    n_trees: int | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """Out-of-fold class probabilities (n_repeats x n x k), fit and predict seconds.
+
+    ``estimator="ens"``: every fold fits RF, ExtraTrees and HGB on the same training parcels and the
+    parcel's probabilities are the mean of the three (each row sums to 1).
 
     Parcels with ``y == -1`` (declared crops without a class) never train a model; each repetition
     predicts them with the model of a fold they are dealt to, like the others.
@@ -217,14 +228,17 @@ def oof_probabilities(
         for f, (tr, te) in enumerate(skf.split(np.zeros(len(labelled)), y[labelled])):
             train = _subsample(labelled[tr], y, max_train, rng)
             test = np.concatenate([labelled[te], unlabelled[deal == f]])
-            model = make_estimator(estimator, seed=seed + 1000 * r + f, n_jobs=n_jobs, class_weight=class_weight)
-            t = time.perf_counter()
-            model.fit(X[train], y[train])
-            fit_seconds += time.perf_counter() - t
-            t = time.perf_counter()
-            p = model.predict_proba(X[test])
-            predict_seconds += time.perf_counter() - t
-            probs[r][np.ix_(test, model.classes_)] = p
+            members = ENSEMBLE if estimator == "ens" else (estimator,)
+            for name in members:
+                model = make_estimator(name, seed=seed + 1000 * r + f, n_jobs=n_jobs, class_weight=class_weight,
+                                       n_trees=n_trees)
+                t = time.perf_counter()
+                model.fit(X[train], y[train])
+                fit_seconds += time.perf_counter() - t
+                t = time.perf_counter()
+                p = model.predict_proba(X[test])
+                predict_seconds += time.perf_counter() - t
+                probs[r][np.ix_(test, model.classes_)] += p / len(members)
     return probs, fit_seconds, predict_seconds
 
 
@@ -287,6 +301,7 @@ def classify_frame(
     rule: FlagRule | None = None,
     seed: int = 0,
     n_jobs: int = 1,
+    n_trees: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Out-of-fold crop predictions, suspicion scores and green/yellow/red flags for every usable parcel."""
     rule = rule or FlagRule()
@@ -386,7 +401,7 @@ def classify_frame(
 
     probs, fit_seconds, predict_seconds = oof_probabilities(
         X, y, k, estimator=estimator, class_weight=class_weight, n_splits=n_splits, n_repeats=n_repeats,
-        max_train=max_train, seed=seed, n_jobs=n_jobs,
+        max_train=max_train, seed=seed, n_jobs=n_jobs, n_trees=n_trees,
     )
     mean_p = probs.mean(axis=0).astype(np.float64)
     predicted = mean_p.argmax(axis=1)
@@ -394,9 +409,12 @@ def classify_frame(
     agree = (probs.argmax(axis=2) == predicted[None, :]).sum(axis=0)
     p_d, best_other, p_o = declared_and_best_other(mean_p, y)
     margin = suspicion_score(p_d, p_o, "margin")
-    if policy.score.startswith("relative"):
+    groups = np.where(y >= 0, cls_labels.astype(str), "\x00rare")
+    if policy.score == "confident":
+        score = confident_score(p_d, groups)
+    elif policy.score.startswith("relative"):
         base = margin if policy.score == "relative" else suspicion_score(p_d, p_o, "declared")
-        score = class_relative(base, np.where(y >= 0, cls_labels.astype(str), "\x00rare"), min_size=min_class_size)
+        score = class_relative(base, groups, min_size=min_class_size)
     else:
         score = suspicion_score(p_d, p_o, policy.score)
     temperature: float | None = None
@@ -465,7 +483,7 @@ def classify_frame(
         "flag_counts": flag_counts,
         "red_pct": 100.0 * flag_counts["red"] / n,
         "params": {
-            "estimator": estimator, "class_weight": class_weight, "n_splits": n_splits,
+            "estimator": estimator, "n_trees": n_trees, "class_weight": class_weight, "n_splits": n_splits,
             "n_repeats": n_repeats, "max_train": max_train, "min_class_size": min_class_size,
             "min_area": min_area, "rare": rare, "seed": seed, "class_col": class_col,
             "flag_method": policy.method, "score": policy.score, "red_rate": policy.red_rate,

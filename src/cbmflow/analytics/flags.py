@@ -41,7 +41,7 @@ import numpy as np
 from cbmflow.core.errors import InputError
 
 METHODS: tuple[str, ...] = ("budget", "threshold", "jrc")
-SCORES: tuple[str, ...] = ("margin", "declared", "relative", "relative_declared")
+SCORES: tuple[str, ...] = ("confident", "margin", "declared", "relative", "relative_declared")
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,25 @@ def class_relative(score: np.ndarray, groups: np.ndarray, min_size: int = 1) -> 
         m = g == key
         ref = float(np.median(s[m])) if m.sum() >= min_size else overall
         out[m] = s[m] - ref + 0.5
+    return out
+
+
+def confident_score(p_d: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Confident-learning score ``1 - min(1, p_d / t_d)`` on 0..1, ``t_d`` the mean ``p_d`` of the class's parcels.
+
+    ``t_d`` is confident learning's per-class threshold (the model's average self-confidence on the
+    parcels declaring that class): a class the model confirms only weakly (two grass variants, a
+    catch-all "other") is judged against its own typical confidence, so its correct declarations do
+    not fill the red budget. 0: at least as confident as the class's average parcel; 1: the
+    declared crop has probability 0. Parcels of rare crops form one group (``groups``).
+    """
+    d = np.asarray(p_d, dtype=np.float64)
+    g = np.asarray(groups)
+    out = np.zeros_like(d)
+    for key in np.unique(g):
+        m = g == key
+        t = float(d[m].mean())
+        out[m] = 1.0 - np.minimum(1.0, d[m] / t) if t > 0 else 0.0
     return out
 
 

@@ -8,8 +8,10 @@ e.g. ``VV_p003`` (dB), ``VH_p003`` (dB), ``VHVV_p003`` (dB), ``B08_p003`` (refle
 ``NDVI_p003``; the report plots the VH, VV and VH/VV groups. Missing values may stay NaN (the
 estimators take NaN natively) or be filled; ``<GROUP>_missing`` holds the filled fraction.
 
-:func:`worldcereal_monthly` converts WorldCereal's point extractions (long table, one row per
-sample and month, uint16 encodings) into that table; CLI ``cbmflow features worldcereal IN OUT``.
+:func:`worldcereal_table` converts WorldCereal's point extractions (long table, one row per sample
+and timestamp, or the wide ``OPTICAL-B02-ts0`` layout; uint16 encodings) into that table at the
+file's own time step (months, dekads, ...), never overwriting an observation; an all-empty band is
+dropped with a log line. CLI ``cbmflow features worldcereal IN OUT``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,66 +53,46 @@ def crop_names(classes_json: str | os.PathLike[str] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in tables.get("CROPTYPE0", {}).items()}
 
 
-def worldcereal_monthly(
-    path: str | os.PathLike[str],
-    *,
-    classes_json: str | os.PathLike[str] | None = None,
-    fill: str = "interpolate",
+def _native_periods(ts: pd.Series) -> tuple[np.ndarray, str]:
+    """Period index of each timestamp at the file's own step (month, dekad, or the distinct dates) and its name."""
+    t = pd.to_datetime(ts)
+    days = t.dt.day.to_numpy()
+    if np.all(days == 1):
+        month = (t.dt.year * 12 + t.dt.month).to_numpy()
+        return month - month.min(), "month"
+    if np.isin(days, (1, 11, 21)).all():
+        dekad = (t.dt.year * 36 + (t.dt.month - 1) * 3 + (days - 1) // 10).to_numpy()
+        return dekad - dekad.min(), "dekad"
+    distinct = np.sort(t.unique())
+    return np.searchsorted(distinct, t.to_numpy()), "date"
+
+
+def _finish(
+    samples: np.ndarray, code: np.ndarray, series: dict[str, np.ndarray], *, path: str | os.PathLike[str],
+    classes_json: str | os.PathLike[str] | None, fill: str, start: str, period: str, layout: str,
+    n_observations: int,
 ) -> pd.DataFrame:
-    """A wide table (parcel_id, crop, crop_name, VV/VH/VHVV/S2/NDVI per month) from a WorldCereal extraction."""
-    if fill not in ("interpolate", "none"):
-        raise InputError(f"fill must be 'interpolate' or 'none', got {fill!r}")
-    if not Path(path).exists():
-        raise NotFound(f"file {path} does not exist")
-    long = pd.read_parquet(path)
-    need = ["sample_id", "timestamp", "ewoc_code", "S1-SIGMA0-VV", "S1-SIGMA0-VH"]
-    missing = [c for c in need if c not in long.columns]
-    if missing:
-        raise InputError(f"{path} is not a WorldCereal extraction: columns {missing} missing; "
-                         f"available: {', '.join(map(str, long.columns))}")
-    codes = long.groupby("sample_id")["ewoc_code"].nunique()
-    if (codes > 1).any():
-        raise InputError(f"sample {codes[codes > 1].index[0]!r} has more than one ewoc_code")
-    ts = pd.to_datetime(long["timestamp"])
-    month = (ts.dt.year * 12 + ts.dt.month).to_numpy()
-    long = long.assign(_period=month - month.min())
-    periods = np.arange(int(long["_period"].max()) + 1)
-    samples = np.sort(long["sample_id"].astype(str).unique())
-    row_of = {s: i for i, s in enumerate(samples)}
-    r = np.array([row_of[s] for s in long["sample_id"].astype(str)])
-    c = long["_period"].to_numpy()
-
-    def grid(values: np.ndarray) -> np.ndarray:
-        g = np.full((len(samples), len(periods)), np.nan)
-        g[r, c] = values
-        return g
-
-    series: dict[str, np.ndarray] = {
-        "VV": grid(s1_dn_to_db(long["S1-SIGMA0-VV"].to_numpy())),
-        "VH": grid(s1_dn_to_db(long["S1-SIGMA0-VH"].to_numpy())),
-    }
-    for b in S2_BANDS:
-        col = f"S2-L2A-{b}"
-        if col in long.columns:
-            v = long[col].to_numpy().astype(np.float64)
-            v[(v == NODATA) | (v <= 0)] = np.nan
-            series[b] = grid(v / 10_000.0)
+    """Drop all-empty bands (logged), add NDVI and VH/VV, fill gaps, and build the wide table."""
+    for g in list(series):
+        if np.isnan(series[g]).all():
+            log.warning("WorldCereal %s: band %s has no valid value in any parcel; dropped", path, g)
+            del series[g]
     if "B04" in series and "B08" in series:
-        series["NDVI"] = (series["B08"] - series["B04"]) / (series["B08"] + series["B04"])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            series["NDVI"] = (series["B08"] - series["B04"]) / (series["B08"] + series["B04"])
     missing_frac = {g: float(np.isnan(a).mean()) for g, a in series.items()}
-    cols: dict[str, Any] = {}
+    n_periods = next(iter(series.values())).shape[1] if series else 0
     miss_cols: dict[str, Any] = {}
     for g, a in series.items():
         miss_cols[f"{g}_missing"] = np.isnan(a).mean(axis=1)
         if fill == "interpolate":
-            a = interpolate_rows(a)
-        series[g] = a
-    series["VHVV"] = series["VH"] - series["VV"]
+            series[g] = interpolate_rows(a)
+    if "VH" in series and "VV" in series:
+        series["VHVV"] = series["VH"] - series["VV"]
+    cols: dict[str, Any] = {}
     for g, a in series.items():
-        for j in periods:
+        for j in range(n_periods):
             cols[f"{g}_p{j:03d}"] = a[:, j].astype(np.float32)
-    first = long.drop_duplicates("sample_id").set_index(long.drop_duplicates("sample_id")["sample_id"].astype(str))
-    code = first.loc[samples, "ewoc_code"].astype(str).to_numpy()
     names = crop_names(classes_json)
     out = pd.DataFrame({
         "parcel_id": samples,
@@ -118,12 +101,143 @@ def worldcereal_monthly(
         **cols,
         **miss_cols,
     })
-    out.attrs["source"] = str(path)
-    out.attrs["period_start"] = str(ts.min().date())
-    out.attrs["period"] = "month"
-    log.info("WorldCereal %s: %d parcels, %d months; missing fractions %s", path, len(out), len(periods),
+    out.attrs.update(source=str(path), period_start=start, period=period, layout=layout,
+                     n_observations=int(n_observations))
+    log.info("WorldCereal %s (%s layout): %d parcels, %d %s steps at the file's own step, %d observations kept; "
+             "fill %s; missing fractions %s", path, layout, len(out), n_periods, period, n_observations, fill,
              {k: round(v, 3) for k, v in missing_frac.items()})
     return out
+
+
+def _read_long(long: pd.DataFrame, path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray,
+                                                                           dict[str, np.ndarray], str, str, int]:
+    need = ["sample_id", "timestamp", "ewoc_code", "S1-SIGMA0-VV", "S1-SIGMA0-VH"]
+    missing = [c for c in need if c not in long.columns]
+    if missing:
+        raise InputError(f"{path} is not a WorldCereal extraction: columns {missing} missing; "
+                         f"available: {', '.join(map(str, long.columns))}")
+    codes = long.groupby("sample_id")["ewoc_code"].nunique()
+    if (codes > 1).any():
+        raise InputError(f"sample {codes[codes > 1].index[0]!r} has more than one ewoc_code")
+    period_idx, period = _native_periods(long["timestamp"])
+    samples = np.sort(long["sample_id"].astype(str).unique())
+    row_of = {s: i for i, s in enumerate(samples)}
+    r = np.array([row_of[s] for s in long["sample_id"].astype(str)])
+    c = np.asarray(period_idx, dtype=np.int64)
+    n_periods = int(c.max()) + 1 if len(c) else 0
+    dup = pd.DataFrame({"r": r, "c": c}).duplicated().to_numpy()
+    if dup.any():
+        log.warning("WorldCereal %s: %d rows share a (sample, %s) cell with another row; their valid values are "
+                    "averaged, none is overwritten", path, int(dup.sum()), period)
+
+    def grid(values: np.ndarray) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float64)
+        ok = np.isfinite(v)
+        total = np.zeros((len(samples), n_periods))
+        count = np.zeros((len(samples), n_periods))
+        np.add.at(total, (r[ok], c[ok]), v[ok])
+        np.add.at(count, (r[ok], c[ok]), 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+    series: dict[str, np.ndarray] = {
+        "VV": grid(s1_dn_to_db(long["S1-SIGMA0-VV"].to_numpy())),
+        "VH": grid(s1_dn_to_db(long["S1-SIGMA0-VH"].to_numpy())),
+    }
+    for b in S2_BANDS:
+        col = f"S2-L2A-{b}"
+        if col in long.columns:
+            series[b] = grid(_s2_reflectance(long[col].to_numpy()))
+    first = long.drop_duplicates("sample_id")
+    first = first.set_index(first["sample_id"].astype(str))
+    code = first.loc[samples, "ewoc_code"].astype(str).to_numpy()
+    start = str(pd.to_datetime(long["timestamp"]).min().date())
+    return samples, code, series, period, start, int(len(long))
+
+
+def _s2_reflectance(dn: np.ndarray) -> np.ndarray:
+    """uint16 S2 reflectance x 10^4 to 0..1; 65535 and <= 0 are NaN."""
+    v = np.asarray(dn, dtype=np.float64).copy()
+    v[(v == NODATA) | (v <= 0) | ~np.isfinite(v)] = np.nan
+    return v / 10_000.0
+
+
+_WIDE = re.compile(r"^(OPTICAL|SAR)-([A-Z0-9]+)-ts(\d+)(?:-\d+m)?$")
+
+
+def _read_wide(wide: pd.DataFrame, path: str | os.PathLike[str], label_col: str | None) -> tuple[
+        np.ndarray, np.ndarray, dict[str, np.ndarray], str, str, int]:
+    found: dict[str, dict[int, str]] = {}
+    for col in wide.columns:
+        m = _WIDE.match(str(col))
+        if m:
+            found.setdefault(m.group(2), {})[int(m.group(3))] = str(col)
+    if "VV" not in found or "VH" not in found:
+        raise InputError(f"{path}: no SAR-VV-ts*/SAR-VH-ts* columns of WorldCereal's wide layout; "
+                         f"available: {', '.join(map(str, wide.columns[:30]))} ...")
+    label = label_col or next((c for c in ("ewoc_code", "CROPTYPE_LABEL") if c in wide.columns), None)
+    if label is None or label not in wide.columns:
+        raise InputError(f"{path}: no label column (ewoc_code or CROPTYPE_LABEL); pass label_col")
+    n_periods = max(max(d) for d in found.values()) + 1
+    id_col = "sample_id" if "sample_id" in wide.columns else None
+    samples = (wide[id_col].astype(str).to_numpy() if id_col else wide.index.astype(str).to_numpy())
+    if pd.Series(samples).duplicated().any():
+        raise InputError(f"{path}: duplicate sample ids in the wide layout")
+    series: dict[str, np.ndarray] = {}
+    n_obs = 0
+    for band, steps in found.items():
+        g = np.full((len(wide), n_periods), np.nan)
+        for j, col in steps.items():
+            raw = wide[col].to_numpy()
+            g[:, j] = s1_dn_to_db(raw) if band in ("VV", "VH") else _s2_reflectance(raw)
+        n_obs += int(np.isfinite(g).sum())
+        series[band] = g
+    order = ["VV", "VH"] + [b for b in S2_BANDS if b in series] + [b for b in series if b not in S2_BANDS
+                                                                   and b not in ("VV", "VH")]
+    series = {b: series[b] for b in order}
+    start = str(pd.to_datetime(wide["start_date"]).min().date()) if "start_date" in wide.columns else ""
+    code = wide[label].astype(str).to_numpy()
+    return samples, code, series, "dekad", start, n_obs
+
+
+def worldcereal_table(
+    path: str | os.PathLike[str],
+    *,
+    classes_json: str | os.PathLike[str] | None = None,
+    fill: str = "interpolate",
+    label_col: str | None = None,
+) -> pd.DataFrame:
+    """A wide table (parcel_id, crop, crop_name, VV/VH/VHVV/S2/NDVI per step) from a WorldCereal extraction.
+
+    Long layout (one row per sample and timestamp): each observation goes to its own step at the
+    file's native resolution (months when every timestamp is a month start, dekads when the days
+    are 1/11/21, else the distinct dates); rows sharing a cell are averaged, never overwritten.
+    Wide layout (``OPTICAL-<band>-ts<i>``, ``SAR-VV-ts<i>`` columns): step ``i`` is kept as is.
+    A band without any valid value is dropped with a log line.
+    """
+    if fill not in ("interpolate", "none"):
+        raise InputError(f"fill must be 'interpolate' or 'none', got {fill!r}")
+    if not Path(path).exists():
+        raise NotFound(f"file {path} does not exist")
+    table = pd.read_parquet(path)
+    if "timestamp" in table.columns:
+        samples, code, series, period, start, n_obs = _read_long(table, path)
+        layout = "long"
+    else:
+        samples, code, series, period, start, n_obs = _read_wide(table, path, label_col)
+        layout = "wide"
+    return _finish(samples, code, series, path=path, classes_json=classes_json, fill=fill, start=start,
+                   period=period, layout=layout, n_observations=n_obs)
+
+
+def worldcereal_monthly(
+    path: str | os.PathLike[str],
+    *,
+    classes_json: str | os.PathLike[str] | None = None,
+    fill: str = "interpolate",
+) -> pd.DataFrame:
+    """The former name of :func:`worldcereal_table` (which works at the file's own step, not only monthly)."""
+    return worldcereal_table(path, classes_json=classes_json, fill=fill)
 
 
 def flanders(shared: str | os.PathLike[str] | None = None, *, fill: str = "interpolate") -> pd.DataFrame:
@@ -138,7 +252,7 @@ def flanders(shared: str | os.PathLike[str] | None = None, *, fill: str = "inter
 def _cmd_worldcereal(args: argparse.Namespace) -> int:
     from cbmflow.analytics.season import write_parquet
 
-    df = worldcereal_monthly(args.input, classes_json=args.classes, fill=args.fill)
+    df = worldcereal_table(args.input, classes_json=args.classes, fill=args.fill)
     write_parquet(df, args.out)
     print(f"wide table: {len(df)} parcels, {df.shape[1]} columns, "
           f"{df['crop'].nunique()} crops -> {args.out}")
@@ -149,7 +263,7 @@ def register_cli(subparsers: Any) -> None:
     """Add `features worldcereal` to the cbmflow command."""
     p = subparsers.add_parser("features", help="convert per-parcel features from other systems to a wide table")
     sub = p.add_subparsers(dest="features_command", required=True)
-    w = sub.add_parser("worldcereal", help="WorldCereal monthly point extraction (parquet) -> wide table")
+    w = sub.add_parser("worldcereal", help="WorldCereal point extraction (long or wide parquet, at its own time step) -> wide table")
     w.add_argument("input")
     w.add_argument("out")
     w.add_argument("--classes", default=None, help="wc_croptype_classes.json for crop names")
