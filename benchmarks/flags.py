@@ -8,7 +8,7 @@ Sets (``--sets``, comma-separated): ``corsica`` (REAL, 500 French LPIS 2022 parc
 crops, monthly S1+S2), ``flanders`` (REAL, 100 Flemish LPIS 2021 parcels, 16 crops, monthly),
 ``flemish10`` (REAL, 50 Flemish samples at ten-day steps, WorldCereal's wide layout, 15 classes),
 all read with :func:`cbmflow.analytics.readers.worldcereal_table` from ``../shared/data/timeseries``, and
-``sim`` (the harder SIMULATED crop model, :mod:`cbmflow.simulate_crops`, ten-day periods).
+``sim`` (the harder SIMULATED crop model, :mod:`cbmflow_sim.crops`, ten-day periods).
 
 For every set, swap scheme (``uniform``: the new crop drawn uniformly from the other declared
 crops; ``frequency``: drawn with the declared frequencies) and seed, 5 % of the declarations are
@@ -72,7 +72,7 @@ def load_set(name: str, sim_n: int = 600) -> Any:
     if name == "flemish10":
         return worldcereal_table(os.path.join(base, "wc_flanders_2021_s1s2_10day_50.parquet"))
     if name == "sim":
-        from cbmflow.simulate_crops import simulate_crop_features
+        from cbmflow_sim.crops import simulate_crop_features
 
         return simulate_crop_features(sim_n, seed=5, period_days=10)[0]
     raise SystemExit(f"unknown set {name!r}; choose from {', '.join(SETS)}")
@@ -115,10 +115,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def compare_curves() -> None:
     """Print per-class VH statistics of the real Flanders set and the harder simulator (docs/simulate-crops.md)."""
-    from cbmflow.simulate import jrc_reference
-    from cbmflow.simulate_crops import simulate_crop_features
-
     from cbmflow.analytics.readers import flanders
+    from cbmflow_sim.archive import jrc_reference
+    from cbmflow_sim.crops import simulate_crop_features
 
     def stats(df: Any, name: str, classes: list[str]) -> None:
         vh = sorted(c for c in df.columns if c.startswith("VH_p"))
