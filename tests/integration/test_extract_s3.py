@@ -135,17 +135,19 @@ def test_extract_scenes_end_to_end(conn: psycopg.Connection, clean_db: str, s3_b
     assert hist[pids["P2"]] == [0, 0, 0, 0, 25, 0, 0, 0, 0, 0, 0, 0]
     assert cache.misses == 2  # one index for the 10 m grid, one for the 20 m SCL grid; every other band reused
 
-    # re-run without reprocess: nothing is claimed, nothing changes
+    # re-run without reprocess: the done scenes are left alone; the failed ones are tried again
+    # (a failed scene stays a culprit until it is extracted or waived) and, still broken, fail again
     again = extract.extract_scenes([ok, bad, gone, s2], aoi="t", year=2025, dsn=clean_db)
-    assert again["extracted"] == [] and sorted(again["skipped"]) == sorted([ok, bad, gone, s2])
+    assert again["extracted"] == [] and sorted(again["skipped"]) == sorted([ok, s2])
+    assert set(again["failed"]) == {str(bad), str(gone)}
     total = conn.execute("SELECT count(*) FROM signatures").fetchone()[0]
     assert total == 21
-    # reprocess: replaced, not duplicated; the failed scenes fail again with a second attempt
+    # reprocess: replaced, not duplicated; the failed scenes fail again (third attempt: first run, re-run, this)
     redo = extract.extract_scenes([ok, bad, gone, s2], aoi="t", year=2025, dsn=clean_db, cloud_mask=True,
                                   reprocess=True)
     assert sorted(redo["extracted"]) == sorted([ok, s2]) and redo["rows"] == 21
     assert conn.execute("SELECT count(*) FROM signatures").fetchone()[0] == 21
-    assert conn.execute("SELECT attempts FROM extractions WHERE obsid = %s", (bad,)).fetchone()[0] == 2
+    assert conn.execute("SELECT attempts FROM extractions WHERE obsid = %s", (bad,)).fetchone()[0] == 3
 
 
 def test_plan_units_groups_by_tile_and_batches(conn: psycopg.Connection, clean_db: str, tmp_path) -> None:
