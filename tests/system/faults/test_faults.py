@@ -44,7 +44,7 @@ PARCELS = {
 }
 N_SCENES = 4
 BANDS = ("VV", "VH")
-RESET_TABLES = ("signatures", "scl_histograms", "extractions")
+RESET_TABLES = ("signatures", "scl_histograms", "extraction_waivers", "extractions")  # waivers reference extractions
 
 
 def _build(dsn: str, bucket: str) -> None:
