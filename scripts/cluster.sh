@@ -6,7 +6,7 @@
 #   scripts/cluster.sh status      one line per component
 #   scripts/cluster.sh env         print the cluster's environment (secrets masked)
 #   scripts/cluster.sh start NAME  (re)start one component, e.g. worker-2 (fault tests)
-#   scripts/cluster.sh kill NAME   kill -9 one component's whole process group (fault tests)
+#   scripts/cluster.sh kill NAME   kill -9 one component's whole process tree, task processes too (fault tests)
 #   source scripts/cluster.sh      (with CBMFLOW_CLUSTER_SOURCE=1) only sets the environment
 #
 # This script is the ONE place with the cluster's AIRFLOW__* settings (on top of airflow-env.sh).
@@ -28,6 +28,9 @@
 #   CBMFLOW_TI_HEARTBEAT_TIMEOUT=300  seconds without heartbeat before a killed worker's task is failed
 #                                     and retried (Airflow's [scheduler] task_instance_heartbeat_timeout)
 #   CBMFLOW_EXTRACT_CONCURRENCY   cap on parallel extract tasks (default: WORKERS x worker concurrency)
+#   CBMFLOW_TASK_QUEUED_TIMEOUT=120   seconds a sent task may stay queued before it is sent again
+#                                     (a message lost in a broker restart; does not use a retry)
+#   CBMFLOW_TASK_PUBLISH_MAX_RETRIES=120  scheduler loops a task that cannot be sent is retried
 #   CBMFLOW_CLUSTER_EXTRA_ENV     a file sourced last (tests: hooks, lower timeouts)
 set -euo pipefail
 _croot=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,7 +69,9 @@ cluster_env() {
   export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$CLUSTER_DIR/passwords.json
   export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=True
   export AIRFLOW__CORE__HOSTNAME_CALLABLE=cbmflow_dev.cluster.worker_hostname
-  export AIRFLOW__CORE__PARALLELISM=$((WORKERS * CBMFLOW_WORKER_CONCURRENCY * 2))
+  # No more tasks sent than the workers have slots: a sent task never waits long in the broker, so
+  # "queued for longer than task_queued_timeout" means its message was lost (broker restart).
+  export AIRFLOW__CORE__PARALLELISM=${CBMFLOW_PARALLELISM:-$((WORKERS * CBMFLOW_WORKER_CONCURRENCY))}
   export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$CBMFLOW_API_PORT/execution/
   export AIRFLOW__API__BASE_URL=http://127.0.0.1:$CBMFLOW_API_PORT
   export AIRFLOW__API__PORT=$CBMFLOW_API_PORT
@@ -77,6 +82,19 @@ cluster_env() {
   export AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER=1
   export AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT=${CBMFLOW_VISIBILITY_TIMEOUT:-21600}
   export AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX=$name:
+  # Broker loss (docs/operations.md, "Running on a cluster"). A task whose message the broker lost
+  # (Redis keeps nothing on disk) is queued in Airflow but in no queue: after task_queued_timeout the
+  # scheduler puts it back to scheduled and sends it again, without using up one of the task's
+  # retries, up to num_stuck_in_queued_retries times (each logged as an audit-log event). A task that
+  # cannot be sent (broker down) is retried by the executor for task_publish_max_retries scheduler
+  # loops (each send waits up to operation_timeout while Celery's publish retry policy reconnects)
+  # instead of being failed "externally" at once.
+  export AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=${CBMFLOW_TASK_QUEUED_TIMEOUT:-120}
+  export AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT_CHECK_INTERVAL=${CBMFLOW_TASK_QUEUED_CHECK:-15}
+  export AIRFLOW__SCHEDULER__NUM_STUCK_IN_QUEUED_RETRIES=${CBMFLOW_STUCK_QUEUED_RETRIES:-10}
+  export AIRFLOW__CELERY__OPERATION_TIMEOUT=${CBMFLOW_CELERY_OPERATION_TIMEOUT:-2}
+  export AIRFLOW__CELERY__TASK_PUBLISH_MAX_RETRIES=${CBMFLOW_TASK_PUBLISH_MAX_RETRIES:-120}
+  export AIRFLOW__CELERY__EXTRA_CELERY_CONFIG='{"task_publish_retry_policy": {"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}, "broker_connection_max_retries": null}'
   export AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=${CBMFLOW_TI_HEARTBEAT_TIMEOUT:-300}
   export AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL=${CBMFLOW_TI_HEARTBEAT_CHECK:-10}
   export AIRFLOW__LOGGING__BASE_LOG_FOLDER=$CLUSTER_DIR/logs/tasks
@@ -167,9 +185,28 @@ stop_one() {  # stop NAME's whole process group: TERM, up to 15 s, then KILL
   rm -f "$f"
 }
 
-kill_one() {  # kill -9 NAME's whole process group (a machine lost, for fault tests)
-  local f; f=$(pidfile "$1")
-  [ -s "$f" ] && kill -KILL -- "-$(cat "$f")" 2>/dev/null || true
+tree_of() {  # PID and every descendant (task supervisors and task processes may leave the group)
+  local todo=$1 out="" p kids
+  while [ -n "$todo" ]; do
+    set -- $todo; p=$1; shift; todo="$*"
+    out="$out $p"
+    kids=$(ps -o pid= --ppid "$p" 2>/dev/null | tr -s ' \n' ' ' || true)
+    if [ -n "${kids// /}" ]; then todo="$todo $kids"; fi
+  done
+  echo "$out"
+}
+
+kill_one() {  # kill -9 NAME's whole process tree at once (a machine lost, for fault tests)
+  local f pid victims; f=$(pidfile "$1")
+  if [ -s "$f" ]; then
+    pid=$(cat "$f")
+    victims=$(tree_of "$pid")
+    kill -STOP -- "-$pid" 2>/dev/null || true  # freeze first: nothing forks or reports while we look
+    victims="$victims $(tree_of "$pid")"
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    # shellcheck disable=SC2086
+    kill -KILL $victims 2>/dev/null || true
+  fi
   rm -f "$f"
 }
 

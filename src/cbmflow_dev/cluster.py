@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,8 +86,31 @@ class Cluster:
         except (ProcessingError, TransientError) as exc:
             out["api-server"] = str(exc)
         for i in range(1, self.workers + 1):
-            out[f"worker-{i}"] = "healthy" if self.worker_ready(f"worker-{i}") else "starting"
+            name = f"worker-{i}"
+            if not self.component_alive(name):
+                out[name] = "stopped"
+            else:
+                out[name] = "healthy" if self.worker_ready(name) else "starting"
         return out
+
+    def component_alive(self, name: str) -> bool:
+        """Whether component ``name``'s process (its PID file's process group leader) still runs."""
+        f = self.folder / f"{name}.pid"
+        try:
+            pid = int(f.read_text().strip())
+        except (OSError, ValueError):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        try:  # a zombie (killed, not yet reaped) is not running
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        return state != "Z"
 
     def healthy(self) -> bool:
         """Whether every component reports healthy."""
@@ -113,6 +137,31 @@ class Cluster:
             body["dag_run_id"] = run_id
         out = self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns", body)
         return str(out["dag_run_id"])
+
+    def clear_run(self, dag_id: str, run_id: str, *, only_failed: bool = False) -> None:
+        """Clear a DAG run (the UI's "Clear" button): its tasks run again, the run is re-queued."""
+        self._request("POST", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/clear",
+                      {"dry_run": False, "only_failed": only_failed})
+
+    def backfill(self, dag_id: str, from_date: str, to_date: str, conf: dict[str, Any] | None = None,
+                 reprocess_behavior: str = "failed") -> int:
+        """Create a backfill (``airflow backfill create``) over [from_date, to_date]; returns its id."""
+        out = self._request("POST", "/api/v2/backfills", {
+            "dag_id": dag_id, "from_date": from_date, "to_date": to_date, "run_backwards": False,
+            "dag_run_conf": conf or {}, "reprocess_behavior": reprocess_behavior, "max_active_runs": 1})
+        return int(out["id"])
+
+    def backfill_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        """The DAG's backfill runs (run id, logical date, state), oldest first."""
+        out = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?run_type=backfill&order_by=logical_date&limit=100")
+        return list(out["dag_runs"])
+
+    def event_logs(self, dag_id: str, event: str | None = None) -> list[dict[str, Any]]:
+        """Audit-log entries of a DAG (what the UI's audit log shows), optionally of one event."""
+        q = f"/api/v2/eventLogs?dag_id={dag_id}&limit=500"
+        if event:
+            q += f"&event={urllib.parse.quote(event)}"
+        return list(self._request("GET", q)["event_logs"])
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         """A DAG run's state."""

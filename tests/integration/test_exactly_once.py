@@ -89,6 +89,29 @@ def checksum(conn: psycopg.Connection, aoi: str | None = None) -> dict[int, tupl
     return out
 
 
+def assert_exact(conn: psycopg.Connection, aoi: str, day_of: dict[int, int]) -> None:
+    """Every row of ``aoi`` equals the statistics computed by hand from the scene's formula.
+
+    A scene of day ``d`` has VV = (40 r + c + d) / 1000 and VH = 2 VV; a parcel is a pixel box, so
+    its count is the box's pixel count and its mean, min and max follow from the box's corners.
+    """
+    boxes = {"P1": (0, 9, 0, 9), "P2": (0, 9, 20, 29), "P3": (20, 29, 0, 9), "B1": (0, 9, 0, 9),
+             "B2": (30, 39, 30, 39)}
+    rows = conn.execute(
+        "SELECT p.parcel_id, s.obsid, s.band, s.count, s.mean, s.min, s.max FROM signatures s "
+        "JOIN parcels p ON p.pid = s.pid WHERE p.aoi = %s", (aoi,)).fetchall()
+    conn.commit()
+    assert len(rows) == len(AOIS[aoi]) * len(day_of) * 2, rows
+    for parcel, obsid, band, count, mean, mn, mx in rows:
+        r0, r1, c0, c1 = boxes[parcel]
+        k = 1.0 if band == 1 else 2.0
+        vv = (40 * R[r0:r1 + 1, c0:c1 + 1] + C[r0:r1 + 1, c0:c1 + 1] + day_of[obsid]) / 1000
+        want = (k * vv).astype(np.float32).astype(np.float64)
+        assert count == want.size, (parcel, obsid, band, count)
+        assert mean == pytest.approx(want.mean(), rel=1e-5), (parcel, obsid, band)
+        assert (mn, mx) == (pytest.approx(want.min(), rel=1e-6), pytest.approx(want.max(), rel=1e-6))
+
+
 def duplicates(conn: psycopg.Connection) -> int:
     n = conn.execute("SELECT count(*) - count(DISTINCT (pid, obsid, band)) FROM signatures").fetchone()[0]
     conn.commit()
@@ -167,7 +190,8 @@ def test_kill_9_during_copy_leaves_no_partial_rows_and_no_stale_claim(conn, clea
     out = extract.extract_all(aoi="a", year=2025, card_type="bs", dsn=clean_db)  # the next attempt
     assert sorted(out["extracted"]) == obsids and out["skipped"] == [] and out["failed"] == {}
     clean = checksum(conn)
-    assert clean == {1: (9, clean[1][1]), 2: (9, clean[2][1])} and duplicates(conn) == 0
+    assert {b: n for b, (n, _) in clean.items()} == {1: 9, 2: 9} and duplicates(conn) == 0
+    assert_exact(conn, "a", {ids[f"SIM_S1_k{i}"]: i + 1 for i in range(3)})  # a clean run, checked by hand
 
     # 2. a reprocess killed mid-COPY: the old rows stay whole (the delete rolled back with the COPY)
     _kill_during_copy(clean_db, [*args, "--reprocess"])
@@ -305,14 +329,17 @@ def test_concurrent_partition_creation_does_not_deadlock(clean_db) -> None:  # t
                       "FROM generate_series(1, 150000) g", (y, y))
     barrier = threading.Barrier(len(years))
     errors: list[BaseException] = []
+    spans: dict[int, tuple[float, float]] = {}
 
     def create(year: int) -> None:
         try:
             with psycopg.connect(clean_db) as c:
                 c.execute("SET deadlock_timeout = '200ms'")
                 barrier.wait()
+                t0 = time.monotonic()
                 with c.transaction():
                     db.ensure_year_partition(c, year)
+                spans[year] = (t0, time.monotonic())
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -322,6 +349,8 @@ def test_concurrent_partition_creation_does_not_deadlock(clean_db) -> None:  # t
     for t in threads:
         t.join(timeout=120)
     assert errors == []
+    (a0, a1), (b0, b1) = spans[years[0]], spans[years[1]]
+    assert a0 < b1 and b0 < a1, spans  # the two creations really ran at the same time
     with psycopg.connect(clean_db) as c:
         for y in years:
             assert c.execute(f"SELECT count(*) FROM signatures_{y}").fetchone()[0] == 150000
@@ -329,13 +358,32 @@ def test_concurrent_partition_creation_does_not_deadlock(clean_db) -> None:  # t
         c.execute("DELETE FROM signatures WHERE obsid > 900000")
 
 
-def test_two_concurrent_runs_write_every_row_once(conn, clean_db, s3_bucket) -> None:  # type: ignore[no-untyped-def]
+def test_two_concurrent_runs_write_every_row_once(conn, clean_db, s3_bucket, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from cbmflow.core import faults
+
     add_aoi(conn, "a")
     ids = catalogue.upsert(conn, [s1_scene(f"{s3_bucket}/cc", f"SIM_S1_c{i}", i + 1) for i in range(6)])
     conn.commit()
+    # slow COPYs (4 rows, then 0.15 s) so the two writers' transactions overlap on the server
+    monkeypatch.setattr(faults, "ARMED", True)
+    monkeypatch.setattr(faults, "COPY_PAUSE_S", 0.15)
     results: list[dict] = []
     errors: list[BaseException] = []
     barrier = threading.Barrier(2)
+    dbname = psycopg.conninfo.conninfo_to_dict(clean_db)["dbname"]
+    most_at_once = [0, 0]  # COPYs at the same moment, backends waiting for the other's claim
+    done = threading.Event()
+
+    def watch() -> None:
+        with psycopg.connect(clean_db, autocommit=True) as mon:
+            while not done.is_set():
+                copies, waiting = mon.execute(
+                    "SELECT (SELECT count(*) FROM pg_stat_progress_copy WHERE datname = %s), "
+                    "(SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock')",
+                    (dbname, dbname)).fetchone()
+                most_at_once[0] = max(most_at_once[0], int(copies))
+                most_at_once[1] = max(most_at_once[1], int(waiting))
+                time.sleep(0.01)
 
     def one(reprocess: bool) -> None:
         try:
@@ -344,12 +392,19 @@ def test_two_concurrent_runs_write_every_row_once(conn, clean_db, s3_bucket) -> 
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     threads = [threading.Thread(target=one, args=(r,)) for r in (False, True)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=300)
+    done.set()
+    watcher.join(timeout=10)
     assert errors == [] and len(results) == 2
+    # the runs overlapped: two COPYs at once, or one waited for a scene the other held
+    assert most_at_once[0] >= 2 or most_at_once[1] >= 1, most_at_once
+    monkeypatch.setattr(faults, "ARMED", False)
     assert all(r["failed"] == {} for r in results)
     assert set(results[0]["extracted"]) | set(results[1]["extracted"]) == set(ids.values())
     assert set(statuses(conn, "a").values()) == {"extracted"}
@@ -361,6 +416,7 @@ def test_two_concurrent_runs_write_every_row_once(conn, clean_db, s3_bucket) -> 
     conn.commit()
     extract.extract_all(aoi="a", year=2025, card_type="bs", dsn=clean_db)
     assert checksum(conn) == both
+    assert_exact(conn, "a", {ids[f"SIM_S1_c{i}"]: i + 1 for i in range(6)})
 
 
 def test_card_claim_of_a_killed_worker_is_released_at_once(conn, clean_db) -> None:  # type: ignore[no-untyped-def]

@@ -162,8 +162,12 @@ def ensure_year_partition(conn: psycopg.Connection, year: int) -> None:
     if exists and exists[0] is not None:
         return
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
-    exists = conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
-    if exists and exists[0] is not None:
+    # Look again with a fresh snapshot of pg_class: to_regclass reads the catalog cache, which an
+    # advisory lock does not refresh, so it can miss a partition another writer has just committed.
+    exists = conn.execute("SELECT 1 FROM pg_class WHERE oid = ANY(SELECT c.oid FROM pg_class c JOIN pg_namespace n "
+                          "ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname = current_schema())",
+                          (name,)).fetchone()
+    if exists is not None:
         return
     ident = sql.Identifier(name)
     conn.execute(sql.SQL("CREATE TABLE {} (LIKE signatures INCLUDING DEFAULTS)").format(ident))

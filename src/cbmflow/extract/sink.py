@@ -97,6 +97,7 @@ def copy_signatures(conn: Any, payload: bytes) -> None:
             step = COPY_CHUNK if not testhooks.COPY_PAUSE_S else RECORD_DTYPE.itemsize * 4
             for k, i in enumerate(range(0, len(payload), step)):
                 cp.write(payload[i: i + step])
+                conn.pgconn.flush()  # the chunk is on the server before the hook pauses or sleeps
                 testhooks.copy_chunk(k)
         cp.write(COPY_TRAILER)
 

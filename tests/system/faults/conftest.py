@@ -2,10 +2,12 @@
 
 ``scripts/cluster.sh up`` (the very script behind ``make cluster``) runs Airflow's api-server,
 scheduler, dag-processor, triggerer and two Celery workers on free ports, with a private metadata
-database, a private results database, its own Redis key prefix and a moto S3 server behind a TCP
+database, a private results database, a private Redis broker and a moto S3 server behind a TCP
 proxy the tests can stop (an S3 outage: connection refused). Everything is stopped at the end, even
-on failure. Test settings: the task heartbeat timeout is 12 s (default 300 s) so a killed worker's
-task is retried quickly, and the first retry waits 3 s.
+on failure. The broker is a private ``redis-server`` (no persistence, like the machine's own), so a
+test can kill and restart it without touching anything else. Test settings: the task heartbeat
+timeout is 12 s (default 300 s) so a killed worker's task is retried quickly, the first retry waits
+3 s, and a task whose broker message was lost is sent again after 20 s queued (default 120 s).
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 PG = "postgresql://postgres@127.0.0.1:5432"
-REDIS_DB = 9
 HEARTBEAT_TIMEOUT_S = 12
 RETRY_DELAY_S = 3
+QUEUED_TIMEOUT_S = 20
 
 
 def free_port() -> int:
@@ -122,6 +124,7 @@ class LocalCluster:
     env: dict[str, str]
     bucket: str
     s3_direct: str
+    broker: Any = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @contextmanager
@@ -190,13 +193,49 @@ def _descendants(pid: int) -> set[int]:
     return out
 
 
-def _clean_redis(prefix: str) -> None:
-    import redis
+class RedisBroker:
+    """A private redis-server on a fixed loopback port: ``kill()`` is a lost broker (kill -9, every
+    message gone, as Redis without persistence loses them), ``start()`` brings an empty one back."""
 
-    r = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
-    keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        r.delete(*keys)
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The broker URL the cluster uses."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 30) -> None:
+        """Start redis-server (no RDB, no AOF) and wait until it answers."""
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        """kill -9 the broker."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def queue_length(self, queue: str = "default") -> int:
+        """Messages waiting in a Celery queue (a Redis list)."""
+        import redis
+
+        return int(redis.Redis(host="127.0.0.1", port=self.port).llen(queue))
 
 
 class _Session:
@@ -226,6 +265,8 @@ class _Session:
         self.s3_direct = f"http://127.0.0.1:{moto_port}"
         self.proxy = TcpProxy(moto_port)
         self.proxy.start()
+        self.broker = RedisBroker(self.folder)
+        self.broker.start()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CBMFLOW_", "AWS_"))}
         self.env.update(
             PYTHONDONTWRITEBYTECODE="1",
@@ -235,7 +276,9 @@ class _Session:
             CBMFLOW_API_PORT=str(free_port()),
             CBMFLOW_CLUSTER_META_DB=self.meta_db,
             CBMFLOW_DSN=self.results_dsn,
-            CBMFLOW_REDIS_URL=f"redis://127.0.0.1:6379/{REDIS_DB}",
+            CBMFLOW_REDIS_URL=self.broker.url,
+            CBMFLOW_TASK_QUEUED_TIMEOUT=str(QUEUED_TIMEOUT_S),
+            CBMFLOW_TASK_QUEUED_CHECK="3",
             CBMFLOW_CLUSTER_NAME=self.prefix.rstrip(":"),
             CBMFLOW_S3_ENDPOINT=f"http://127.0.0.1:{self.proxy.port}",
             AWS_ACCESS_KEY_ID="testing",
@@ -295,7 +338,7 @@ class _Session:
             os.killpg(self.moto.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        _clean_redis(self.prefix)
+        self.broker.kill()
         if self.timings:  # measured start-up and recovery times, for docs/operations.md
             out = ROOT / "var" / "cluster-test-timings.json"
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -348,6 +391,6 @@ def cluster() -> Iterator[LocalCluster]:
     s.wait_up()
     client = Cluster(f"http://127.0.0.1:{s.env['CBMFLOW_API_PORT']}", s.folder, workers=2)
     lc = LocalCluster(client=client, dsn=s.results_dsn, proxy=s.proxy, hooks=s.hooks, folder=s.folder,
-                      env=s.env, bucket=s.bucket, s3_direct=s.s3_direct, timings=s.timings)
+                      env=s.env, bucket=s.bucket, s3_direct=s.s3_direct, broker=s.broker, timings=s.timings)
     client.wait_dag("extract_signatures")
     yield lc

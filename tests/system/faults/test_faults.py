@@ -47,19 +47,27 @@ BANDS = ("VV", "VH")
 RESET_TABLES = ("signatures", "scl_histograms", "extraction_waivers", "extractions")  # waivers reference extractions
 
 
+def scene_name(i: int) -> str:
+    """Product id of simulated scene ``i`` (sensed 2025-06-0<i+1> 05:00 UTC)."""
+    return f"SIM_S1A_CARD_BS_2025060{i + 1}_FAULTS"
+
+
+def write_band(bucket: str, i: int, band: str) -> str:
+    """Write (or repair) scene ``i``'s COG of ``band``; returns its URI."""
+    b = BANDS.index(band)
+    uri = f"s3://{bucket}/card/{scene_name(i)}_{band}.tif"
+    data = ((b + 1) * (40 * R + C) + 7 * i) / 1000 + 0.01
+    cog.write_cog(uri, data.astype(np.float32), crs=CRS, transform=Affine(10, 0, X0, 0, -10, Y0),
+                  nodata=float("nan"), tags={"CBMFLOW_SIMULATED": "true"})
+    return uri
+
+
 def _build(dsn: str, bucket: str) -> None:
     """Parcels of both AOIs and the simulated scenes, written once per session."""
-    t10 = Affine(10, 0, X0, 0, -10, Y0)
     scenes = []
     for i in range(N_SCENES):
-        name = f"SIM_S1A_CARD_BS_2025060{i + 1}_FAULTS"
-        assets = {}
-        for b, band in enumerate(BANDS):
-            uri = f"s3://{bucket}/card/{name}_{band}.tif"
-            data = ((b + 1) * (40 * R + C) + 7 * i) / 1000 + 0.01
-            cog.write_cog(uri, data.astype(np.float32), crs=CRS, transform=t10, nodata=float("nan"),
-                          tags={"CBMFLOW_SIMULATED": "true"})
-            assets[band] = uri
+        name = scene_name(i)
+        assets = {band: write_band(bucket, i, band) for band in BANDS}
         scenes.append(Scene(product_id=name, mission="S1A", product_type="CARD-BS", card_type="bs",
                             sensing_time=datetime(YEAR, 6, i + 1, 5, tzinfo=UTC), tile="E25N250",
                             orbit_direction="ascending", assets=assets, simulated=True, status="ready"))
@@ -211,14 +219,27 @@ def test_kill_worker_during_copy(reference: dict, fresh: LocalCluster) -> None:
     lc = fresh
     flag = pause(lc, "copy")  # inside the binary COPY: the first rows are on the wire
     run = trigger(lc, aoi="fa")
-    worker = lc.worker_of(wait_markers(lc, "copy")[0])
-    lc.kill_worker(worker)
-    killed_at, killed_wall = time.monotonic(), datetime.now(UTC)
-    # the dead writer's transaction is gone with its connection: never a partial scene in the table
-    time.sleep(1)
-    with psycopg.connect(lc.dsn) as conn:
-        per_scene = conn.execute("SELECT obsid, count(*) FROM signatures GROUP BY obsid").fetchall()
-    assert all(n == len(PARCELS["fa"]) * len(BANDS) for _, n in per_scene), per_scene
+    victim_pid = wait_markers(lc, "copy")[0]
+    worker = lc.worker_of(victim_pid)
+    dbname = psycopg.conninfo.conninfo_to_dict(lc.dsn)["dbname"]
+    with psycopg.connect(lc.dsn, autocommit=True) as mon:
+        def copying() -> dict[int, int]:  # backend pid -> rows the server has received in its COPY
+            return dict(mon.execute("SELECT pid, tuples_processed FROM pg_stat_progress_copy WHERE datname = %s",
+                                    (dbname,)).fetchall())
+
+        deadline = time.monotonic() + 30
+        while not any(n > 0 for n in copying().values()):  # the paused writers' first rows are on the server
+            assert time.monotonic() < deadline, copying()
+            time.sleep(0.2)
+        before = copying()
+        lc.kill_worker(worker)
+        killed_at, killed_wall = time.monotonic(), datetime.now(UTC)
+        # the dead writer's connection closes, the server rolls its COPY back: never a partial scene
+        while len(copying()) >= len(before):
+            assert time.monotonic() < killed_at + 30, (before, copying())
+            time.sleep(0.1)
+        per_scene = mon.execute("SELECT obsid, count(*) FROM signatures GROUP BY obsid").fetchall()
+    assert sum(before.values()) > 0 and per_scene == [], (before, per_scene)  # rows were sent, none is visible
     flag.unlink()
     lc.restart_worker(worker)
     state = lc.client.wait_run(DAG, run, timeout=400)
@@ -276,6 +297,8 @@ def test_database_connections_dropped(reference: dict, fresh: LocalCluster) -> N
     assert killed.get(meta_db, 0) >= 1, killed
     flag.unlink()
     assert lc.client.wait_run(DAG, run, timeout=400) == "success", lc.client.task_states(DAG, run)
+    tries = _tries(lc, run)
+    assert max(n for k, n in tries.items() if k.startswith("extract")) >= 2, tries  # the dropped writer retried
     assert fingerprint(lc.dsn, "fa") == reference["fa"]
     assert_consistent(lc.dsn)
 
@@ -325,3 +348,157 @@ def test_two_aois_sharing_scenes(reference: dict, fresh: LocalCluster) -> None:
 def test_unknown_aoi_fails_the_run(fresh: LocalCluster) -> None:
     run = trigger(fresh, aoi="no_such_aoi")
     assert fresh.client.wait_run(DAG, run, timeout=200) == "failed", fresh.client.task_states(DAG, run)
+
+
+# --- red runs stay red: Clear, backfill and broker loss (issue 18) -------------------------------
+
+def break_scene(lc: LocalCluster, i: int, band: str = "VV") -> None:
+    """Overwrite scene ``i``'s COG of ``band`` with bytes that are no GeoTIFF (a truncated upload)."""
+    from cbmflow.core import storage
+
+    with lc.s3():
+        storage.s3_client().put_object(Bucket=lc.bucket, Key=f"card/{scene_name(i)}_{band}.tif",
+                                       Body=b"II*\x00truncated upload")
+
+
+def repair_scene(lc: LocalCluster, i: int, band: str = "VV") -> None:
+    """Write scene ``i``'s good COG again."""
+    with lc.s3():
+        write_band(lc.bucket, i, band)
+
+
+def ledger(dsn: str, aoi: str) -> dict[str, tuple[str, int]]:
+    """product id -> (status, attempts) of an AOI's (scene, AOI) extractions."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT c.product_id, e.status, e.attempts FROM extractions e "
+                            "JOIN catalogue c ON c.id = e.obsid WHERE e.aoi = %s", (aoi,)).fetchall()
+    return {r[0]: (str(r[1]), int(r[2])) for r in rows}
+
+
+def clear_and_wait(lc: LocalCluster, run: str, timeout: float = 400) -> str:
+    """Clear a finished run (the UI's Clear), wait until it ran again; its final state."""
+    lc.client.clear_run(DAG, run)
+    deadline = time.monotonic() + 60
+    while lc.client.run_state(DAG, run) in ("success", "failed"):  # cleared: queued, then running
+        assert time.monotonic() < deadline, "the cleared run never started again"
+        time.sleep(0.5)
+    return lc.client.wait_run(DAG, run, timeout=timeout)
+
+
+def test_clear_of_a_red_run_stays_red_until_the_file_is_repaired(reference: dict, fresh: LocalCluster) -> None:
+    lc = fresh
+    break_scene(lc, 1)
+    try:
+        run = trigger(lc, aoi="fa")
+        assert lc.client.wait_run(DAG, run, timeout=400) == "failed", lc.client.task_states(DAG, run)
+        first = ledger(lc.dsn, "fa")
+        assert first[scene_name(1)][0] == "failed", first
+        assert sorted(v[0] for k, v in first.items() if k != scene_name(1)) == ["extracted"] * 3
+        # Clear with the file still broken: the failed scene is tried again and the run is red again
+        assert clear_and_wait(lc, run) == "failed", lc.client.task_states(DAG, run)
+        again = ledger(lc.dsn, "fa")
+        assert again[scene_name(1)][0] == "failed"
+        assert again[scene_name(1)][1] > first[scene_name(1)][1], (first, again)  # really re-tried
+        assert {k: v for k, v in again.items() if k != scene_name(1)} == \
+            {k: v for k, v in first.items() if k != scene_name(1)}  # the good scenes were not redone
+    finally:
+        repair_scene(lc, 1)
+    # repaired: Clear makes the same run green, with the rows of a clean run
+    assert clear_and_wait(lc, run) == "success", lc.client.task_states(DAG, run)
+    assert ledger(lc.dsn, "fa")[scene_name(1)][0] == "extracted"
+    assert fingerprint(lc.dsn, "fa") == reference["fa"]
+    assert_consistent(lc.dsn)
+
+
+def test_backfill_redoes_exactly_the_failed_scenes_of_its_range(reference: dict, fresh: LocalCluster) -> None:
+    lc = fresh
+    broken = (1, 3)  # sensed 2025-06-02 and 2025-06-04
+    for i in broken:
+        break_scene(lc, i)
+    try:
+        run = trigger(lc, aoi="fa")
+        assert lc.client.wait_run(DAG, run, timeout=400) == "failed"
+    finally:
+        for i in broken:
+            repair_scene(lc, i)
+    before = ledger(lc.dsn, "fa")
+    assert {k for k, v in before.items() if v[0] == "failed"} == {scene_name(i) for i in broken}
+    # the daily runs at 06:00 of 2025-06-02 and -03 cover the scenes sensed 06-01 06:00 .. 06-03 06:00:
+    # of the failed ones only scene 1 (06-02 05:00); scene 3 (06-04) is outside the range
+    lc.client.backfill(DAG, "2025-06-02T00:00:00Z", "2025-06-03T12:00:00Z",
+                       conf={"aoi": "fa", "card_type": "bs", "batch_size": 2}, reprocess_behavior="failed")
+    deadline = time.monotonic() + 600
+    while True:
+        runs = lc.client.backfill_runs(DAG)
+        if len(runs) == 2 and all(r["state"] in ("success", "failed") for r in runs):
+            break
+        assert time.monotonic() < deadline, runs
+        time.sleep(2)
+    assert [r["state"] for r in runs] == ["success", "success"], runs
+    after = ledger(lc.dsn, "fa")
+    redone = {k for k in after if after[k][1] != before[k][1]}
+    assert redone == {scene_name(1)}, (before, after)  # exactly the failed scene of the range
+    assert after[scene_name(1)][0] == "extracted" and after[scene_name(3)][0] == "failed"
+    # a plain run then redoes the failed scene outside the range (nothing else) and is green
+    run = trigger(lc, aoi="fa")
+    assert lc.client.wait_run(DAG, run, timeout=400) == "success", lc.client.task_states(DAG, run)
+    final = ledger(lc.dsn, "fa")
+    assert {k for k in final if final[k][1] != after[k][1]} == {scene_name(3)}
+    assert fingerprint(lc.dsn, "fa") == reference["fa"]
+    assert_consistent(lc.dsn)
+
+
+def _all_first_try(lc: LocalCluster, run: str) -> dict[str, int]:
+    tries = _tries(lc, run)
+    assert all(n == 1 for n in tries.values()), tries  # the outage used up no retry
+    return tries
+
+
+def test_broker_lost_with_a_message_in_its_queue(reference: dict, fresh: LocalCluster) -> None:
+    """Redis restarted (every message gone) while a task waits in its queue: sent again, no retry used."""
+    lc = fresh
+    workers = ("worker-1", "worker-2")
+    for w in workers:  # nobody consumes: the first task's message waits in the broker
+        lc.script("stop", w)
+    queue = lc.env["CBMFLOW_CLUSTER_NAME"] + ":default"
+    try:
+        run = trigger(lc, aoi="fa")
+        deadline = time.monotonic() + 120
+        while lc.broker.queue_length(queue) < 1:
+            assert time.monotonic() < deadline, lc.client.task_states(DAG, run)
+            time.sleep(0.5)
+        assert lc.client.task_states(DAG, run).get("plan[-1]") == "queued"
+        lc.broker.kill()  # the message is lost with the broker
+        t_lost = time.monotonic()
+        lc.broker.start()
+        assert lc.broker.queue_length(queue) == 0
+    finally:
+        for w in workers:
+            lc.restart_worker(w)
+    assert lc.client.wait_run(DAG, run, timeout=400) == "success", lc.client.task_states(DAG, run)
+    lc.timings["broker_lost_message_run_end_s"] = time.monotonic() - t_lost
+    _all_first_try(lc, run)
+    # the UI's audit log says what happened
+    events = lc.client.event_logs(DAG, "stuck in queued reschedule")
+    assert any(e.get("run_id") == run and e.get("task_id") == "plan" for e in events), events
+    assert fingerprint(lc.dsn, "fa") == reference["fa"]
+    assert_consistent(lc.dsn)
+
+
+def test_broker_down_for_a_minute_mid_run(reference: dict, fresh: LocalCluster) -> None:
+    """Redis killed while extract tasks run and restarted 60 s later: the run ends green, no retry used."""
+    lc = fresh
+    flag = pause(lc, "read")
+    run = trigger(lc, aoi="fa", batch_size=1)  # 4 units: some wait to be sent while the broker is down
+    wait_markers(lc, "read")
+    lc.broker.kill()
+    t_down = time.monotonic()
+    flag.unlink()  # the running tasks finish without the broker; the rest cannot be sent
+    time.sleep(60)
+    lc.broker.start()
+    lc.timings["broker_down_s"] = time.monotonic() - t_down
+    assert lc.client.wait_run(DAG, run, timeout=600) == "success", lc.client.task_states(DAG, run)
+    lc.timings["broker_down_run_end_after_restart_s"] = time.monotonic() - t_down - 60
+    _all_first_try(lc, run)
+    assert fingerprint(lc.dsn, "fa") == reference["fa"]
+    assert_consistent(lc.dsn)
