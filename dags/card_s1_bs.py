@@ -59,7 +59,7 @@ def card_s1_bs() -> None:
           max_retry_delay=timedelta(hours=1), max_active_tis_per_dagrun=4, map_index_template=MAP_LABEL)
     def process(scene_id: int, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
         from cbmflow.airflow_adapter import label_map_index, run, task_params
-        from cbmflow.card import jobs as card
+        from cbmflow.card import engines as card
 
         p = task_params(params)
         label_map_index(card.scene_label(scene_id))

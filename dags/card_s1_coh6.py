@@ -57,7 +57,7 @@ def card_s1_coh6() -> None:
           max_retry_delay=timedelta(hours=2), max_active_tis_per_dagrun=2, map_index_template=MAP_LABEL)
     def process(pair: dict, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
         from cbmflow.airflow_adapter import label_map_index, run, task_params
-        from cbmflow.card import jobs as card
+        from cbmflow.card import engines as card
 
         p = task_params(params)
         label_map_index(card.scene_label(pair["secondary_id"]) + " x " + card.scene_label(pair["reference_id"]))

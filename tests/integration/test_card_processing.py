@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from card_inputs import AUSTRIA, C60, IRELAND, N60, R60, s2_l2a_inputs
+from cbmflow.card import engines
 from cbmflow.card import jobs as card
+from cbmflow.card import keys as card_keys
 from cbmflow.catalogue import store as catalogue
 from cbmflow.catalogue.store import Scene
 from cbmflow.core import storage
@@ -49,7 +51,7 @@ def test_s2_l2a_ingested_harmonised_and_ready(conn, clean_db, s3_bucket, shared_
     sid = _scene(conn, product_id=pid, mission="S2A", product_type="L2A", card_type="s2",
                  sensing_time=datetime(2022, 10, 5, 11, 54, 11, tzinfo=UTC), tile="29UNU", footprint_wkt=IRELAND,
                  source_assets=s2_l2a_inputs(shared_data, s3_bucket, tmp_path))
-    out = card.process_s2_scene(sid, card_root=f"{s3_bucket}/card", dsn=clean_db)
+    out = engines.process_s2_scene(sid, card_root=f"{s3_bucket}/card", dsn=clean_db)
     prefix = f"{s3_bucket}/card/s2/2022/10/05/{pid}"
     assert out == {"B04": f"{prefix}_B04.tif", "SCL": f"{prefix}_SCL.tif"}
     scene = _status(clean_db, sid)
@@ -82,7 +84,7 @@ def test_ready_scene_is_not_claimed_again(conn, clean_db, s3_bucket) -> None:  #
     before = conn.execute("SELECT updated_at, attempts FROM catalogue WHERE id = %s", (sid,)).fetchone()
     conn.commit()
     with pytest.raises(NothingToDo, match="is ready; only discovered/failed"):
-        card.process_s2_scene(sid, card_root=s3_bucket, dsn=clean_db)
+        engines.process_s2_scene(sid, card_root=s3_bucket, dsn=clean_db)
     after = conn.execute("SELECT updated_at, attempts FROM catalogue WHERE id = %s", (sid,)).fetchone()
     assert after == before
 
@@ -102,7 +104,7 @@ def test_snap_engine_without_snap_marks_failed_with_install_message(conn, clean_
                  card_type="bs", sensing_time=datetime(2024, 6, 1, 16, 50, tzinfo=UTC), footprint_wkt=AUSTRIA,
                  source_assets={"safe": "/nonexistent/S1A.SAFE"})
     with pytest.raises(ToolMissing):
-        card.process_bs_scene(sid, card_root=s3_bucket, engine="snap", dsn=clean_db)
+        engines.process_bs_scene(sid, card_root=s3_bucket, engine="snap", dsn=clean_db)
     scene = _status(clean_db, sid)
     assert scene.status == "failed" and scene.attempts == 1
     assert scene.last_error.startswith("ToolMissing: SNAP gpt not found: install ESA SNAP 10+")
@@ -113,7 +115,7 @@ def test_l1c_without_sen2cor_and_coh6_without_snap_fail_clearly(conn, clean_db, 
     l1c = _scene(conn, product_id="S2A_MSIL1C_20240601T100000_N0510_R122_T33UWP", mission="S2A",
                  product_type="L1C", card_type="s2", sensing_time=datetime(2024, 6, 1, 10, tzinfo=UTC))
     with pytest.raises(ToolMissing):
-        card.process_s2_scene(l1c, card_root=s3_bucket, dsn=clean_db)
+        engines.process_s2_scene(l1c, card_root=s3_bucket, dsn=clean_db)
     assert _status(clean_db, l1c).last_error.startswith("ToolMissing: Sen2Cor L2A_Process not found")
 
     ref = _scene(conn, product_id="S1A_IW_SLC__1SDV_20240526_REF", mission="S1A", product_type="SLC",
@@ -126,7 +128,7 @@ def test_l1c_without_sen2cor_and_coh6_without_snap_fail_clearly(conn, clean_db, 
                                          end=datetime(2024, 6, 30, tzinfo=UTC), dsn=clean_db)
     assert pairs == [{"secondary_id": sec, "reference_id": ref, "days": 12}] and unpaired == []
     with pytest.raises(ToolMissing):
-        card.process_coh6_pair(sec, ref, card_root=s3_bucket, dsn=clean_db)
+        engines.process_coh6_pair(sec, ref, card_root=s3_bucket, dsn=clean_db)
     assert _status(clean_db, sec).status == "failed"
     assert _status(clean_db, ref).status == "discovered"  # the reference is only read
 
@@ -164,7 +166,7 @@ def test_snap_handling_path_with_gpt_test_double(conn, clean_db, s3_bucket, no_s
     sid = _scene(conn, product_id=pid, mission="S1A", product_type="GRD", card_type="bs", simulated=True,
                  sensing_time=datetime(2024, 6, 1, 16, 50, 12, tzinfo=UTC), footprint_wkt=AUSTRIA,
                  source_assets={"safe": str(safe)})
-    out = card.process_bs_scene(sid, card_root=s3_bucket, engine="snap", dsn=clean_db, epsg=32633)
+    out = engines.process_bs_scene(sid, card_root=s3_bucket, engine="snap", dsn=clean_db, epsg=32633)
     prefix = f"{s3_bucket}/bs/2024/06/01/{pid}"
     assert out == {"VV": f"{prefix}_VV.tif", "VH": f"{prefix}_VH.tif"}
     assert _status(clean_db, sid).status == "ready"
@@ -190,7 +192,7 @@ def test_pending_selects_only_unready_scenes_in_window(conn, clean_db) -> None: 
 
 def test_card_key_layout() -> None:
     t = datetime(2024, 1, 2, 23, 30, tzinfo=UTC)
-    assert card.card_key("s3://b/card", "bs", t, "S1A_X", "vv") == "s3://b/card/bs/2024/01/02/S1A_X_VV.tif"
+    assert card_keys.card_key("s3://b/card", "bs", t, "S1A_X", "vv") == "s3://b/card/bs/2024/01/02/S1A_X_VV.tif"
 
 
 def test_window_from_params_or_data_interval() -> None:

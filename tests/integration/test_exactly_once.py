@@ -427,7 +427,7 @@ def test_card_claim_of_a_killed_worker_is_released_at_once(conn, clean_db) -> No
                                         card_type="bs", sensing_time=datetime(2025, 5, 1, tzinfo=UTC))])
     conn.commit()
     sid = ids["SIM_S1_GRD_claimed"]
-    code = ("import sys, time; from cbmflow.card import jobs as card; card._claim(None, int(sys.argv[1]), False); "
+    code = ("import sys, time; from cbmflow.card import jobs as card; card.claim_scene(None, int(sys.argv[1]), False); "
             "print('claimed', flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(sid)], env=_child_env(clean_db, 0),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -438,7 +438,7 @@ def test_card_claim_of_a_killed_worker_is_released_at_once(conn, clean_db) -> No
         assert catalogue.release_orphans(conn, ids=[sid]) == []  # its worker is alive: the claim stands
         conn.commit()
         with pytest.raises(Exception, match="being processed by a live worker"):
-            card._claim(clean_db, sid, False)
+            card.claim_scene(clean_db, sid, False)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -456,8 +456,8 @@ def test_card_claim_of_a_killed_worker_is_released_at_once(conn, clean_db) -> No
     scene = catalogue.get(conn, sid)
     conn.commit()
     assert scene.status == "failed" and "is gone" in (scene.last_error or "")
-    assert card._claim(clean_db, sid, False).id == sid  # the retry claims it
-    card._release_claim(sid)
+    assert card.claim_scene(clean_db, sid, False).id == sid  # the retry claims it
+    card.release_claim(sid)
 
 
 def test_a_retry_finishes_exactly_its_units_remaining_scenes(conn, clean_db, s3_bucket, monkeypatch) -> None:  # type: ignore[no-untyped-def]

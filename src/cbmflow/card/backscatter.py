@@ -464,7 +464,7 @@ def _cmd_sarsen(args: argparse.Namespace) -> int:
 
 
 def add_sarsen_command(card_subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``sarsen`` to the ``cbmflow card`` sub-commands (called by cbmflow.card.jobs)."""
+    """Add ``sarsen`` to the ``cbmflow card`` sub-commands (called by cbmflow.cli.card)."""
     p = card_subparsers.add_parser("sarsen", help="native CARD-BS from a GRD SAFE with sarsen")
     _add_arguments(p)
     return p

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "parcels": ("cbmflow.parcels.store", "declared parcels (import, inspect)"),
     "catalogue": ("cbmflow.catalogue.stac", "the scene catalogue (STAC discovery)"),
-    "card": ("cbmflow.card.jobs", "CARD generation (SNAP graphs, sarsen, Sen2Cor/L2A)"),
+    "card": ("cbmflow.cli.card", "CARD generation (SNAP graphs, sarsen, Sen2Cor/L2A)"),
     "signatures": ("cbmflow.extract.run", "extract the catalogue's ready scenes of an AOI into PostGIS"),
     "extract": ("cbmflow.extract.run", "per-parcel statistics of a raster (Parquet or CSV)"),
     "season": ("cbmflow.analytics.season", "season analytics from the results database"),
