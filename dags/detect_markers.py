@@ -63,8 +63,7 @@ def detect_markers() -> None:
         from cbmflow.core.errors import NothingToDo
 
         log = logging.getLogger("cbmflow.detect_markers")
-        airflow_adapter.configure()
-        p = params or {}
+        p = airflow_adapter.task_params(params)
         ctx = get_current_context()
         years, aois, source = airflow_adapter.marker_seasons(p, ctx)
         log.info("seasons %s, AOI %s (from %s)", years, ",".join(aois) if aois else "every AOI with parcels", source)
@@ -90,8 +89,7 @@ def detect_markers() -> None:
         from cbmflow import airflow_adapter
         from cbmflow.markers import run
 
-        airflow_adapter.configure()
-        p = params or {}
+        p = airflow_adapter.task_params(params)
         dag_run = get_current_context()["dag_run"]
         run_id = run.run_id_for(unit["aoi"], int(unit["year"]), str(dag_run.run_id))
         return airflow_adapter.run(

@@ -101,8 +101,7 @@ def extract_signatures() -> None:
         from cbmflow.core import db
         from cbmflow.extract import run as extract
 
-        airflow_adapter.configure()
-        p = params or {}
+        p = airflow_adapter.task_params(params)
         scope = airflow_adapter.scope_from_context(p)
         year = int(scope["year"])
         log.info("scope: season %s, sensing %s..%s, card type %s, AOI %s (%s run)", year, scope["start"] or "-",
@@ -136,8 +135,7 @@ def extract_signatures() -> None:
         from cbmflow.extract import run as engine
 
         airflow_adapter.label_map_index(str(unit.get("label") or unit.get("tile")))
-        airflow_adapter.configure()
-        p = params or {}
+        p = airflow_adapter.task_params(params)
         log.info("unit %s: %d scene(s)", unit.get("label"), len(unit["scene_ids"]))
         return airflow_adapter.run(
             engine.extract_scenes, unit["scene_ids"], aoi=unit["aoi"], year=int(unit["year"]),

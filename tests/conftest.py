@@ -52,6 +52,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _AIRFLOW_DB_MADE:
         from cbmflow.core import db
 
+        if "airflow.settings" in sys.modules:  # close Airflow's pooled connections before the drop ends them
+            try:
+                sys.modules["airflow.settings"].dispose_orm()
+            except Exception:  # noqa: BLE001 - best effort at teardown
+                pass
         db.drop_database(AIRFLOW_META_DSN)
 
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 # command -> (module whose register_cli(subparsers) adds it, one-line help). Only the module of the
 # command being run is imported; --help is drawn from this table alone.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "parcels": ("cbmflow.parcels.store", "declared parcels (import, inspect)"),
-    "catalogue": ("cbmflow.catalogue.stac", "the scene catalogue (STAC discovery)"),
+    "parcels": ("cbmflow.cli.parcels", "declared parcels (import, inspect)"),
+    "catalogue": ("cbmflow.cli.catalogue", "the scene catalogue (STAC discovery)"),
     "card": ("cbmflow.cli.card", "CARD generation (SNAP graphs, sarsen, Sen2Cor/L2A)"),
     "signatures": ("cbmflow.extract.run", "extract the catalogue's ready scenes of an AOI into PostGIS"),
     "extract": ("cbmflow.extract.run", "per-parcel statistics of a raster (Parquet or CSV)"),
