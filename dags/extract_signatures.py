@@ -142,6 +142,7 @@ def extract_signatures() -> None:
             reprocess=bool(p.get("reprocess")), buffer=float(p.get("buffer") or 0.0),
             min_area=float(p.get("min_area") or 0.0), cloud_mask=bool(p.get("cloud_mask")),
             tile_bbox=unit.get("tile_bbox"), run_id=f"extract_signatures/{run_id}",
+            planned_at=unit.get("planned_at"),
         )
 
     @task(trigger_rule="all_done")

@@ -514,3 +514,38 @@ def test_new_parcels_make_extracted_scenes_due_again(conn, clean_db, s3_bucket) 
     per_pid = dict(conn.execute("SELECT pid, count(*) FROM signatures GROUP BY pid").fetchall())
     assert per_pid == {**{p: 2 for p in pids.values()}, new: 2}
     assert extract.verify_extraction(units, dsn=clean_db)["extracted"] == 1
+
+
+def test_a_cleared_run_retries_its_failed_scene_a_retry_does_not(conn, clean_db, s3_bucket) -> None:  # type: ignore[no-untyped-def]
+    """Same run id: a task retry (same plan) skips a scene that failed in it; a Clear (new plan) tries it again."""
+    from cbmflow.core import storage
+
+    add_aoi(conn, "a")
+    ids = catalogue.upsert(conn, [s1_scene(f"{s3_bucket}/cl", f"SIM_S1_cl{i}", i + 1) for i in range(2)])
+    conn.commit()
+    bad = ids["SIM_S1_cl1"]
+    storage.write_bytes(f"{s3_bucket}/cl/bs/SIM_S1_cl1_VV.tif", b"II*\x00truncated upload")
+    plan1 = extract.plan_units(card_type="bs", aoi="a", year=2025, dsn=clean_db)
+    kw = {"aoi": "a", "year": 2025, "dsn": clean_db, "run_id": "extract_signatures/manual__1"}
+    out = extract.extract_scenes(plan1[0]["scene_ids"], planned_at=plan1[0]["planned_at"], **kw)
+    assert list(out["failed"]) == [str(bad)]
+
+    def attempts() -> int:
+        n = conn.execute("SELECT attempts FROM extractions WHERE obsid = %s AND aoi = 'a'", (bad,)).fetchone()[0]
+        conn.commit()
+        return int(n)
+
+    assert attempts() == 1
+    # a retry of the same task (same plan): still a culprit, not tried twice
+    retry = extract.extract_scenes(plan1[0]["scene_ids"], planned_at=plan1[0]["planned_at"], **kw)
+    assert retry["failed"] == {str(bad): "SIM_S1_cl1: failed in an earlier try"} and attempts() == 1
+    # the run cleared: plan runs again (a later planned_at) and the failed scene is tried again
+    plan2 = extract.plan_units(card_type="bs", aoi="a", year=2025, dsn=clean_db)
+    assert [u["scene_ids"] for u in plan2] == [[bad]]
+    again = extract.extract_scenes(plan2[0]["scene_ids"], planned_at=plan2[0]["planned_at"], **kw)
+    assert list(again["failed"]) == [str(bad)] and attempts() == 2  # still broken: red again
+    s1_scene(f"{s3_bucket}/cl", "SIM_S1_cl1", 2)  # repaired (same objects, good bytes)
+    plan3 = extract.plan_units(card_type="bs", aoi="a", year=2025, dsn=clean_db)
+    fixed = extract.extract_scenes(plan3[0]["scene_ids"], planned_at=plan3[0]["planned_at"], **kw)
+    assert fixed["extracted"] == [bad] and fixed["failed"] == {}
+    assert_exact(conn, "a", {ids["SIM_S1_cl0"]: 1, bad: 2})

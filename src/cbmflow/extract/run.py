@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from cbmflow.core import bands as bands_mod
+from cbmflow.core.dates import to_utc
 from cbmflow.core.errors import CbmError, CorruptData, InputError
 from cbmflow.extract.pixelindex import (
     BYTES_PER_INDEXED_PIXEL,
@@ -467,6 +468,7 @@ def extract_scenes(
     tile_bbox: tuple[float, float, float, float] | Sequence[float] | None = None,
     index_cache: IndexCache | None = None,
     run_id: str | None = None,
+    planned_at: str | datetime | None = None,
 ) -> dict[str, Any]:
     """Extract and store the signatures of catalogue scenes for one AOI, exactly once per (scene, AOI).
 
@@ -476,6 +478,8 @@ def extract_scenes(
     raises :class:`~cbmflow.core.errors.TransientError` at once (the scene stays as it was, the retry
     redoes it). Scenes already done are skipped: without ``reprocess`` any done scene, with it the
     ones this ``run_id`` already did (so a retry of a mapped task finishes exactly its own scenes).
+    "Already did" means since ``planned_at`` (the unit's plan): a cleared run plans again, so it
+    retries the scenes that failed (or, with ``reprocess``, redoes those done) before that new plan.
     """
     from cbmflow.catalogue import store as catalogue
     from cbmflow.core import db
@@ -483,6 +487,7 @@ def extract_scenes(
     from cbmflow.extract import sink
 
     summary = _new_summary()
+    plan_time = to_utc(planned_at, what="planned_at") if isinstance(planned_at, str) else planned_at
     conn = db.connect(dsn)
     total = len(scene_ids)
     try:
@@ -505,7 +510,8 @@ def extract_scenes(
             try:
                 with conn.transaction():
                     claim = catalogue.claim_extraction(conn, sid, aoi, year)
-                    mine = run_id is not None and claim.run_id == run_id
+                    mine = (run_id is not None and claim.run_id == run_id
+                            and (plan_time is None or claim.updated_at is None or claim.updated_at >= plan_time))
                     stale = claim.parcels_version < info.parcels_version  # the AOI's parcels changed since
                     if (claim.status in catalogue.DONE_STATUSES and not stale
                             and (not reprocess or claim.contended or mine)):
