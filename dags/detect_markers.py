@@ -69,11 +69,10 @@ def detect_markers() -> None:
         log.info("seasons %s, AOI %s (from %s)", years, ",".join(aois) if aois else "every AOI with parcels", source)
 
         def _plan() -> list[dict]:  # type: ignore[type-arg]
+            from cbmflow.parcels.store import seasons_with_parcels
+
             with db.connect() as conn:
-                rows = conn.execute(
-                    "SELECT DISTINCT aoi, year FROM parcels WHERE year = ANY(%s)"
-                    + (" AND aoi = ANY(%s)" if aois else "") + " ORDER BY 2, 1",
-                    (years, aois) if aois else (years,)).fetchall()
+                rows = seasons_with_parcels(conn, years, aois)
             if not rows:
                 msg = (f"no parcels for {', '.join(aois) if aois else 'any AOI'} in season(s) "
                        f"{', '.join(map(str, years))} (from {source}): nothing to detect")

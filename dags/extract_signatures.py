@@ -112,9 +112,10 @@ def extract_signatures() -> None:
             if scope["aois"]:
                 aois = list(scope["aois"])
             else:
+                from cbmflow.parcels.store import seasons_with_parcels
+
                 with db.connect() as conn:
-                    aois = [r[0] for r in conn.execute(
-                        "SELECT DISTINCT aoi FROM parcels WHERE year = %s ORDER BY 1", (year,))]
+                    aois = [a for a, _ in seasons_with_parcels(conn, [year])]
                 if not aois:
                     log.info("nothing to do: no AOI has parcels for %s", year)
             units = []

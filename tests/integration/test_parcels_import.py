@@ -188,3 +188,15 @@ def test_import_parcels_dag(airflow_db: str, clean_db: str, shared_data: Path, t
     # bad input fails the run (no retry): unknown column
     dr = dag.test(run_conf=dict(conf, id_col="nope"))
     assert dr.state == "failed"
+
+
+def test_seasons_with_parcels_lists_aoi_years_that_hold_parcels(conn, tmp_path: Path) -> None:
+    path = tmp_path / "s.geojson"
+    gpd.GeoDataFrame({"id": ["a"], "crop": ["1"]}, geometry=[_square(500000, 5350000)], crs=32633).to_file(path)
+    for aoi, year in (("north", 2024), ("north", 2025), ("south", 2025)):
+        parcels.import_parcels(conn, path, aoi=aoi, year=year, id_col="id", crop_col="crop",
+                               report_path=str(tmp_path / f"{aoi}{year}.csv"))
+    assert parcels.seasons_with_parcels(conn, [2025]) == [("north", 2025), ("south", 2025)]
+    assert parcels.seasons_with_parcels(conn, [2024, 2025], ["north"]) == [("north", 2024), ("north", 2025)]
+    assert parcels.seasons_with_parcels(conn, [2023]) == []
+    assert parcels.seasons_with_parcels(conn, [2025], ["nowhere"]) == []

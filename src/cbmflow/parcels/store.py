@@ -482,3 +482,12 @@ def load_parcels(
         geometry=shapely.from_wkb([bytes(b) for b in cols[5]]) if rows else [],
         crs=f"EPSG:{the_aoi.epsg}",
     ).astype({"pid": "int64", "area_m2": "float64"})
+
+
+def seasons_with_parcels(conn: Any, years: Sequence[int], aois: Sequence[str] | None = None) -> list[tuple[str, int]]:
+    """(AOI, year) pairs that hold parcels, for the given years and optionally only these AOIs."""
+    rows = conn.execute(
+        "SELECT DISTINCT aoi, year FROM parcels WHERE year = ANY(%s) AND (%s::text[] IS NULL OR aoi = ANY(%s)) "
+        "ORDER BY 2, 1", ([int(y) for y in years], list(aois) if aois else None, list(aois) if aois else None),
+    ).fetchall()
+    return [(str(r[0]), int(r[1])) for r in rows]
