@@ -25,7 +25,7 @@ from psycopg import conninfo
 
 from cbmflow.core.config import database_dsn
 from cbmflow.core.errors import CbmError, ConfigError, InputError, NotFound, TransientError
-from cbmflow.web import chips, queries
+from cbmflow.web import chips, decisions, queries
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,20 @@ def _connect() -> Iterator[psycopg.Connection]:
 def create_app(
     user_dependency: Callable[..., Any] | None = None,
     login_url: Callable[[str], str] | None = None,
+    can_edit: Callable[[Any], bool] | None = None,
+    user_name: Callable[[Any], str] | None = None,
 ) -> Any:
-    """Build the web app around an authentication dependency (the plugin passes Airflow's: ``web_auth()``)."""
-    from fastapi import Depends, FastAPI, Query, Request
+    """Build the web app around an authentication dependency (the plugin passes Airflow's: ``web_auth()``).
+
+    ``can_edit(user)`` says whether a logged-in user may record decisions (default: nobody);
+    ``user_name(user)`` is the name stored with a decision.
+    """
+    from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
     from fastapi import Path as P
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, RedirectResponse, Response
     from fastapi.staticfiles import StaticFiles
+    from pydantic import BaseModel, Field
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     if user_dependency is None:
@@ -105,12 +112,16 @@ def create_app(
 
     app = FastAPI(
         title="cbmflow web API", version="2",
-        description="Parcels, flags, time series, chips and scene problems of cbmflow (read-only). "
+        description="Parcels, flags, time series, chips and scene problems of cbmflow, and the inspectors' "
+        "decisions (the only write: users whose Airflow role may edit DAGs). "
         "Authentication: the Airflow UI session (cookie `_token`) or `Authorization: Bearer <JWT>` "
         "from the api-server's `/auth/token`.",
         docs_url=None, redoc_url=None, openapi_url=None,  # docs are served offline at /docs
     )
     user = Depends(user_dependency)
+    User = Annotated[Any, Depends(user_dependency)]
+    may_edit = can_edit or (lambda u: False)
+    name_of = user_name or (lambda u: str(getattr(u, "username", None) or u))
     Conn = Annotated[psycopg.Connection, Depends(_connect)]
     Pid = Annotated[int, P(ge=1, le=INT32, description="internal parcel id")]
     Aoi = Annotated[str, P(pattern=AOI_RE, description="AOI name")]
@@ -262,6 +273,7 @@ def create_app(
         """A parcel: attributes, geometry (EPSG:4326), bbox and its flag with the reason."""
         out = queries.parcel(c, pid)
         out["flag"] = queries.parcel_flag(c, pid, run_id)
+        out["decisions"] = decisions.history(c, pid)
         return out
 
     @app.get("/api/parcels/{pid}/timeseries", dependencies=[user], tags=["time series"])
@@ -303,37 +315,89 @@ def create_app(
     FlagQ = Annotated[list[Literal["red", "yellow", "green"]] | None, Query(max_length=3)]
     CropQ = Annotated[str | None, Query(pattern=TEXT_RE)]
     ProbQ = Annotated[float | None, Query(ge=0, le=1)]
+    DecisionQ = Annotated[Literal[("undecided", "decided", *decisions.OUTCOMES)] | None,  # type: ignore[valid-type]
+                          Query(description="undecided, decided or one outcome")]
+    SortQ = Annotated[str, Query(pattern=r"^[a-z_]{1,40}$")]
+    RunP = Annotated[int, P(ge=1, le=BIGINT_JS)]
+
+    def _filter(flag: list[str] | None, crop: str | None, predicted: str | None, min_prob: float | None,
+                max_prob: float | None, max_declared_prob: float | None, q: str | None,
+                decision: str | None, default: tuple[str, ...] = ("red", "yellow")) -> queries.FlagFilter:
+        return queries.FlagFilter(flags=tuple(flag or default), crop=crop, predicted=predicted,
+                                  min_prob=min_prob, max_prob=max_prob, max_declared_prob=max_declared_prob,
+                                  q=q, decision=decision)
 
     @app.get("/api/runs/{run_id}/flags", dependencies=[user], tags=["flags"])
-    def flags(run_id: Annotated[int, P(ge=1, le=BIGINT_JS)], c: Conn, flag: FlagQ = None,
+    def flags(run_id: RunP, c: Conn, flag: FlagQ = None,
               crop: CropQ = None, predicted: CropQ = None, min_prob: ProbQ = None, max_prob: ProbQ = None,
-              max_declared_prob: ProbQ = None, q: CropQ = None,
-              sort: Annotated[str, Query(pattern=r"^[a-z_]{1,40}$")] = "flag",
-              order: Literal["asc", "desc"] = "asc",
+              max_declared_prob: ProbQ = None, q: CropQ = None, decision: DecisionQ = None,
+              sort: SortQ = "rank", order: Literal["asc", "desc"] = "asc",
               limit: Annotated[int, Query(ge=1, le=5000)] = 200,
               offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
-        """Flags of a run (default red and yellow), filtered and sorted."""
-        return queries.list_flags(c, run_id, flags=list(flag or ["red", "yellow"]), crop=crop, predicted=predicted,
-                                  min_prob=min_prob, max_prob=max_prob, max_declared_prob=max_declared_prob,
-                                  q=q, sort=sort, order=order, limit=limit, offset=offset)
+        """Flags of a run (default red and yellow, in suspicion rank order) with their latest decision."""
+        flt = _filter(flag, crop, predicted, min_prob, max_prob, max_declared_prob, q, decision)
+        return queries.list_flags(c, run_id, flt, sort=sort, order=order, limit=limit, offset=offset)
+
+    @app.get("/api/runs/{run_id}/queue/{pid}", dependencies=[user], tags=["flags"])
+    def queue(run_id: RunP, pid: Pid, c: Conn, flag: FlagQ = None,
+              crop: CropQ = None, predicted: CropQ = None, min_prob: ProbQ = None, max_prob: ProbQ = None,
+              max_declared_prob: ProbQ = None, q: CropQ = None, decision: DecisionQ = None,
+              sort: SortQ = "rank", order: Literal["asc", "desc"] = "asc") -> dict[str, Any]:
+        """The parcel's position in the queue (default: red parcels by rank) and its previous and next parcel."""
+        flt = _filter(flag, crop, predicted, min_prob, max_prob, max_declared_prob, q, decision, default=("red",))
+        return queries.queue_neighbours(c, run_id, pid, flt, sort=sort, order=order)
 
     @app.get("/api/runs/{run_id}/flags.{fmt}", dependencies=[user], tags=["flags"],
              response_class=Response,
              responses={200: {"content": {"text/csv": {}, "application/geopackage+sqlite3": {}}}})
-    def flags_export(run_id: Annotated[int, P(ge=1, le=BIGINT_JS)], fmt: Literal["csv", "gpkg"], c: Conn,
+    def flags_export(run_id: RunP, fmt: Literal["csv", "gpkg"], c: Conn,
                      flag: FlagQ = None, crop: CropQ = None, predicted: CropQ = None,
                      min_prob: ProbQ = None, max_prob: ProbQ = None, max_declared_prob: ProbQ = None,
-                     q: CropQ = None) -> Response:
-        """The filtered flags as CSV or GeoPackage (parcel geometry in the AOI's CRS)."""
-        rows, epsg = queries.export_flags(c, run_id, flags=flag or ["red", "yellow"], crop=crop,
-                                          predicted=predicted, min_prob=min_prob, max_prob=max_prob,
-                                          max_declared_prob=max_declared_prob, q=q)
+                     q: CropQ = None, decision: DecisionQ = None, sort: SortQ = "rank",
+                     order: Literal["asc", "desc"] = "asc") -> Response:
+        """The filtered flags as CSV or GeoPackage (geometry in the AOI's CRS) with score, rank and decision."""
+        flt = _filter(flag, crop, predicted, min_prob, max_prob, max_declared_prob, q, decision)
+        rows, epsg = queries.export_flags(c, run_id, flt, sort=sort, order=order)
         name = f"cbmflow_flags_run{run_id}"
         if fmt == "csv":
             return Response(_csv(rows), media_type="text/csv; charset=utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
         return Response(_gpkg(rows, epsg), media_type="application/geopackage+sqlite3",
                         headers={"Content-Disposition": f'attachment; filename="{name}.gpkg"'})
+
+    # --- decisions: the one write ------------------------------------------------------------------
+    class DecisionIn(BaseModel):
+        outcome: Literal[tuple(decisions.OUTCOMES)]  # type: ignore[valid-type]
+        corrected_crop: Annotated[str | None, Field(max_length=100, pattern=TEXT_RE)] = None
+        note: Annotated[str, Field(max_length=decisions.NOTE_MAX)] = ""
+        run_id: Annotated[int | None, Field(ge=1, le=BIGINT_JS)] = None
+
+    @app.get("/api/me", tags=["meta"])
+    def me(u: User) -> dict[str, Any]:
+        """The logged-in user and whether they may record decisions."""
+        return {"user": name_of(u), "can_decide": bool(may_edit(u)), "outcomes": decisions.OUTCOMES}
+
+    @app.get("/api/parcels/{pid}/decisions", dependencies=[user], tags=["decisions"])
+    def decision_history(pid: Pid, c: Conn) -> list[dict[str, Any]]:
+        """Every decision on the parcel's declaration, newest first."""
+        queries.parcel(c, pid)
+        return decisions.history(c, pid)
+
+    @app.post("/api/parcels/{pid}/decisions", tags=["decisions"], status_code=201)
+    def decide(pid: Pid, request: Request, u: User, c: Conn,
+               body: Annotated[DecisionIn, Body()]) -> dict[str, Any]:
+        """Record a decision (append-only); only users whose Airflow role may edit DAGs."""
+        if not may_edit(u):
+            raise HTTPException(status_code=403, detail="your Airflow role may only read: decisions need a "
+                                "role that may edit DAGs (User, Op or Admin)")
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            raise HTTPException(status_code=403, detail="cross-origin request refused")
+        if not decisions.available(c):
+            raise ConfigError("the decisions table is missing: run `cbmflow db upgrade` (schema 011)")
+        d = decisions.Decision(pid=pid, outcome=body.outcome, decided_by=name_of(u), run_id=body.run_id,
+                               corrected_crop=body.corrected_crop, note=body.note)
+        return decisions.record(c, d)
 
     @app.get("/api/scenes/problems", dependencies=[user], tags=["scenes"])
     def scene_problems(c: Conn, aoi: Annotated[str | None, Query(pattern=AOI_RE)] = None,
@@ -356,14 +420,17 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
     return v[0], v[1], v[2], v[3]
 
 
-_CSV_COLUMNS = ("run_id", "pid", "parcel_id", "declared", "crop_name", "declared_class", "predicted",
-                "probability", "declared_probability", "agree_count", "n_predictions", "flag", "area_m2",
-                "reason")
+_CSV_COLUMNS = ("rank", "run_id", "pid", "parcel_id", "declared", "crop_name", "declared_class", "predicted",
+                "predicted_name", "probability", "declared_probability", "score", "agree_count", "n_predictions",
+                "flag", "area_m2", "reason", "decision", "corrected_crop", "decision_note", "decided_by",
+                "decided_at")
+# OWASP CSV injection: a cell starting with one of these is run as a formula by spreadsheets.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(v: Any) -> Any:
-    # Spreadsheets run cells starting with = + @ as formulas: quote them (CSV injection).
-    if isinstance(v, str) and v[:1] in ("=", "+", "@", "\t", "\r"):
+    """A CSV cell made formula-safe (OWASP): text starting with = + - @ tab or CR gets a leading quote."""
+    if isinstance(v, str) and v.startswith(_FORMULA_START):
         return "'" + v
     return v
 
