@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -276,6 +276,12 @@ def create_app(
         out["decisions"] = decisions.history(c, pid)
         return out
 
+    @app.get("/api/parcels/{pid}/seasons", dependencies=[user], tags=["parcels"])
+    def parcel_seasons(pid: Pid, c: Conn) -> list[dict[str, Any]]:
+        """The same field in the AOI's other years (same parcel id, or overlapping): declaration, flag, decision."""
+        queries.parcel(c, pid)
+        return queries.seasons(c, pid)
+
     @app.get("/api/parcels/{pid}/timeseries", dependencies=[user], tags=["time series"])
     def series(pid: Pid, c: Conn,
                band: Annotated[list[Annotated[str, Query(max_length=16)]] | None, Query(max_length=20)] = None,
@@ -320,7 +326,7 @@ def create_app(
     SortQ = Annotated[str, Query(pattern=r"^[a-z_]{1,40}$")]
     RunP = Annotated[int, P(ge=1, le=BIGINT_JS)]
 
-    def _filter(flag: list[str] | None, crop: str | None, predicted: str | None, min_prob: float | None,
+    def _filter(flag: Sequence[str] | None, crop: str | None, predicted: str | None, min_prob: float | None,
                 max_prob: float | None, max_declared_prob: float | None, q: str | None,
                 decision: str | None, default: tuple[str, ...] = ("red", "yellow")) -> queries.FlagFilter:
         return queries.FlagFilter(flags=tuple(flag or default), crop=crop, predicted=predicted,

@@ -25,7 +25,7 @@ from cbmflow.web.decisions import available as decisions_available
 # 1-based positions of the cloudy SCL classes in scl_histograms.counts (class 0 = no data: not counted).
 CLOUDY_IDX = sorted(c + 1 for c in SCL_CLOUDY if c != 0)
 DEFAULT_CLOUD_MAX = 0.1
-PEER_SAMPLE = 400  # peers per crop used for the median and spread (the lowest pids, deterministic)
+PEER_SAMPLE = 60  # peers per crop used for the median and spread: the nearest parcels of that crop
 FLAG_SORT_COLUMNS = (
     "parcel_id", "declared", "crop_name", "predicted", "probability", "declared_probability",
     "agree_count", "flag", "area_m2",
@@ -147,9 +147,12 @@ def parcels_geojson(
     if bbox:
         params.update(x0=bbox[0], y0=bbox[1], x1=bbox[2], y1=bbox[3])
         where += " AND p.geom && ST_Transform(ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326), %(epsg)s)"
+    dec = ("(SELECT x.outcome FROM decisions x WHERE x.aoi = p.aoi AND x.year = p.year AND x.parcel_id = p.parcel_id "
+           "ORDER BY x.decision_id DESC LIMIT 1)" if decisions_available(conn) else "NULL::text")
     rows = conn.execute(
         "SELECT p.pid, p.parcel_id, p.crop_code, p.crop_name, f.flag, "
-        "ST_AsGeoJSON(ST_Transform(ST_SimplifyPreserveTopology(p.geom, 1.0), 4326), 6) "
+        "ST_AsGeoJSON(ST_Transform(ST_SimplifyPreserveTopology(p.geom, 1.0), 4326), 6), "
+        f"{dec} AS decision "
         "FROM parcels p LEFT JOIN parcel_flags f ON f.pid = p.pid AND f.run_id = %(run)s "
         f"WHERE {where} ORDER BY p.pid LIMIT %(limit)s",
         params,
@@ -159,7 +162,7 @@ def parcels_geojson(
     feats = [
         {"type": "Feature", "id": r[0], "geometry": json.loads(r[5]),
          "properties": {"pid": r[0], "parcel_id": r[1], "crop_code": r[2], "crop_name": r[3],
-                        "flag": r[4] or "nodata"}}
+                        "flag": r[4] or "nodata", "decision": r[6]}}
         for r in rows[:limit]
     ]
     return {"type": "FeatureCollection", "run_id": run_id, "truncated": len(rows) > limit, "features": feats}
@@ -537,6 +540,9 @@ def chart(conn: psycopg.Connection, pid: int, *, run_id: int | None = None,
                      "cloudy": None if frac is None else frac > cloud_max})
     ndvi.sort(key=lambda r: r["date"])
     flag = parcel_flag(conn, pid, run_id)
+    other = None
+    if flag:
+        other = flag.get("best_other") or (flag.get("predicted") if flag.get("predicted") != flag.get("declared") else None)
     return {
         "pid": pid, "year": year, "cloud_max": cloud_max,
         "units": {"s1": "dB (γ⁰, 10·log10 of the parcel mean)", "ratio": "dB (VH − VV)",
@@ -544,9 +550,33 @@ def chart(conn: psycopg.Connection, pid: int, *, run_id: int | None = None,
         "s1": s1, "ratio": ratio, "coherence": coh, "ndvi": ndvi,
         "periods": periods(conn, p["aoi"], year, pid),
         "peers": peers(conn, p, cloud_max=cloud_max),
+        "peers_predicted": peers(conn, p, crop=str(other), cloud_max=cloud_max) if other else None,
         "markers": markers(conn, pid, p["aoi"], year),
         "flag": flag,
     }
+
+
+def seasons(conn: psycopg.Connection, pid: int) -> list[dict[str, Any]]:
+    """The same field in other years of the AOI: same declared parcel id, else overlapping by half its area."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = list(cur.execute(
+            "WITH me AS (SELECT * FROM parcels WHERE pid = %(pid)s) "
+            "SELECT o.pid, o.year, o.parcel_id, o.crop_code, o.crop_name, round(o.area_m2)::float8 AS area_m2, "
+            "(o.parcel_id = me.parcel_id) AS same_id, "
+            "(SELECT f.flag FROM parcel_flags f JOIN classification_runs r ON r.run_id = f.run_id "
+            " AND r.aoi = o.aoi AND r.year = o.year WHERE f.pid = o.pid ORDER BY f.run_id DESC LIMIT 1) AS flag "
+            "FROM parcels o, me WHERE o.aoi = me.aoi AND o.year <> me.year AND (o.parcel_id = me.parcel_id "
+            "OR (o.geom && me.geom AND ST_Area(ST_Intersection(o.geom, me.geom)) > 0.5 * LEAST(ST_Area(o.geom), ST_Area(me.geom)))) "
+            "ORDER BY o.year DESC, same_id DESC, o.pid LIMIT 20",
+            {"pid": pid},
+        ))
+    if decisions_available(conn):
+        for r in rows:
+            d = conn.execute("SELECT outcome FROM decisions WHERE aoi = (SELECT aoi FROM parcels WHERE pid = %s) "
+                             "AND year = %s AND parcel_id = %s ORDER BY decision_id DESC LIMIT 1",
+                             (pid, r["year"], r["parcel_id"])).fetchone()
+            r["decision"] = d[0] if d else None
+    return rows
 
 
 def cloud_fraction(counts: list[int] | None) -> float | None:
@@ -579,18 +609,27 @@ def periods(conn: psycopg.Connection, aoi: str, year: int, pid: int) -> list[dic
     return out
 
 
-def peers(conn: psycopg.Connection, p: dict[str, Any], *, cloud_max: float = DEFAULT_CLOUD_MAX) -> dict[str, Any]:
-    """Median and p25–p75 of the parcel means of the same declared crop in the AOI, per acquisition."""
+def peers(conn: psycopg.Connection, p: dict[str, Any], *, crop: str | None = None,
+          cloud_max: float = DEFAULT_CLOUD_MAX) -> dict[str, Any]:
+    """Median and p25–p75, per acquisition, of the nearest parcels declaring a crop in the AOI.
+
+    ``crop`` defaults to the parcel's declared crop; the peers are the PEER_SAMPLE parcels of that
+    crop nearest to this one (the parcel itself excluded), so they share its weather and soils.
+    """
     crop_col = "crop_code" if p.get("crop_code") is not None else "crop_name"
-    crop = p.get(crop_col)
+    crop = crop if crop is not None else p.get(crop_col)
     if crop is None:
-        return {"crop": None, "n_parcels": 0, "VV": [], "VH": [], "NDVI": []}
+        return {"crop": None, "crop_name": None, "n_parcels": 0, "VV": [], "VH": [], "NDVI": []}
     peer_pids = [r[0] for r in conn.execute(
         sql.SQL("SELECT pid FROM parcels WHERE aoi = %s AND year = %s AND {} = %s AND pid <> %s "
-                "ORDER BY pid LIMIT %s").format(sql.Identifier(crop_col)),
-        (p["aoi"], p["year"], crop, p["pid"], PEER_SAMPLE),
+                "ORDER BY geom <-> (SELECT geom FROM parcels WHERE pid = %s), pid LIMIT %s").format(
+                    sql.Identifier(crop_col)),
+        (p["aoi"], p["year"], crop, p["pid"], p["pid"], PEER_SAMPLE),
     )]
-    out: dict[str, Any] = {"crop": crop, "n_parcels": len(peer_pids), "VV": [], "VH": [], "NDVI": []}
+    name = conn.execute(sql.SQL("SELECT min(crop_name) FROM parcels WHERE aoi = %s AND year = %s AND {} = %s").format(
+        sql.Identifier(crop_col)), (p["aoi"], p["year"], crop)).fetchone()
+    out: dict[str, Any] = {"crop": crop, "crop_name": name[0] if name else None, "n_parcels": len(peer_pids),
+                           "nearest": True, "VV": [], "VH": [], "NDVI": []}
     if not peer_pids:
         return out
     for t, band, orbit, n, med, q1, q3 in conn.execute(
