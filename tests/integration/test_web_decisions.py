@@ -201,3 +201,55 @@ def test_runs_answer_carries_no_server_paths(viewer, pg_dsn: str, web: WebData) 
         c.execute("UPDATE classification_runs SET report_uri = '/srv/secret/reports/run/index.html'")
     text = viewer.get("/api/runs").text
     assert "/srv/secret" not in text and "report_uri" not in text
+
+
+def test_peers_of_declared_and_predicted_crop_nearest_first_named(web: WebData, viewer) -> None:
+    ch = viewer.get(f"/api/parcels/{web.red_pid}/chart").json()
+    decl, pred = ch["peers"], ch["peers_predicted"]
+    assert decl["crop"] == "SM" and decl["crop_name"] == "SILOMAIS" and decl["nearest"]
+    assert pred["crop"] == "WW" and pred["crop_name"] == "WINTERWEICHWEIZEN" and pred["n_parcels"] >= 4
+    assert pred["VV"] and pred["NDVI"] and all(r["p25"] <= r["median"] <= r["p75"] for r in pred["NDVI"])
+    # the parcel behaves like wheat: its summer NDVI is far from maize peers, close to wheat peers
+    ndvi = {n["date"]: n["value"] for n in ch["ndvi"] if n["cloudy"] is False}
+    d = {r["date"]: r["median"] for r in decl["NDVI"]}
+    w = {r["date"]: r["median"] for r in pred["NDVI"]}
+    common = [k for k in ndvi if k in d and k in w]
+    assert common
+    assert sum(abs(ndvi[k] - w[k]) for k in common) < sum(abs(ndvi[k] - d[k]) for k in common) / 3
+    assert viewer.get(f"/api/parcels/{web.pids['P-00']}/chart").json()["peers_predicted"] is None  # green
+
+
+def test_flag_shows_names_score_scale_and_the_evidence_of_schema_012_when_present(web: WebData, viewer,
+                                                                                   pg_dsn: str) -> None:
+    f = viewer.get(f"/api/parcels/{web.red_pid}").json()["flag"]
+    assert f["predicted_name"] == "WINTERWEICHWEIZEN" and f["declared_name"] == "SILOMAIS"
+    assert "0–1" in f["score_scale"] and f["rank"] == 1
+    assert "SILOMAIS (SM)" in f["reason"] and "WINTERWEICHWEIZEN (WW)" in f["reason"]
+    with psycopg.connect(pg_dsn, autocommit=True) as c:  # what issue 16's schema 012 adds
+        c.execute("ALTER TABLE parcel_flags ADD COLUMN IF NOT EXISTS predicted_name text, "
+                  "ADD COLUMN IF NOT EXISTS evidence jsonb")
+        c.execute("UPDATE parcel_flags SET predicted_name = 'Winter wheat', evidence = %s::jsonb WHERE pid = %s",
+                  ('[{"period": "2025-07-20", "band": "VH", "value": -22.1, "declared_p25": -15.0, '
+                   '"declared_p75": -13.2, "predicted_median": -21.8, "z": -4.2}]', web.red_pid))
+    f = viewer.get(f"/api/parcels/{web.red_pid}").json()["flag"]
+    assert f["predicted_name"] == "Winter wheat" and f["evidence"][0]["band"] == "VH"
+    rows = viewer.get(f"/api/runs/{web.run_id}/flags").json()["rows"]
+    assert rows[0]["predicted_name"] == "Winter wheat" and rows[1]["evidence"] is None  # older rows: NULL
+    assert viewer.get(f"/api/runs/{web.run_id}/flags.csv").status_code == 200
+
+
+def test_aoi_map_carries_flag_and_decision_and_seasons_list_other_years(web: WebData, editor, viewer,
+                                                                        pg_dsn: str) -> None:
+    editor.post(f"/api/parcels/{web.red_pid}/decisions", json={"outcome": "field_visit"})
+    fc = viewer.get("/api/aois/webt/2025/parcels.geojson").json()
+    props = {f["id"]: f["properties"] for f in fc["features"]}
+    assert len(props) == 16 and props[web.red_pid]["decision"] == "field_visit"
+    assert props[web.red_pid]["flag"] == "red" and props[web.pids["P-00"]]["decision"] is None
+    assert viewer.get(f"/api/parcels/{web.red_pid}/seasons").json() == []
+    with psycopg.connect(pg_dsn, autocommit=True) as c:  # the same field declared in 2024
+        c.execute("INSERT INTO parcels (aoi, year, parcel_id, crop_code, crop_name, area_m2, geom, source) "
+                  "SELECT aoi, 2024, parcel_id, 'WW', 'WINTERWEICHWEIZEN', area_m2, geom, source FROM parcels "
+                  "WHERE pid = %s", (web.red_pid,))
+    seasons = viewer.get(f"/api/parcels/{web.red_pid}/seasons").json()
+    assert [(s["year"], s["crop_code"], s["same_id"]) for s in seasons] == [(2024, "WW", True)]
+    assert viewer.get(f"/api/parcels/{seasons[0]['pid']}/seasons").json()[0]["year"] == 2025
