@@ -63,7 +63,7 @@ def web_data(pg_dsn: str, s3_endpoint: str) -> WebData:
     t0 = time.monotonic()
     with psycopg.connect(pg_dsn) as conn:
         data = build(conn, s3_base=f"s3://webui-{uuid.uuid4().hex[:10]}")
-        conn.execute("UPDATE parcel_flags SET flag = 'red', predicted = 'SM', probability = 0.83, "
+        conn.execute("UPDATE parcel_flags SET flag = 'red', predicted = 'GL', probability = 0.83, "
                      "declared_probability = 0.12, agree_count = 5 WHERE pid = %s", (data.pids[SECOND_RED],))
         conn.commit()
     print(f"web test data built in {time.monotonic() - t0:.1f} s")
