@@ -253,3 +253,26 @@ def test_aoi_map_carries_flag_and_decision_and_seasons_list_other_years(web: Web
     seasons = viewer.get(f"/api/parcels/{web.red_pid}/seasons").json()
     assert [(s["year"], s["crop_code"], s["same_id"]) for s in seasons] == [(2024, "WW", True)]
     assert viewer.get(f"/api/parcels/{seasons[0]['pid']}/seasons").json()[0]["year"] == 2025
+
+
+def test_per_aoi_read_scoping(web: WebData, editor, viewer, monkeypatch) -> None:
+    assert len(viewer.get("/api/runs").json()) == 1  # unset: every logged-in user reads every AOI
+    monkeypatch.setenv("CBMFLOW_AOI_ACCESS", '{"victor": ["elsewhere"], "role:user": ["*"]}')
+    assert viewer.get("/api/runs").json() == [] and viewer.get("/api/aois").json() == []
+    for path in (f"/api/parcels/{web.red_pid}", f"/api/parcels/{web.red_pid}/chart",
+                 f"/api/parcels/{web.red_pid}/decisions", f"/api/runs/{web.run_id}/flags",
+                 f"/api/runs/{web.run_id}/flags.csv", f"/api/runs/{web.run_id}/queue/{web.red_pid}",
+                 "/api/aois/webt/2025/parcels", "/api/aois/webt/2025/parcels.geojson",
+                 f"/api/parcels/{web.red_pid}/chips"):
+        r = viewer.get(path)
+        assert r.status_code == 404, (path, r.status_code)
+    assert viewer.get("/api/search", params={"q": "P-0"}).json() == []
+    assert viewer.get("/api/scenes/problems").json()["items"] == []
+    # the editor's role reads everything
+    assert editor.get(f"/api/parcels/{web.red_pid}").status_code == 200
+    assert len(editor.get("/api/search", params={"q": "P-0"}).json()) >= 9
+    monkeypatch.setenv("CBMFLOW_AOI_ACCESS", '{"victor": ["webt"]}')
+    assert viewer.get(f"/api/parcels/{web.red_pid}").status_code == 200
+    assert editor.get(f"/api/parcels/{web.red_pid}").status_code == 404  # no entry: no AOI
+    monkeypatch.setenv("CBMFLOW_AOI_ACCESS", "not json")
+    assert viewer.get("/api/runs").status_code == 503

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -49,6 +49,44 @@ def api_dsn() -> str:
     return conninfo.make_conninfo(**info)  # type: ignore[arg-type]
 
 
+def aoi_access() -> dict[str, list[str]] | None:
+    """The per-AOI read scopes (CBMFLOW_AOI_ACCESS, JSON): None when unset (everyone reads every AOI).
+
+    Keys are Airflow user names, ``role:<Airflow role>`` or ``*`` (everyone); values are AOI names,
+    ``"*"`` meaning all. A user reads the union of their entries; a user with none reads no AOI.
+    """
+    import json
+
+    text = os.environ.get("CBMFLOW_AOI_ACCESS", "").strip()
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"CBMFLOW_AOI_ACCESS is not JSON: {exc}") from exc
+    if not isinstance(raw, dict) or not all(isinstance(v, list) and all(isinstance(a, str) for a in v)
+                                            for v in raw.values()):
+        raise ConfigError('CBMFLOW_AOI_ACCESS must map names to lists of AOIs: {"ines": ["at"], "role:admin": ["*"]}')
+    return {str(k): list(v) for k, v in raw.items()}
+
+
+def allowed_aois(name: str, roles: Sequence[str]) -> frozenset[str] | None:
+    """The AOIs a user may read (None: all of them) under CBMFLOW_AOI_ACCESS."""
+    access = aoi_access()
+    if access is None:
+        return None
+    keys = ["*", name, *(f"role:{r.lower()}" for r in roles)]
+    aois = {a for k, v in access.items() if k.lower() in {x.lower() for x in keys} for a in v}
+    return None if "*" in aois else frozenset(aois)
+
+
+def _roles_of(user: Any) -> list[str]:
+    role = getattr(user, "role", None)
+    roles = [str(role)] if role else []
+    roles += [str(getattr(r, "name", r)) for r in (getattr(user, "roles", None) or [])]
+    return roles
+
+
 def basemap() -> dict[str, str | None]:
     """The optional XYZ basemap (CBMFLOW_BASEMAP_URL with {z}/{x}/{y}) and its attribution."""
     url = os.environ.get("CBMFLOW_BASEMAP_URL") or None
@@ -75,7 +113,7 @@ def content_security_policy() -> str:
     )
 
 
-def _connect() -> Iterator[psycopg.Connection]:
+def _connect() -> Generator[psycopg.Connection, None, None]:
     try:
         conn = psycopg.connect(api_dsn(), autocommit=True, connect_timeout=5,
                                options="-c statement_timeout=60000 -c default_transaction_read_only=on")
@@ -118,11 +156,41 @@ def create_app(
         "from the api-server's `/auth/token`.",
         docs_url=None, redoc_url=None, openapi_url=None,  # docs are served offline at /docs
     )
-    user = Depends(user_dependency)
     User = Annotated[Any, Depends(user_dependency)]
     may_edit = can_edit or (lambda u: False)
     name_of = user_name or (lambda u: str(getattr(u, "username", None) or u))
     Conn = Annotated[psycopg.Connection, Depends(_connect)]
+
+    def _allowed(u: User) -> frozenset[str] | None:
+        return allowed_aois(name_of(u), _roles_of(u))
+
+    Allowed = Annotated[frozenset[str] | None, Depends(_allowed)]
+
+    def _scoped(request: Request, allowed: Allowed) -> None:
+        # per-AOI read scoping: a parcel, run or AOI outside the user's AOIs "does not exist"
+        if allowed is None:
+            return
+        pp = request.path_params
+        found: list[str | None] = []
+        if "aoi" in pp:
+            found.append(str(pp["aoi"]))
+        lookups = (("pid", "SELECT aoi FROM parcels WHERE pid = %s"),
+                   ("run_id", "SELECT aoi FROM classification_runs WHERE run_id = %s"))
+        wanted = [(q, int(pp[k])) for k, q in lookups if k in pp and str(pp[k]).isdigit() and int(pp[k]) <= INT32 * 4]
+        if wanted:
+            gen = _connect()
+            conn = next(gen)
+            try:
+                for q, v in wanted:
+                    row = conn.execute(q, (v,)).fetchone()
+                    if row is not None:
+                        found.append(row[0])
+            finally:
+                gen.close()
+        if any(a not in allowed for a in found):
+            raise NotFound("not found (or not in your AOIs)")
+
+    user = Depends(_scoped)
     Pid = Annotated[int, P(ge=1, le=INT32, description="internal parcel id")]
     Aoi = Annotated[str, P(pattern=AOI_RE, description="AOI name")]
     Year = Annotated[int, P(ge=1900, le=2200)]
@@ -232,11 +300,11 @@ def create_app(
         return {"basemap": basemap(), "cloud_max": queries.DEFAULT_CLOUD_MAX}
 
     @app.get("/api/aois", dependencies=[user], tags=["parcels"])
-    def aois(c: Conn) -> list[dict[str, Any]]:
+    def aois(c: Conn, allowed: Allowed) -> list[dict[str, Any]]:
         """AOIs with their CRS and parcel counts per year."""
         from cbmflow.web import timeseries
 
-        return timeseries.list_aois(c)
+        return [a for a in timeseries.list_aois(c) if allowed is None or a["name"] in allowed]
 
     @app.get("/api/aois/{aoi}/{year}/parcels", dependencies=[user], tags=["parcels"])
     def parcels(aoi: Aoi, year: Year, c: Conn, limit: Annotated[int, Query(ge=1, le=5000)] = 100,
@@ -261,12 +329,12 @@ def create_app(
         return queries.parcel(c, queries.find_parcel(c, aoi, year, parcel_id))
 
     @app.get("/api/search", dependencies=[user], tags=["parcels"])
-    def search(q: Annotated[str, Query(pattern=TEXT_RE)], c: Conn,
+    def search(q: Annotated[str, Query(pattern=TEXT_RE)], c: Conn, allowed: Allowed,
                aoi: Annotated[str | None, Query(pattern=AOI_RE)] = None,
                year: Annotated[int | None, Query(ge=1900, le=2200)] = None,
                limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, Any]]:
         """Parcels whose declared id starts with q, or whose pid is q."""
-        return queries.search_parcels(c, q, aoi=aoi, year=year, limit=limit)
+        return queries.search_parcels(c, q, aoi=aoi, year=year, limit=limit, allowed=allowed)
 
     @app.get("/api/parcels/{pid}", dependencies=[user], tags=["parcels"])
     def parcel(pid: Pid, c: Conn, run_id: RunQ = None) -> dict[str, Any]:
@@ -314,9 +382,9 @@ def create_app(
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
     @app.get("/api/runs", dependencies=[user], tags=["flags"])
-    def runs(c: Conn) -> list[dict[str, Any]]:
+    def runs(c: Conn, allowed: Allowed) -> list[dict[str, Any]]:
         """Classification runs, newest first, with their flag counts."""
-        return queries.list_runs(c)
+        return [r for r in queries.list_runs(c) if allowed is None or r["aoi"] in allowed]
 
     FlagQ = Annotated[list[Literal["red", "yellow", "green"]] | None, Query(max_length=3)]
     CropQ = Annotated[str | None, Query(pattern=TEXT_RE)]
@@ -406,10 +474,13 @@ def create_app(
         return decisions.record(c, d)
 
     @app.get("/api/scenes/problems", dependencies=[user], tags=["scenes"])
-    def scene_problems(c: Conn, aoi: Annotated[str | None, Query(pattern=AOI_RE)] = None,
+    def scene_problems(c: Conn, allowed: Allowed, aoi: Annotated[str | None, Query(pattern=AOI_RE)] = None,
                        limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
         """Failed and no-data scenes per AOI and day, with their error and the DAG run that redoes them."""
-        return queries.scene_problems(c, aoi=aoi, limit=limit)
+        out = queries.scene_problems(c, aoi=aoi, limit=limit)
+        if allowed is not None:
+            out["items"] = [i for i in out["items"] if i.get("aoi") in allowed]
+        return out
 
     return app
 

@@ -103,10 +103,13 @@ def find_parcel(conn: psycopg.Connection, aoi: str, year: int, parcel_id: str) -
 
 
 def search_parcels(conn: psycopg.Connection, q: str, *, aoi: str | None = None, year: int | None = None,
-                   limit: int = 20) -> list[dict[str, Any]]:
+                   limit: int = 20, allowed: frozenset[str] | None = None) -> list[dict[str, Any]]:
     """Parcels whose declared id starts with ``q`` (or whose pid is ``q``), exact matches first."""
     where = ["(p.parcel_id ILIKE %(prefix)s ESCAPE '\\' OR p.pid::text = %(q)s)"]
     params: dict[str, Any] = {"q": q, "prefix": _like_escape(q) + "%", "limit": limit}
+    if allowed is not None:
+        where.append("p.aoi = ANY(%(allowed)s)")
+        params["allowed"] = sorted(allowed)
     if aoi:
         where.append("p.aoi = %(aoi)s")
         params["aoi"] = aoi
