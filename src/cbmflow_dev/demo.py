@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 AT_FILE = "parcels/at_schlaege_2025.gpkg.zip"
 AT_ID, AT_CROP, AT_CROP_NAME = "GEO_ID", "SNAR_CODE", "SNAR_BEZEICHNUNG"
-# the classified AOI's bands: S1, coherence, and the S2 bands of NDVI, true colour and clouds
-SIM_BANDS = ("VV", "VH", "COH_VV", "COH_VH", "B02", "B03", "B04", "B08", "SCL")
 
 
 def _step(title: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -244,7 +242,7 @@ def simulate_ml_aoi(out: Path, season: int, seed: int, n: int) -> Any:
         str(path), aoi="sim", season=season, out=str(out / "archive"), id_col="parcel_id",
         crop_col="crop_code", crop_name_col="crop_name", seed=seed, mislabel=0.05,
         # S2 too (NDVI, true-colour chips, SCL clouds), so a red parcel is a complete case in the UI
-        card_types=("bs", "c6", "s2"), bands=SIM_BANDS,
+        card_types=("bs", "c6", "s2"),
     )
     print(f"   {n} synthetic parcels, {res.n_scenes} S1/S2 scenes, {res.n_rasters} COGs; "
           f"wrong declarations recorded in {res.truth_uri}")

@@ -278,6 +278,9 @@ def test_airflow_menu_links_to_the_flag_list(api_server: str) -> None:
         plugins = json.loads(r.read())["plugins"]
     views = [v for p in plugins if p["name"] == "cbmflow_api" for v in p["external_views"]]
     assert any(v["href"] == "/cbmflow/flags" and v.get("nav_top_level") for v in views)
+    # both pages open inside Airflow's own frame (url_route), not in a new tab
+    assert {v["href"]: v.get("url_route") for v in views} == {"/cbmflow/flags": "cbm-flags",
+                                                               "/cbmflow/scenes": "cbm-scenes"}
     with urllib.request.urlopen(urllib.request.Request(api_server + "/cbmflow/api/runs", headers=auth), timeout=10) as r:
         assert r.status == 200 and json.loads(r.read())
 
