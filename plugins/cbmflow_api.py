@@ -20,5 +20,6 @@ class CbmflowApiPlugin(AirflowPlugin):
         # url_route: the flag list opens inside Airflow's UI (an iframe of the same origin)
         {"name": "CbM flags", "href": "/cbmflow/flags", "destination": "nav", "nav_top_level": True,
          "url_route": "cbm-flags"},
-        {"name": "Failed scenes", "href": "/cbmflow/scenes", "destination": "nav", "category": "browse"},
+        {"name": "Failed scenes", "href": "/cbmflow/scenes", "destination": "nav", "category": "browse",
+         "url_route": "cbm-scenes"},
     ]

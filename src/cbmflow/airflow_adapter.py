@@ -327,11 +327,13 @@ def card_publish_and_verify(card_type: str, ids: Any, after: Any) -> Any:
     return published
 
 
-def web_auth() -> tuple[Callable[..., Any], Callable[[str], str]]:
-    """The api-server's own user dependency and login-URL builder, for the cbmflow web app.
+def web_auth() -> tuple[Callable[..., Any], Callable[[str], str], Callable[[Any], bool], Callable[[Any], str]]:
+    """The api-server's own user dependency, login-URL builder, edit check and user name, for the web app.
 
     ``get_user`` is what Airflow's REST API and UI routes use: the ``_token`` cookie the UI sets, or
-    an ``Authorization: Bearer`` JWT, validated with the api-server's JWT secret.
+    an ``Authorization: Bearer`` JWT, validated with the api-server's JWT secret. A user may record
+    decisions when the auth manager lets them edit DAGs (``PUT`` on DAGs: SimpleAuthManager's User,
+    Op and Admin roles; FAB's equivalents), viewers only read.
     """
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.core_api.security import get_user
@@ -339,7 +341,18 @@ def web_auth() -> tuple[Callable[..., Any], Callable[[str], str]]:
     def login_url(next_url: str) -> str:
         return str(get_auth_manager().get_url_login(next_url=next_url))
 
-    return get_user, login_url
+    def can_edit(user: Any) -> bool:
+        try:
+            return bool(get_auth_manager().is_authorized_dag(method="PUT", user=user))
+        except Exception:  # noqa: BLE001 - an auth manager that cannot answer: read-only
+            log.warning("auth manager could not say whether %s may edit: read-only", user, exc_info=True)
+            return False
+
+    def user_name(user: Any) -> str:
+        getter = getattr(user, "get_name", None)
+        return str(getter() if callable(getter) else getattr(user, "username", user))
+
+    return get_user, login_url, can_edit, user_name
 
 
 def extract_concurrency() -> int | None:

@@ -9,6 +9,7 @@ Steps (each prints what it did; a failing step stops the demo with its error):
     activity markers (mowing, bare soil/ploughing, harvest, no-evidence gaps; detect_markers DAG)
  6. a larger synthetic AOI with 5 % wrongly declared crops: simulate, import, extract
  7. 5-day period means, crop classification, outlier flags and the HTML report (classify_outliers DAG)
+ 8. the red parcel to open first in the workbench: S1, S2/NDVI, markers and chips all present
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ def _run(args: argparse.Namespace) -> int:
     import_and_catalogue("sim", args.season, ml, id_col="parcel_id", crop_col="crop_code",
                          crop_name_col="crop_name", reports=out / "reports")
     extract("sim", args.season)
+    markers("sim", args.season)
     classify("sim", args.season, ml.truth_uri, out / "reports")
+    complete_case("sim", args.season)
     print(f"\ncbmflow demo finished in {time.perf_counter() - t0:.0f} s.")
     print("Where to look:")
     print(f"  simulated archive (COGs + STAC): {out / 'archive'}")
@@ -86,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"  import and classification reports: {out / 'reports'}")
     print("  database: `cbmflow db status`; tables parcels, catalogue, signatures, period_means, parcel_flags, "
           "markers, compliance")
-    print("  Airflow UI (these runs and their task logs, the flag list and parcel views): `make ui`"
+    print("  Airflow UI (these runs and their task logs, the flag list, parcel views and decisions): `make ui`"
           " (port: CBMFLOW_API_PORT), log in, then 'CbM flags' -> a red parcel")
     return 0
 
@@ -238,9 +241,10 @@ def simulate_ml_aoi(out: Path, season: int, seed: int, n: int) -> Any:
     res = simulate_season(
         str(path), aoi="sim", season=season, out=str(out / "archive"), id_col="parcel_id",
         crop_col="crop_code", crop_name_col="crop_name", seed=seed, mislabel=0.05,
-        card_types=("bs", "c6"),
+        # S2 too (NDVI, true-colour chips, SCL clouds), so a red parcel is a complete case in the UI
+        card_types=("bs", "c6", "s2"),
     )
-    print(f"   {n} synthetic parcels, {res.n_scenes} S1 scenes, {res.n_rasters} COGs; "
+    print(f"   {n} synthetic parcels, {res.n_scenes} S1/S2 scenes, {res.n_rasters} COGs; "
           f"wrong declarations recorded in {res.truth_uri}")
     return res
 
@@ -273,3 +277,29 @@ def classify(aoi: str, season: int, truth_uri: str, reports: Path) -> None:
         print("   (simulated crop profiles separate more cleanly than real fields do: expect lower "
               "precision and recall on real declarations; see docs/analytics.md)")
     print(f"   report: {report}")
+
+
+@_step("A complete case for the workbench: the most suspicious red parcel with S1, S2/NDVI, markers, chips")
+def complete_case(aoi: str, season: int) -> None:
+    """Print the top-ranked red parcel that has S1, NDVI, markers and chips, and its workbench URL."""
+    from cbmflow.core import db
+    from cbmflow.web import queries
+
+    with db.connect() as conn:
+        run = queries.latest_run(conn, aoi, season)
+        if run is None:
+            print("   no classification run")
+            return
+        reds = queries.list_flags(conn, run, queries.FlagFilter(flags=("red",)), limit=50)["rows"]
+        for r in reds:
+            ch = queries.chart(conn, r["pid"], run_id=run)
+            chips = queries.chip_scenes(conn, r["pid"])
+            kinds = {c["card_type"] for c in chips}
+            if ch["s1"] and ch["ndvi"] and ch["markers"] and {"bs", "s2"} <= kinds:
+                print(f"   parcel {r['parcel_id']} (pid {r['pid']}, rank {r['rank']}): declared "
+                      f"{r.get('crop_name') or r['declared']}, predicted {r.get('predicted_name') or r['predicted']}; "
+                      f"{len(ch['s1'])} S1 and {len(ch['ndvi'])} NDVI observations, {len(ch['markers'])} markers, "
+                      f"{len(chips)} chips")
+                print(f"   open it: /cbmflow/parcel/{r['pid']}?run={run}&flag=red  (n / p: next / previous red parcel)")
+                return
+        print(f"   none of the {len(reds)} top red parcels has S1, NDVI, markers and chips together")

@@ -40,13 +40,21 @@ pytestmark = pytest.mark.system
 ROOT = Path(__file__).resolve().parents[2]
 ARTEFACTS = ROOT / "var" / "test-artefacts"
 CHROMIUM = "/usr/bin/chromium"
-USER, PASSWORD = "inspector", "cbm-inspector-pass"
+USER, PASSWORD = "inspector", "cbm-inspector-pass"  # Airflow role viewer: reads only
+EDITOR, EDITOR_PASSWORD = "ines", "cbm-editor-pass"  # Airflow role user: may record decisions
+SECOND_RED = "P-10"  # made red below, so the queue of red parcels has a next and a previous
+PORTS = range(8791, 8800)  # the ports this suite may use
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for port in PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +63,9 @@ def web_data(pg_dsn: str, s3_endpoint: str) -> WebData:
     t0 = time.monotonic()
     with psycopg.connect(pg_dsn) as conn:
         data = build(conn, s3_base=f"s3://webui-{uuid.uuid4().hex[:10]}")
+        conn.execute("UPDATE parcel_flags SET flag = 'red', predicted = 'GL', probability = 0.83, "
+                     "declared_probability = 0.12, agree_count = 5 WHERE pid = %s", (data.pids[SECOND_RED],))
+        conn.commit()
     print(f"web test data built in {time.monotonic() - t0:.1f} s")
     return data
 
@@ -64,12 +75,12 @@ def api_server(web_data: WebData, airflow_db: str, tmp_path_factory: pytest.Temp
     """`airflow api-server` on a free port, logged-in users from a known password file."""
     home = tmp_path_factory.mktemp("airflow-web")
     passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({USER: PASSWORD}))
+    passwords.write_text(json.dumps({USER: PASSWORD, EDITOR: EDITOR_PASSWORD}))
     port = _free_port()
     env = dict(os.environ)
     env.update(airflow_auth_env())
     env.update({
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:viewer,{EDITOR}:user",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__HOST": "127.0.0.1",
@@ -126,8 +137,15 @@ def browser() -> Iterator[object]:
 
 def _wait(page, expression: str, timeout: float = 30.0) -> None:
     """Poll a JS expression until truthy (page.wait_for_function would need eval, which the CSP forbids)."""
+    from playwright.sync_api import Error as PlaywrightError
+
     deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
+    while True:
+        try:
+            if page.evaluate(expression):
+                return
+        except PlaywrightError:  # the page is navigating: its document is not there yet
+            pass
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {expression}")
         time.sleep(0.2)
@@ -151,10 +169,11 @@ def test_login_flag_list_red_parcel_view(api_server: str, browser, web_data: Web
 
     # 2. Back on the flag list (Airflow's `_token` cookie is the only credential).
     page.wait_for_selector("table#flags tbody tr", timeout=30_000)
-    assert page.url.endswith("/cbmflow/flags")
+    assert "/cbmflow/flags" in page.url
     assert any(c["name"] == "_token" for c in page.context.cookies())
     flags = page.locator("table#flags tbody tr").evaluate_all("rows => rows.map(r => r.dataset.flag)")
     assert flags[0] == "red" and set(flags) == {"red", "yellow"}
+    assert "flag=red" in page.url and "flag=yellow" in page.url  # the filters live in the URL
     # a parcel id with HTML in it is shown as text, not markup
     assert page.locator("table#flags a.parcel-link", has_text=XSS_PARCEL).count() == 1
     assert page.locator("b#xss").count() == 0
@@ -165,7 +184,8 @@ def test_login_flag_list_red_parcel_view(api_server: str, browser, web_data: Web
     page.wait_for_selector("th[data-key=probability].sorted")
 
     # 3. One click on the red parcel opens its view.
-    page.locator("tr[data-flag=red] a.parcel-link").first.click()
+    page.locator(f"tr[data-flag=red][data-pid='{web_data.red_pid}'] a.parcel-link").click()
+    page.wait_for_url(f"**/cbmflow/parcel/{web_data.red_pid}?*", timeout=15_000)
     _wait(page, "document.body.dataset.ready !== undefined")
     assert page.evaluate("document.body.dataset.ready") == "1", page.locator(".error").all_inner_texts()
     assert f"/cbmflow/parcel/{web_data.red_pid}" in page.url
@@ -258,5 +278,131 @@ def test_airflow_menu_links_to_the_flag_list(api_server: str) -> None:
         plugins = json.loads(r.read())["plugins"]
     views = [v for p in plugins if p["name"] == "cbmflow_api" for v in p["external_views"]]
     assert any(v["href"] == "/cbmflow/flags" and v.get("nav_top_level") for v in views)
+    # both pages open inside Airflow's own frame (url_route), not in a new tab
+    assert {v["href"]: v.get("url_route") for v in views} == {"/cbmflow/flags": "cbm-flags",
+                                                               "/cbmflow/scenes": "cbm-scenes"}
     with urllib.request.urlopen(urllib.request.Request(api_server + "/cbmflow/api/runs", headers=auth), timeout=10) as r:
         assert r.status == 200 and json.loads(r.read())
+
+
+def _login(page, api_server: str, path: str, user: str, password: str) -> None:
+    page.goto(api_server + path)
+    page.wait_for_selector("input[name=username]", timeout=30_000)
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.keyboard.press("Enter")
+
+
+def test_the_inspector_loop_from_the_keyboard(api_server: str, browser, web_data: WebData) -> None:
+    """Queue in rank order, next/previous by key, a decision recorded without the mouse, seen in the
+    list and the export; a viewer cannot record."""
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1100})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "404" not in m.text else None)
+    red2 = web_data.pids[SECOND_RED]
+
+    # 1. the queue of red parcels, in suspicion rank order, with rank and score columns
+    _login(page, api_server, "/cbmflow/flags?flag=red", EDITOR, EDITOR_PASSWORD)
+    page.wait_for_selector("table#flags tbody tr", timeout=30_000)
+    _wait(page, "document.body.dataset.ready === '1'")
+    pids = page.locator("table#flags tbody tr").evaluate_all("rows => rows.map(r => Number(r.dataset.pid))")
+    assert pids == [web_data.red_pid, red2], pids
+    ranks = page.locator("table#flags tbody tr td:first-child").all_inner_texts()
+    assert ranks == ["1", "2"]
+    assert page.locator("th[data-key=score]").count() == 1 and page.locator("th[data-key=decision]").count() == 1
+    # the whole AOI on the map, coloured by flag; by decision on demand
+    _wait(page, "document.querySelectorAll('#aoi-map path.parcel').length === 16")
+    assert page.locator("#aoi-map path.parcel.red").count() == 2
+    # sorting from the keyboard: the header is a button, the sort goes into the URL
+    page.focus("th[data-key=probability] button")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("th[data-key=probability].sorted")
+    assert "sort=probability" in page.url
+    page.focus("th[data-key=rank] button")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("th[data-key=rank].sorted")
+
+    # 2. open the first parcel from the keyboard
+    page.focus(f"tr[data-pid='{web_data.red_pid}'] a.parcel-link")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/cbmflow/parcel/{web_data.red_pid}?*", timeout=15_000)
+    _wait(page, "document.body.dataset.ready !== undefined")
+    assert page.evaluate("document.body.dataset.ready") == "1", page.locator(".error").all_inner_texts()
+    assert page.inner_text("#queue-pos").startswith("1 of 2 red")
+    # declared and predicted crop's nearest peers side by side, named, in their own colours
+    series = set(page.locator("#timeline [data-series]").evaluate_all("n => n.map(x => x.dataset.series)"))
+    assert {"peer_VV_ascending", "ppeer_VV_ascending", "peer_ndvi_band", "ppeer_ndvi_band"} <= series, sorted(series)
+    legend = page.inner_text("#legend")
+    assert "declared crop peers: SILOMAIS" in legend and "predicted crop peers: WINTERWEICHWEIZEN" in legend
+    colours = page.evaluate("""[...new Set(['peer_VV_ascending', 'ppeer_VV_ascending', 'VV_ascending', 'VH_ascending', 'ndvi',
+        'COH_VV', 'COH_VH', 'per_VV'].map(id => document.querySelector(`#timeline path[data-series='${id}']`)?.getAttribute('stroke')))]""")
+    assert len(colours) == 8 and None not in colours, colours
+    assert "WINTERWEICHWEIZEN" in page.inner_text("#facts") and "SILOMAIS" in page.inner_text("#facts")
+
+    # 3. next and previous by key
+    page.keyboard.press("n")
+    page.wait_for_url(f"**/cbmflow/parcel/{red2}?*", timeout=15_000)
+    _wait(page, "document.body.dataset.ready === '1'")
+    assert page.inner_text("#queue-pos").startswith("2 of 2")
+    assert page.locator("#queue-next").is_disabled()
+    page.keyboard.press("p")
+    page.wait_for_url(f"**/cbmflow/parcel/{web_data.red_pid}?*", timeout=15_000)
+    _wait(page, "document.body.dataset.ready === '1'")
+
+    # 4. a decision without the mouse: d focuses the form, 2 = wrong declaration (crop found
+    #    pre-filled with the predicted crop), a note, Ctrl+Enter records it
+    page.keyboard.press("d")
+    assert page.evaluate("document.activeElement.name") == "outcome"
+    page.keyboard.press("2")
+    assert page.evaluate("document.querySelector('#decide input[value=wrong_declaration]').checked")
+    assert page.input_value("#decide input[name=corrected_crop]") == "WW"
+    page.focus("#decide textarea[name=note]")
+    page.keyboard.type("=cmd|' /C calc'!A0 winter wheat stubble on the chips")
+    page.keyboard.press("Control+Enter")
+    page.wait_for_selector("#decision-status.ok", timeout=15_000)
+    page.wait_for_selector("#history li[data-outcome=wrong_declaration]")
+    assert EDITOR in page.inner_text("#history")
+    page.screenshot(path=str(ARTEFACTS / "parcel_decision.png"), full_page=True)
+    # the decision persists: a reload shows it in the history
+    page.reload()
+    _wait(page, "document.body.dataset.ready === '1'")
+    assert page.locator("#history li.latest[data-outcome=wrong_declaration]").count() == 1
+
+    # 5. back in the list: the decision shows, "undecided" hides it, the export carries it
+    page.goto(api_server + "/cbmflow/flags?flag=red")
+    _wait(page, "document.body.dataset.ready === '1'")
+    row = page.locator(f"tr[data-pid='{web_data.red_pid}']")
+    assert row.get_attribute("data-decision") == "wrong_declaration" and "wrong declaration" in row.inner_text()
+    page.goto(api_server + "/cbmflow/flags?flag=red&decision=undecided")
+    _wait(page, "document.body.dataset.ready === '1'")
+    _wait(page, "document.querySelectorAll('table#flags tbody tr').length === 1")
+    assert page.locator("table#flags tbody tr").first.get_attribute("data-pid") == str(red2)
+    page.select_option("#colour-by", "decision")
+    page.goto(api_server + "/cbmflow/flags?flag=red")
+    _wait(page, "document.body.dataset.ready === '1'")
+    href = page.get_attribute("#csv", "href")
+    csv_text = page.request.get(api_server + href).text()
+    import csv
+    import io
+
+    rows = {r["pid"]: r for r in csv.DictReader(io.StringIO(csv_text))}
+    red = rows[str(web_data.red_pid)]
+    assert red["decision"] == "wrong_declaration" and red["corrected_crop"] == "WW" and red["decided_by"] == EDITOR
+    assert red["rank"] == "1" and red["decision_note"].startswith("'=cmd")  # formula-safe
+    assert not errors, errors
+    ctx.close()
+
+    # 6. a viewer reads the decision but cannot record one (no form; the API refuses)
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    _login(page, api_server, f"/cbmflow/parcel/{web_data.red_pid}", USER, PASSWORD)
+    page.wait_for_url(f"**/cbmflow/parcel/{web_data.red_pid}", timeout=30_000)
+    _wait(page, "document.body.dataset.ready === '1'")
+    assert page.locator("#read-only").count() == 1 and page.locator("#decide").count() == 0
+    assert page.locator("#history li[data-outcome=wrong_declaration]").count() == 1
+    r = page.request.post(api_server + f"/cbmflow/api/parcels/{web_data.red_pid}/decisions",
+                          data={"outcome": "confirmed"}, headers={"Content-Type": "application/json"})
+    assert r.status == 403, r.status
+    ctx.close()

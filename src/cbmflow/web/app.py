@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -25,7 +25,7 @@ from psycopg import conninfo
 
 from cbmflow.core.config import database_dsn
 from cbmflow.core.errors import CbmError, ConfigError, InputError, NotFound, TransientError
-from cbmflow.web import chips, queries
+from cbmflow.web import chips, decisions, queries
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,44 @@ def api_dsn() -> str:
     info["user"] = READER_ROLE
     info.pop("password", None)
     return conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+
+
+def aoi_access() -> dict[str, list[str]] | None:
+    """The per-AOI read scopes (CBMFLOW_AOI_ACCESS, JSON): None when unset (everyone reads every AOI).
+
+    Keys are Airflow user names, ``role:<Airflow role>`` or ``*`` (everyone); values are AOI names,
+    ``"*"`` meaning all. A user reads the union of their entries; a user with none reads no AOI.
+    """
+    import json
+
+    text = os.environ.get("CBMFLOW_AOI_ACCESS", "").strip()
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"CBMFLOW_AOI_ACCESS is not JSON: {exc}") from exc
+    if not isinstance(raw, dict) or not all(isinstance(v, list) and all(isinstance(a, str) for a in v)
+                                            for v in raw.values()):
+        raise ConfigError('CBMFLOW_AOI_ACCESS must map names to lists of AOIs: {"ines": ["at"], "role:admin": ["*"]}')
+    return {str(k): list(v) for k, v in raw.items()}
+
+
+def allowed_aois(name: str, roles: Sequence[str]) -> frozenset[str] | None:
+    """The AOIs a user may read (None: all of them) under CBMFLOW_AOI_ACCESS."""
+    access = aoi_access()
+    if access is None:
+        return None
+    keys = ["*", name, *(f"role:{r.lower()}" for r in roles)]
+    aois = {a for k, v in access.items() if k.lower() in {x.lower() for x in keys} for a in v}
+    return None if "*" in aois else frozenset(aois)
+
+
+def _roles_of(user: Any) -> list[str]:
+    role = getattr(user, "role", None)
+    roles = [str(role)] if role else []
+    roles += [str(getattr(r, "name", r)) for r in (getattr(user, "roles", None) or [])]
+    return roles
 
 
 def basemap() -> dict[str, str | None]:
@@ -75,7 +113,7 @@ def content_security_policy() -> str:
     )
 
 
-def _connect() -> Iterator[psycopg.Connection]:
+def _connect() -> Generator[psycopg.Connection, None, None]:
     try:
         conn = psycopg.connect(api_dsn(), autocommit=True, connect_timeout=5,
                                options="-c statement_timeout=60000 -c default_transaction_read_only=on")
@@ -90,13 +128,20 @@ def _connect() -> Iterator[psycopg.Connection]:
 def create_app(
     user_dependency: Callable[..., Any] | None = None,
     login_url: Callable[[str], str] | None = None,
+    can_edit: Callable[[Any], bool] | None = None,
+    user_name: Callable[[Any], str] | None = None,
 ) -> Any:
-    """Build the web app around an authentication dependency (the plugin passes Airflow's: ``web_auth()``)."""
-    from fastapi import Depends, FastAPI, Query, Request
+    """Build the web app around an authentication dependency (the plugin passes Airflow's: ``web_auth()``).
+
+    ``can_edit(user)`` says whether a logged-in user may record decisions (default: nobody);
+    ``user_name(user)`` is the name stored with a decision.
+    """
+    from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
     from fastapi import Path as P
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, RedirectResponse, Response
     from fastapi.staticfiles import StaticFiles
+    from pydantic import BaseModel, Field
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     if user_dependency is None:
@@ -105,13 +150,47 @@ def create_app(
 
     app = FastAPI(
         title="cbmflow web API", version="2",
-        description="Parcels, flags, time series, chips and scene problems of cbmflow (read-only). "
+        description="Parcels, flags, time series, chips and scene problems of cbmflow, and the inspectors' "
+        "decisions (the only write: users whose Airflow role may edit DAGs). "
         "Authentication: the Airflow UI session (cookie `_token`) or `Authorization: Bearer <JWT>` "
         "from the api-server's `/auth/token`.",
         docs_url=None, redoc_url=None, openapi_url=None,  # docs are served offline at /docs
     )
-    user = Depends(user_dependency)
+    User = Annotated[Any, Depends(user_dependency)]
+    may_edit = can_edit or (lambda u: False)
+    name_of = user_name or (lambda u: str(getattr(u, "username", None) or u))
     Conn = Annotated[psycopg.Connection, Depends(_connect)]
+
+    def _allowed(u: User) -> frozenset[str] | None:
+        return allowed_aois(name_of(u), _roles_of(u))
+
+    Allowed = Annotated[frozenset[str] | None, Depends(_allowed)]
+
+    def _scoped(request: Request, allowed: Allowed) -> None:
+        # per-AOI read scoping: a parcel, run or AOI outside the user's AOIs "does not exist"
+        if allowed is None:
+            return
+        pp = request.path_params
+        found: list[str | None] = []
+        if "aoi" in pp:
+            found.append(str(pp["aoi"]))
+        lookups = (("pid", "SELECT aoi FROM parcels WHERE pid = %s"),
+                   ("run_id", "SELECT aoi FROM classification_runs WHERE run_id = %s"))
+        wanted = [(q, int(pp[k])) for k, q in lookups if k in pp and str(pp[k]).isdigit() and int(pp[k]) <= INT32 * 4]
+        if wanted:
+            gen = _connect()
+            conn = next(gen)
+            try:
+                for q, v in wanted:
+                    row = conn.execute(q, (v,)).fetchone()
+                    if row is not None:
+                        found.append(row[0])
+            finally:
+                gen.close()
+        if any(a not in allowed for a in found):
+            raise NotFound("not found (or not in your AOIs)")
+
+    user = Depends(_scoped)
     Pid = Annotated[int, P(ge=1, le=INT32, description="internal parcel id")]
     Aoi = Annotated[str, P(pattern=AOI_RE, description="AOI name")]
     Year = Annotated[int, P(ge=1900, le=2200)]
@@ -221,11 +300,11 @@ def create_app(
         return {"basemap": basemap(), "cloud_max": queries.DEFAULT_CLOUD_MAX}
 
     @app.get("/api/aois", dependencies=[user], tags=["parcels"])
-    def aois(c: Conn) -> list[dict[str, Any]]:
+    def aois(c: Conn, allowed: Allowed) -> list[dict[str, Any]]:
         """AOIs with their CRS and parcel counts per year."""
         from cbmflow.web import timeseries
 
-        return timeseries.list_aois(c)
+        return [a for a in timeseries.list_aois(c) if allowed is None or a["name"] in allowed]
 
     @app.get("/api/aois/{aoi}/{year}/parcels", dependencies=[user], tags=["parcels"])
     def parcels(aoi: Aoi, year: Year, c: Conn, limit: Annotated[int, Query(ge=1, le=5000)] = 100,
@@ -250,19 +329,26 @@ def create_app(
         return queries.parcel(c, queries.find_parcel(c, aoi, year, parcel_id))
 
     @app.get("/api/search", dependencies=[user], tags=["parcels"])
-    def search(q: Annotated[str, Query(pattern=TEXT_RE)], c: Conn,
+    def search(q: Annotated[str, Query(pattern=TEXT_RE)], c: Conn, allowed: Allowed,
                aoi: Annotated[str | None, Query(pattern=AOI_RE)] = None,
                year: Annotated[int | None, Query(ge=1900, le=2200)] = None,
                limit: Annotated[int, Query(ge=1, le=100)] = 20) -> list[dict[str, Any]]:
         """Parcels whose declared id starts with q, or whose pid is q."""
-        return queries.search_parcels(c, q, aoi=aoi, year=year, limit=limit)
+        return queries.search_parcels(c, q, aoi=aoi, year=year, limit=limit, allowed=allowed)
 
     @app.get("/api/parcels/{pid}", dependencies=[user], tags=["parcels"])
     def parcel(pid: Pid, c: Conn, run_id: RunQ = None) -> dict[str, Any]:
         """A parcel: attributes, geometry (EPSG:4326), bbox and its flag with the reason."""
         out = queries.parcel(c, pid)
         out["flag"] = queries.parcel_flag(c, pid, run_id)
+        out["decisions"] = decisions.history(c, pid)
         return out
+
+    @app.get("/api/parcels/{pid}/seasons", dependencies=[user], tags=["parcels"])
+    def parcel_seasons(pid: Pid, c: Conn) -> list[dict[str, Any]]:
+        """The same field in the AOI's other years (same parcel id, or overlapping): declaration, flag, decision."""
+        queries.parcel(c, pid)
+        return queries.seasons(c, pid)
 
     @app.get("/api/parcels/{pid}/timeseries", dependencies=[user], tags=["time series"])
     def series(pid: Pid, c: Conn,
@@ -296,38 +382,56 @@ def create_app(
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
     @app.get("/api/runs", dependencies=[user], tags=["flags"])
-    def runs(c: Conn) -> list[dict[str, Any]]:
+    def runs(c: Conn, allowed: Allowed) -> list[dict[str, Any]]:
         """Classification runs, newest first, with their flag counts."""
-        return queries.list_runs(c)
+        return [r for r in queries.list_runs(c) if allowed is None or r["aoi"] in allowed]
 
     FlagQ = Annotated[list[Literal["red", "yellow", "green"]] | None, Query(max_length=3)]
     CropQ = Annotated[str | None, Query(pattern=TEXT_RE)]
     ProbQ = Annotated[float | None, Query(ge=0, le=1)]
+    DecisionQ = Annotated[Literal[("undecided", "decided", *decisions.OUTCOMES)] | None,  # type: ignore[valid-type]
+                          Query(description="undecided, decided or one outcome")]
+    SortQ = Annotated[str, Query(pattern=r"^[a-z_]{1,40}$")]
+    RunP = Annotated[int, P(ge=1, le=BIGINT_JS)]
+
+    def _filter(flag: Sequence[str] | None, crop: str | None, predicted: str | None, min_prob: float | None,
+                max_prob: float | None, max_declared_prob: float | None, q: str | None,
+                decision: str | None, default: tuple[str, ...] = ("red", "yellow")) -> queries.FlagFilter:
+        return queries.FlagFilter(flags=tuple(flag or default), crop=crop, predicted=predicted,
+                                  min_prob=min_prob, max_prob=max_prob, max_declared_prob=max_declared_prob,
+                                  q=q, decision=decision)
 
     @app.get("/api/runs/{run_id}/flags", dependencies=[user], tags=["flags"])
-    def flags(run_id: Annotated[int, P(ge=1, le=BIGINT_JS)], c: Conn, flag: FlagQ = None,
+    def flags(run_id: RunP, c: Conn, flag: FlagQ = None,
               crop: CropQ = None, predicted: CropQ = None, min_prob: ProbQ = None, max_prob: ProbQ = None,
-              max_declared_prob: ProbQ = None, q: CropQ = None,
-              sort: Annotated[str, Query(pattern=r"^[a-z_]{1,40}$")] = "flag",
-              order: Literal["asc", "desc"] = "asc",
+              max_declared_prob: ProbQ = None, q: CropQ = None, decision: DecisionQ = None,
+              sort: SortQ = "rank", order: Literal["asc", "desc"] = "asc",
               limit: Annotated[int, Query(ge=1, le=5000)] = 200,
               offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> dict[str, Any]:
-        """Flags of a run (default red and yellow), filtered and sorted."""
-        return queries.list_flags(c, run_id, flags=list(flag or ["red", "yellow"]), crop=crop, predicted=predicted,
-                                  min_prob=min_prob, max_prob=max_prob, max_declared_prob=max_declared_prob,
-                                  q=q, sort=sort, order=order, limit=limit, offset=offset)
+        """Flags of a run (default red and yellow, in suspicion rank order) with their latest decision."""
+        flt = _filter(flag, crop, predicted, min_prob, max_prob, max_declared_prob, q, decision)
+        return queries.list_flags(c, run_id, flt, sort=sort, order=order, limit=limit, offset=offset)
+
+    @app.get("/api/runs/{run_id}/queue/{pid}", dependencies=[user], tags=["flags"])
+    def queue(run_id: RunP, pid: Pid, c: Conn, flag: FlagQ = None,
+              crop: CropQ = None, predicted: CropQ = None, min_prob: ProbQ = None, max_prob: ProbQ = None,
+              max_declared_prob: ProbQ = None, q: CropQ = None, decision: DecisionQ = None,
+              sort: SortQ = "rank", order: Literal["asc", "desc"] = "asc") -> dict[str, Any]:
+        """The parcel's position in the queue (default: red parcels by rank) and its previous and next parcel."""
+        flt = _filter(flag, crop, predicted, min_prob, max_prob, max_declared_prob, q, decision, default=("red",))
+        return queries.queue_neighbours(c, run_id, pid, flt, sort=sort, order=order)
 
     @app.get("/api/runs/{run_id}/flags.{fmt}", dependencies=[user], tags=["flags"],
              response_class=Response,
              responses={200: {"content": {"text/csv": {}, "application/geopackage+sqlite3": {}}}})
-    def flags_export(run_id: Annotated[int, P(ge=1, le=BIGINT_JS)], fmt: Literal["csv", "gpkg"], c: Conn,
+    def flags_export(run_id: RunP, fmt: Literal["csv", "gpkg"], c: Conn,
                      flag: FlagQ = None, crop: CropQ = None, predicted: CropQ = None,
                      min_prob: ProbQ = None, max_prob: ProbQ = None, max_declared_prob: ProbQ = None,
-                     q: CropQ = None) -> Response:
-        """The filtered flags as CSV or GeoPackage (parcel geometry in the AOI's CRS)."""
-        rows, epsg = queries.export_flags(c, run_id, flags=flag or ["red", "yellow"], crop=crop,
-                                          predicted=predicted, min_prob=min_prob, max_prob=max_prob,
-                                          max_declared_prob=max_declared_prob, q=q)
+                     q: CropQ = None, decision: DecisionQ = None, sort: SortQ = "rank",
+                     order: Literal["asc", "desc"] = "asc") -> Response:
+        """The filtered flags as CSV or GeoPackage (geometry in the AOI's CRS) with score, rank and decision."""
+        flt = _filter(flag, crop, predicted, min_prob, max_prob, max_declared_prob, q, decision)
+        rows, epsg = queries.export_flags(c, run_id, flt, sort=sort, order=order)
         name = f"cbmflow_flags_run{run_id}"
         if fmt == "csv":
             return Response(_csv(rows), media_type="text/csv; charset=utf-8",
@@ -335,11 +439,48 @@ def create_app(
         return Response(_gpkg(rows, epsg), media_type="application/geopackage+sqlite3",
                         headers={"Content-Disposition": f'attachment; filename="{name}.gpkg"'})
 
+    # --- decisions: the one write ------------------------------------------------------------------
+    class DecisionIn(BaseModel):
+        outcome: Literal[tuple(decisions.OUTCOMES)]  # type: ignore[valid-type]
+        corrected_crop: Annotated[str | None, Field(max_length=100, pattern=TEXT_RE)] = None
+        note: Annotated[str, Field(max_length=decisions.NOTE_MAX)] = ""
+        run_id: Annotated[int | None, Field(ge=1, le=BIGINT_JS)] = None
+
+    @app.get("/api/me", tags=["meta"])
+    def me(u: User) -> dict[str, Any]:
+        """The logged-in user and whether they may record decisions."""
+        return {"user": name_of(u), "can_decide": bool(may_edit(u)), "outcomes": decisions.OUTCOMES}
+
+    @app.get("/api/parcels/{pid}/decisions", dependencies=[user], tags=["decisions"])
+    def decision_history(pid: Pid, c: Conn) -> list[dict[str, Any]]:
+        """Every decision on the parcel's declaration, newest first."""
+        queries.parcel(c, pid)
+        return decisions.history(c, pid)
+
+    @app.post("/api/parcels/{pid}/decisions", tags=["decisions"], status_code=201)
+    def decide(pid: Pid, request: Request, u: User, c: Conn,
+               body: Annotated[DecisionIn, Body()]) -> dict[str, Any]:
+        """Record a decision (append-only); only users whose Airflow role may edit DAGs."""
+        if not may_edit(u):
+            raise HTTPException(status_code=403, detail="your Airflow role may only read: decisions need a "
+                                "role that may edit DAGs (User, Op or Admin)")
+        origin = request.headers.get("origin")
+        if origin and urlsplit(origin).netloc != request.headers.get("host"):
+            raise HTTPException(status_code=403, detail="cross-origin request refused")
+        if not decisions.available(c):
+            raise ConfigError("the decisions table is missing: run `cbmflow db upgrade` (schema 011)")
+        d = decisions.Decision(pid=pid, outcome=body.outcome, decided_by=name_of(u), run_id=body.run_id,
+                               corrected_crop=body.corrected_crop, note=body.note)
+        return decisions.record(c, d)
+
     @app.get("/api/scenes/problems", dependencies=[user], tags=["scenes"])
-    def scene_problems(c: Conn, aoi: Annotated[str | None, Query(pattern=AOI_RE)] = None,
+    def scene_problems(c: Conn, allowed: Allowed, aoi: Annotated[str | None, Query(pattern=AOI_RE)] = None,
                        limit: Annotated[int, Query(ge=1, le=5000)] = 500) -> dict[str, Any]:
         """Failed and no-data scenes per AOI and day, with their error and the DAG run that redoes them."""
-        return queries.scene_problems(c, aoi=aoi, limit=limit)
+        out = queries.scene_problems(c, aoi=aoi, limit=limit)
+        if allowed is not None:
+            out["items"] = [i for i in out["items"] if i.get("aoi") in allowed]
+        return out
 
     return app
 
@@ -356,14 +497,17 @@ def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
     return v[0], v[1], v[2], v[3]
 
 
-_CSV_COLUMNS = ("run_id", "pid", "parcel_id", "declared", "crop_name", "declared_class", "predicted",
-                "probability", "declared_probability", "agree_count", "n_predictions", "flag", "area_m2",
-                "reason")
+_CSV_COLUMNS = ("rank", "run_id", "pid", "parcel_id", "declared", "crop_name", "declared_class", "predicted",
+                "predicted_name", "probability", "declared_probability", "score", "agree_count", "n_predictions",
+                "flag", "area_m2", "reason", "decision", "corrected_crop", "decision_note", "decided_by",
+                "decided_at")
+# OWASP CSV injection: a cell starting with one of these is run as a formula by spreadsheets.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(v: Any) -> Any:
-    # Spreadsheets run cells starting with = + @ as formulas: quote them (CSV injection).
-    if isinstance(v, str) and v[:1] in ("=", "+", "@", "\t", "\r"):
+    """A CSV cell made formula-safe (OWASP): text starting with = + - @ tab or CR gets a leading quote."""
+    if isinstance(v, str) and v.startswith(_FORMULA_START):
         return "'" + v
     return v
 

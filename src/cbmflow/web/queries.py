@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -18,17 +19,20 @@ from psycopg.rows import dict_row
 
 from cbmflow.core.bands import BAND_CODES, SCL_CLOUDY
 from cbmflow.core.errors import InputError, NotFound
+from cbmflow.web.decisions import OUTCOMES
+from cbmflow.web.decisions import available as decisions_available
 
 # 1-based positions of the cloudy SCL classes in scl_histograms.counts (class 0 = no data: not counted).
 CLOUDY_IDX = sorted(c + 1 for c in SCL_CLOUDY if c != 0)
 DEFAULT_CLOUD_MAX = 0.1
-PEER_SAMPLE = 400  # peers per crop used for the median and spread (the lowest pids, deterministic)
+PEER_SAMPLE = 60  # peers per crop used for the median and spread: the nearest parcels of that crop
 FLAG_SORT_COLUMNS = (
     "parcel_id", "declared", "crop_name", "predicted", "probability", "declared_probability",
     "agree_count", "flag", "area_m2",
 )
 # Columns schema 009 (flag evidence) adds to parcel_flags; read when present.
-_FLAG_OPTIONAL = ("declared_name", "best_other", "best_other_probability", "score", "suspicion_rank", "reason")
+_FLAG_OPTIONAL = ("declared_name", "best_other", "best_other_probability", "score", "suspicion_rank", "reason",
+                  "predicted_name", "evidence")  # 009, then 012 (issue 16)
 _FLAG_ORDER = "CASE f.flag WHEN 'red' THEN 0 WHEN 'yellow' THEN 1 ELSE 2 END"
 
 
@@ -99,10 +103,13 @@ def find_parcel(conn: psycopg.Connection, aoi: str, year: int, parcel_id: str) -
 
 
 def search_parcels(conn: psycopg.Connection, q: str, *, aoi: str | None = None, year: int | None = None,
-                   limit: int = 20) -> list[dict[str, Any]]:
+                   limit: int = 20, allowed: frozenset[str] | None = None) -> list[dict[str, Any]]:
     """Parcels whose declared id starts with ``q`` (or whose pid is ``q``), exact matches first."""
     where = ["(p.parcel_id ILIKE %(prefix)s ESCAPE '\\' OR p.pid::text = %(q)s)"]
     params: dict[str, Any] = {"q": q, "prefix": _like_escape(q) + "%", "limit": limit}
+    if allowed is not None:
+        where.append("p.aoi = ANY(%(allowed)s)")
+        params["allowed"] = sorted(allowed)
     if aoi:
         where.append("p.aoi = %(aoi)s")
         params["aoi"] = aoi
@@ -143,9 +150,12 @@ def parcels_geojson(
     if bbox:
         params.update(x0=bbox[0], y0=bbox[1], x1=bbox[2], y1=bbox[3])
         where += " AND p.geom && ST_Transform(ST_MakeEnvelope(%(x0)s, %(y0)s, %(x1)s, %(y1)s, 4326), %(epsg)s)"
+    dec = ("(SELECT x.outcome FROM decisions x WHERE x.aoi = p.aoi AND x.year = p.year AND x.parcel_id = p.parcel_id "
+           "ORDER BY x.decision_id DESC LIMIT 1)" if decisions_available(conn) else "NULL::text")
     rows = conn.execute(
         "SELECT p.pid, p.parcel_id, p.crop_code, p.crop_name, f.flag, "
-        "ST_AsGeoJSON(ST_Transform(ST_SimplifyPreserveTopology(p.geom, 1.0), 4326), 6) "
+        "ST_AsGeoJSON(ST_Transform(ST_SimplifyPreserveTopology(p.geom, 1.0), 4326), 6), "
+        f"{dec} AS decision "
         "FROM parcels p LEFT JOIN parcel_flags f ON f.pid = p.pid AND f.run_id = %(run)s "
         f"WHERE {where} ORDER BY p.pid LIMIT %(limit)s",
         params,
@@ -155,7 +165,7 @@ def parcels_geojson(
     feats = [
         {"type": "Feature", "id": r[0], "geometry": json.loads(r[5]),
          "properties": {"pid": r[0], "parcel_id": r[1], "crop_code": r[2], "crop_name": r[3],
-                        "flag": r[4] or "nodata"}}
+                        "flag": r[4] or "nodata", "decision": r[6]}}
         for r in rows[:limit]
     ]
     return {"type": "FeatureCollection", "run_id": run_id, "truncated": len(rows) > limit, "features": feats}
@@ -168,7 +178,7 @@ def list_runs(conn: psycopg.Connection) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = list(cur.execute(
             "SELECT r.run_id, r.aoi, r.year, to_char(r.created_at AT TIME ZONE 'UTC', "
-            "'YYYY-MM-DD HH24:MI') AS created_at, r.report_uri, "
+            "'YYYY-MM-DD HH24:MI') AS created_at, "
             "count(*) FILTER (WHERE f.flag = 'red') AS red, "
             "count(*) FILTER (WHERE f.flag = 'yellow') AS yellow, "
             "count(*) FILTER (WHERE f.flag = 'green') AS green "
@@ -199,23 +209,65 @@ def get_run(conn: psycopg.Connection, run_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-def flag_reason(f: dict[str, Any]) -> str:
+SCORE_SCALE = ("Suspicion score on 0–1: 0 = the declared crop is certain, 0.5 = a tie between the declared "
+               "crop and the most probable other crop, 1 = another crop is certain; it grows with the other "
+               "crop's out-of-fold probability and falls with the declared crop's.")
+DECISION_FILTERS = ("undecided", "decided")
+
+
+@dataclass(frozen=True)
+class FlagFilter:
+    """The flag list's filters (also the queue's and the exports')."""
+
+    flags: tuple[str, ...] = ("red", "yellow")
+    crop: str | None = None
+    predicted: str | None = None
+    min_prob: float | None = None
+    max_prob: float | None = None
+    max_declared_prob: float | None = None
+    q: str | None = None
+    decision: str | None = None  # undecided, decided or one outcome
+
+
+def crop_names(conn: psycopg.Connection, aoi: str | None, year: int | None) -> dict[str, str]:
+    """Crop code -> crop name of an AOI and year's declarations (for reasons in words)."""
+    if aoi is None or year is None:
+        return {}
+    return {str(code): str(name) for code, name in conn.execute(
+        "SELECT DISTINCT ON (crop_code) crop_code, crop_name FROM parcels WHERE aoi = %s AND year = %s "
+        "AND crop_code IS NOT NULL AND crop_name IS NOT NULL ORDER BY crop_code, crop_name", (aoi, year),
+    ).fetchall()}
+
+
+def _crop_label(code: Any, names: dict[str, str] | None) -> str:
+    if code is None:
+        return "?"
+    name = (names or {}).get(str(code))
+    return f"{name} ({code})" if name and name != str(code) else str(code)
+
+
+def flag_reason(f: dict[str, Any], names: dict[str, str] | None = None) -> str:
     """Why a parcel got its flag, in one sentence (the stored reason when the run has one)."""
     if f.get("reason"):
         return str(f["reason"])
     n, agree = int(f.get("n_predictions") or 0), int(f.get("agree_count") or 0)
-    pred, decl = f.get("predicted"), f.get("declared_class") or f.get("declared")
+    pred = _crop_label(f.get("predicted"), names)
+    decl = _crop_label(f.get("declared_class") or f.get("declared"), names)
     p, dp = float(f.get("probability") or 0), float(f.get("declared_probability") or 0)
     if f.get("flag") == "red":
         return (f"{agree} of {n} independent out-of-fold predictions say {pred} (mean probability "
-                f"{p:.0%}); the declared class {decl} gets only {dp:.0%}.")
+                f"{p:.0%}); the declared crop {decl} gets only {dp:.0%}.")
     if f.get("flag") == "yellow":
-        if pred != decl:
+        if f.get("predicted") != (f.get("declared_class") or f.get("declared")):
             return (f"Uncertain: the model prefers {pred} ({p:.0%}, {agree} of {n} predictions) "
-                    f"over the declared class {decl} ({dp:.0%}), not confidently enough for red.")
-        return (f"Uncertain: the declared class {decl} is predicted, but only with {dp:.0%} or not by "
+                    f"over the declared crop {decl} ({dp:.0%}), not confidently enough for red.")
+        return (f"Uncertain: the declared crop {decl} is predicted, but only with {dp:.0%} or not by "
                 f"every one of the {n} predictions.")
     return f"The evidence agrees with the declaration: {decl} predicted with {dp:.0%}."
+
+
+def _clean(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (_num(v) if isinstance(v, float) else v) for k, v in row.items()}
 
 
 def parcel_flag(conn: psycopg.Connection, pid: int, run_id: int | None) -> dict[str, Any] | None:
@@ -230,126 +282,205 @@ def parcel_flag(conn: psycopg.Connection, pid: int, run_id: int | None) -> dict[
         else:
             row = cur.execute("SELECT f.* FROM parcel_flags f WHERE f.pid = %s AND f.run_id = %s",
                               (pid, run_id)).fetchone()
-    if row is None:
-        return None
-    out = {k: (_num(v) if isinstance(v, float) else v) for k, v in row.items()}
-    out["reason"] = flag_reason(out)
-    crop_names: dict[Any, Any] = dict(conn.execute(
-        "SELECT DISTINCT coalesce(crop_code, crop_name), crop_name FROM parcels p "
-        "WHERE (p.aoi, p.year) = (SELECT aoi, year FROM parcels WHERE pid = %s) "
-        "AND coalesce(crop_code, crop_name) = ANY(%s)",
-        (pid, [out.get("predicted"), out.get("declared"), out.get("best_other")]),
-    ).fetchall())
-    out["predicted_name"] = crop_names.get(out.get("predicted"))
-    out["declared_name"] = out.get("declared_name") or crop_names.get(out.get("declared"))
+        if row is None:
+            return None
+        place = cur.execute("SELECT aoi, year FROM parcels WHERE pid = %s", (pid,)).fetchone()
+    out = _clean(row)
+    names = crop_names(conn, place["aoi"], place["year"]) if place else {}
+    out["reason"] = flag_reason(out, names)
+    out["predicted_name"] = out.get("predicted_name") or names.get(str(out.get("predicted")))
+    out["declared_name"] = out.get("declared_name") or names.get(str(out.get("declared")))
     if out.get("best_other"):
-        out["best_other_name"] = crop_names.get(out["best_other"])
+        out["best_other_name"] = names.get(str(out["best_other"]))
+    out["rank"] = _rank_of(conn, int(out["run_id"]), pid)
+    out["score_scale"] = SCORE_SCALE
     return out
 
 
-def _flag_filters(conn: psycopg.Connection, run_id: int, flags: list[str] | None, crop: str | None,
-                  predicted: str | None, min_prob: float | None, max_prob: float | None,
-                  max_declared_prob: float | None, q: str | None) -> tuple[sql.Composable, dict[str, Any]]:
-    where: list[sql.Composable] = [sql.SQL("f.run_id = %(run)s")]
-    params: dict[str, Any] = {"run": run_id}
-    if flags:
-        bad = [f for f in flags if f not in ("red", "yellow", "green")]
+def _rank_expr(cols: set[str]) -> sql.Composable:
+    """The suspicion order of a run: the stored rank, else red before yellow by score and probabilities."""
+    keys = []
+    if "suspicion_rank" in cols:
+        keys.append("f.suspicion_rank ASC NULLS LAST")
+    keys.append(_FLAG_ORDER)
+    if "score" in cols:
+        keys.append("f.score DESC NULLS LAST")
+    keys += ["f.declared_probability ASC NULLS LAST", "f.probability DESC NULLS LAST", "f.pid"]
+    return sql.SQL(", ".join(keys))
+
+
+def _rank_of(conn: psycopg.Connection, run_id: int, pid: int) -> int | None:
+    cols = table_columns(conn, "parcel_flags")
+    row = conn.execute(sql.SQL(
+        "SELECT rank FROM (SELECT f.pid, row_number() OVER (ORDER BY {}) AS rank FROM parcel_flags f "
+        "WHERE f.run_id = %s) r WHERE r.pid = %s").format(_rank_expr(cols)), (run_id, pid)).fetchone()
+    return int(row[0]) if row else None
+
+
+def _flag_filters(flt: FlagFilter, has_decisions: bool) -> tuple[sql.Composable, dict[str, Any]]:
+    where: list[sql.Composable] = [sql.SQL("TRUE")]
+    params: dict[str, Any] = {}
+    if flt.flags:
+        bad = [f for f in flt.flags if f not in ("red", "yellow", "green")]
         if bad:
             raise InputError(f"unknown flag(s) {bad}; known: red, yellow, green")
-        where.append(sql.SQL("f.flag = ANY(%(flags)s)"))
-        params["flags"] = flags
-    if crop:
-        where.append(sql.SQL("(f.declared = %(crop)s OR p.crop_name = %(crop)s)"))
-        params["crop"] = crop
-    if predicted:
-        where.append(sql.SQL("f.predicted = %(pred)s"))
-        params["pred"] = predicted
-    if min_prob is not None:
-        where.append(sql.SQL("f.probability >= %(pmin)s"))
-        params["pmin"] = min_prob
-    if max_prob is not None:
-        where.append(sql.SQL("f.probability <= %(pmax)s"))
-        params["pmax"] = max_prob
-    if max_declared_prob is not None:
-        where.append(sql.SQL("f.declared_probability <= %(dpmax)s"))
-        params["dpmax"] = max_declared_prob
-    if q:
-        where.append(sql.SQL("f.parcel_id ILIKE %(q)s ESCAPE '\\'"))
-        params["q"] = _like_escape(q) + "%"
+        where.append(sql.SQL("q.flag = ANY(%(flags)s)"))
+        params["flags"] = list(flt.flags)
+    if flt.crop:
+        where.append(sql.SQL("(q.declared = %(crop)s OR q.crop_name = %(crop)s)"))
+        params["crop"] = flt.crop
+    if flt.predicted:
+        where.append(sql.SQL("q.predicted = %(pred)s"))
+        params["pred"] = flt.predicted
+    if flt.min_prob is not None:
+        where.append(sql.SQL("q.probability >= %(pmin)s"))
+        params["pmin"] = flt.min_prob
+    if flt.max_prob is not None:
+        where.append(sql.SQL("q.probability <= %(pmax)s"))
+        params["pmax"] = flt.max_prob
+    if flt.max_declared_prob is not None:
+        where.append(sql.SQL("q.declared_probability <= %(dpmax)s"))
+        params["dpmax"] = flt.max_declared_prob
+    if flt.q:
+        where.append(sql.SQL("q.parcel_id ILIKE %(q)s ESCAPE '\\'"))
+        params["q"] = _like_escape(flt.q) + "%"
+    if flt.decision:
+        if flt.decision not in DECISION_FILTERS and flt.decision not in OUTCOMES:
+            raise InputError(f"unknown decision filter {flt.decision!r}; known: "
+                             f"{', '.join(DECISION_FILTERS + tuple(OUTCOMES))}")
+        if flt.decision == "undecided":
+            where.append(sql.SQL("q.decision IS NULL"))
+        elif flt.decision == "decided":
+            where.append(sql.SQL("q.decision IS NOT NULL"))
+        else:
+            where.append(sql.SQL("q.decision = %(decision)s"))
+            params["decision"] = flt.decision
     return sql.SQL(" AND ").join(where), params
 
 
-def list_flags(
-    conn: psycopg.Connection, run_id: int, *, flags: list[str] | None = None, crop: str | None = None,
-    predicted: str | None = None, min_prob: float | None = None, max_prob: float | None = None,
-    max_declared_prob: float | None = None, q: str | None = None, sort: str = "flag",
-    order: str = "asc", limit: int = 100, offset: int = 0,
-) -> dict[str, Any]:
-    """Flags of a run, filtered and sorted, with the total count and the crops for the filter."""
-    run = get_run(conn, run_id)
-    extra = [c for c in _FLAG_OPTIONAL if c in table_columns(conn, "parcel_flags")]
-    sortable = FLAG_SORT_COLUMNS + tuple(c for c in extra if c != "reason")
+def _queue_cte(conn: psycopg.Connection, *, geometry_epsg: int | None = None) -> tuple[sql.Composable, list[str], bool]:
+    """The run's flags with parcel attributes, suspicion rank and latest decision (CTE ``q``)."""
+    cols = table_columns(conn, "parcel_flags")
+    extra = [c for c in _FLAG_OPTIONAL if c in cols]
+    has_dec = decisions_available(conn)
+    extra_sql = sql.SQL("").join(sql.SQL(", f.{}").format(sql.Identifier(c)) for c in extra)
+    dec_cols = sql.SQL(
+        ", d.outcome AS decision, d.corrected_crop, d.note AS decision_note, d.decided_by, "
+        "to_char(d.decided_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS decided_at"
+        if has_dec else
+        ", NULL::text AS decision, NULL::text AS corrected_crop, NULL::text AS decision_note, "
+        "NULL::text AS decided_by, NULL::text AS decided_at")
+    dec_join = sql.SQL(
+        " LEFT JOIN LATERAL (SELECT * FROM decisions x WHERE x.aoi = p.aoi AND x.year = p.year "
+        "AND x.parcel_id = p.parcel_id ORDER BY x.decision_id DESC LIMIT 1) d ON TRUE" if has_dec else "")
+    geom = (sql.SQL(", ST_AsBinary(ST_Transform(p.geom, {})) AS wkb").format(sql.Literal(geometry_epsg))
+            if geometry_epsg else sql.SQL(""))
+    cte = sql.SQL(
+        "WITH q AS (SELECT f.run_id, f.pid, f.parcel_id, f.declared, p.crop_name, f.declared_class, f.predicted, "
+        "f.probability, f.declared_probability, f.agree_count, f.n_predictions, f.flag, "
+        "round(p.area_m2)::float8 AS area_m2{extra}, row_number() OVER (ORDER BY {rank})::int AS rank{dec}{geom} "
+        "FROM parcel_flags f JOIN parcels p ON p.pid = f.pid{join} WHERE f.run_id = %(run)s)"
+    ).format(extra=extra_sql, rank=_rank_expr(cols), dec=dec_cols, geom=geom, join=dec_join)
+    return cte, extra, has_dec
+
+
+def _sort_key(sort: str, order: str, sortable: tuple[str, ...]) -> sql.Composable:
     if sort not in sortable:
         raise InputError(f"cannot sort by {sort!r}; sortable: {', '.join(sortable)}")
     if order not in ("asc", "desc"):
         raise InputError("order must be asc or desc")
-    where, params = _flag_filters(conn, run_id, flags, crop, predicted, min_prob, max_prob,
-                                  max_declared_prob, q)
     direction = sql.SQL("DESC" if order == "desc" else "ASC")
     if sort == "flag":
-        key: sql.Composable = sql.SQL(_FLAG_ORDER)
-    elif sort in ("crop_name", "area_m2"):
-        key = sql.SQL("p.{}").format(sql.Identifier(sort))
-    else:
-        key = sql.SQL("f.{}").format(sql.Identifier(sort))
-    cols = sql.SQL(", ").join(sql.SQL("f.{}").format(sql.Identifier(c)) for c in extra)
-    query = sql.SQL(
-        "SELECT f.pid, f.parcel_id, f.declared, p.crop_name, f.declared_class, f.predicted, "
-        "f.probability, f.declared_probability, f.agree_count, f.n_predictions, f.flag, "
-        "round(p.area_m2)::float8 AS area_m2{extra} "
-        "FROM parcel_flags f JOIN parcels p ON p.pid = f.pid WHERE {where} "
-        "ORDER BY {key} {dir} NULLS LAST, f.pid LIMIT %(limit)s OFFSET %(offset)s"
-    ).format(extra=sql.SQL(", ") + cols if extra else sql.SQL(""), where=where, key=key, dir=direction)
-    params.update(limit=limit, offset=offset)
+        return sql.SQL("CASE q.flag WHEN 'red' THEN 0 WHEN 'yellow' THEN 1 ELSE 2 END {} NULLS LAST, q.rank").format(direction)
+    return sql.SQL("q.{} {} NULLS LAST, q.rank").format(sql.Identifier(sort), direction)
+
+
+def _sortable(extra: list[str]) -> tuple[str, ...]:
+    return ("rank",) + FLAG_SORT_COLUMNS + tuple(c for c in extra if c not in ("reason", "suspicion_rank")) + (
+        "decision", "decided_at")
+
+
+def list_flags(
+    conn: psycopg.Connection, run_id: int, flt: FlagFilter | None = None, *, sort: str = "rank",
+    order: str = "asc", limit: int = 100, offset: int = 0,
+) -> dict[str, Any]:
+    """Flags of a run, filtered and sorted (default: suspicion rank), with their latest decision."""
+    flt = flt or FlagFilter()
+    run = get_run(conn, run_id)
+    cte, extra, has_dec = _queue_cte(conn)
+    sortable = _sortable(extra)
+    key = _sort_key(sort, order, sortable)
+    where, params = _flag_filters(flt, has_dec)
+    params.update(run=run_id, limit=limit, offset=offset)
+    names = crop_names(conn, run.get("aoi"), run.get("year"))
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = [{k: (_num(v) if isinstance(v, float) else v) for k, v in r.items()}
-                for r in cur.execute(query, params)]
-        total = cur.execute(
-            sql.SQL("SELECT count(*) AS n FROM parcel_flags f JOIN parcels p ON p.pid = f.pid WHERE {}").format(where),
-            params,
-        ).fetchone()
+        rows = [_clean(r) for r in cur.execute(
+            cte + sql.SQL(" SELECT *, count(*) OVER () AS total_ FROM q WHERE {} ORDER BY {} "
+                          "LIMIT %(limit)s OFFSET %(offset)s").format(where, key), params)]
+        if rows:
+            total = int(rows[0]["total_"])
+        else:
+            one = cur.execute(cte + sql.SQL(" SELECT count(*) AS n FROM q WHERE {}").format(where), params).fetchone()
+            total = int(one["n"]) if one else 0
         crops = cur.execute(
             "SELECT f.declared, min(p.crop_name) AS crop_name, count(*) AS n FROM parcel_flags f "
             "JOIN parcels p ON p.pid = f.pid WHERE f.run_id = %s GROUP BY f.declared ORDER BY n DESC",
             (run_id,),
         ).fetchall()
     for r in rows:
-        if "reason" in extra and not r.get("reason"):
-            r["reason"] = flag_reason(r)
-    return {"run": run, "total": int(total["n"]) if total else 0, "rows": rows, "crops": crops,
-            "columns": list(rows[0].keys()) if rows else [], "sortable": list(sortable)}
+        r.pop("total_", None)
+        r["reason"] = flag_reason(r, names)
+        r["predicted_name"] = r.get("predicted_name") or names.get(str(r.get("predicted")))
+    return {"run": run, "total": total, "rows": rows, "crops": crops, "decisions": has_dec,
+            "columns": list(rows[0].keys()) if rows else [], "sortable": list(sortable),
+            "sort": sort, "order": order}
 
 
-def export_flags(conn: psycopg.Connection, run_id: int, **filters: Any) -> tuple[list[dict[str, Any]], int]:
-    """Every flag row matching the filters, with the parcel geometry as WKB in the AOI's CRS."""
+def queue_neighbours(conn: psycopg.Connection, run_id: int, pid: int, flt: FlagFilter | None = None, *,
+                     sort: str = "rank", order: str = "asc") -> dict[str, Any]:
+    """The parcel's place in the filtered, sorted queue and the previous and next parcels."""
+    flt = flt or FlagFilter(flags=("red",))
+    get_run(conn, run_id)
+    cte, extra, has_dec = _queue_cte(conn)
+    key = _sort_key(sort, order, _sortable(extra))
+    where, params = _flag_filters(flt, has_dec)
+    params.update(run=run_id, pid=pid)
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(cte + sql.SQL(
+            ", o AS (SELECT q.pid, q.parcel_id, q.rank, row_number() OVER (ORDER BY {key}) AS pos FROM q WHERE {where}) "
+            "SELECT pid, parcel_id, rank, pos, count(*) OVER () AS total FROM o "
+            "WHERE pos BETWEEN coalesce((SELECT pos FROM o WHERE pid = %(pid)s), 1) - 1 "
+            "AND coalesce((SELECT pos FROM o WHERE pid = %(pid)s), 0) + 1 ORDER BY pos"
+        ).format(key=key, where=where), params).fetchall()
+    total = int(rows[0]["total"]) if rows else 0
+    me = next((r for r in rows if r["pid"] == pid), None)
+    brief = lambda r: {"pid": r["pid"], "parcel_id": r["parcel_id"], "rank": r["rank"]}  # noqa: E731
+    if me is None:  # not (or no longer) in the queue: next is its first parcel
+        return {"position": None, "total": total, "prev": None,
+                "next": brief(rows[0]) if rows else None}
+    prev = next((r for r in rows if r["pos"] == me["pos"] - 1), None)
+    nxt = next((r for r in rows if r["pos"] == me["pos"] + 1), None)
+    return {"position": int(me["pos"]), "total": total, "prev": brief(prev) if prev else None,
+            "next": brief(nxt) if nxt else None}
+
+
+def export_flags(conn: psycopg.Connection, run_id: int, flt: FlagFilter | None = None, *,
+                 sort: str = "rank", order: str = "asc") -> tuple[list[dict[str, Any]], int]:
+    """Every flag row matching the filters (queue order), with the geometry as WKB in the AOI's CRS."""
+    flt = flt or FlagFilter()
     run = get_run(conn, run_id)
     epsg = aoi_epsg(conn, run["aoi"]) if run.get("aoi") else 4326
-    where, params = _flag_filters(conn, run_id, filters.get("flags"), filters.get("crop"),
-                                  filters.get("predicted"), filters.get("min_prob"),
-                                  filters.get("max_prob"), filters.get("max_declared_prob"),
-                                  filters.get("q"))
-    params["epsg"] = epsg
-    query = sql.SQL(
-        "SELECT f.run_id, f.pid, f.parcel_id, f.declared, p.crop_name, f.declared_class, f.predicted, "
-        "f.probability, f.declared_probability, f.agree_count, f.n_predictions, f.flag, "
-        "round(p.area_m2)::float8 AS area_m2, ST_AsBinary(ST_Transform(p.geom, %(epsg)s)) AS wkb "
-        "FROM parcel_flags f JOIN parcels p ON p.pid = f.pid WHERE {} "
-        "ORDER BY " + _FLAG_ORDER + ", f.probability DESC, f.pid"
-    ).format(where)
+    cte, extra, has_dec = _queue_cte(conn, geometry_epsg=epsg)
+    key = _sort_key(sort, order, _sortable(extra))
+    where, params = _flag_filters(flt, has_dec)
+    params["run"] = run_id
+    names = crop_names(conn, run.get("aoi"), run.get("year"))
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = list(cur.execute(query, params))
+        rows = [_clean(r) for r in cur.execute(
+            cte + sql.SQL(" SELECT * FROM q WHERE {} ORDER BY {}").format(where, key), params)]
     for r in rows:
-        r["reason"] = flag_reason(r)
+        r["reason"] = flag_reason(r, names)  # the same sentence the parcel page shows
+        r["predicted_name"] = r.get("predicted_name") or names.get(str(r.get("predicted")))
     return rows, epsg
 
 
@@ -412,6 +543,9 @@ def chart(conn: psycopg.Connection, pid: int, *, run_id: int | None = None,
                      "cloudy": None if frac is None else frac > cloud_max})
     ndvi.sort(key=lambda r: r["date"])
     flag = parcel_flag(conn, pid, run_id)
+    other = None
+    if flag:
+        other = flag.get("best_other") or (flag.get("predicted") if flag.get("predicted") != flag.get("declared") else None)
     return {
         "pid": pid, "year": year, "cloud_max": cloud_max,
         "units": {"s1": "dB (γ⁰, 10·log10 of the parcel mean)", "ratio": "dB (VH − VV)",
@@ -419,9 +553,33 @@ def chart(conn: psycopg.Connection, pid: int, *, run_id: int | None = None,
         "s1": s1, "ratio": ratio, "coherence": coh, "ndvi": ndvi,
         "periods": periods(conn, p["aoi"], year, pid),
         "peers": peers(conn, p, cloud_max=cloud_max),
+        "peers_predicted": peers(conn, p, crop=str(other), cloud_max=cloud_max) if other else None,
         "markers": markers(conn, pid, p["aoi"], year),
         "flag": flag,
     }
+
+
+def seasons(conn: psycopg.Connection, pid: int) -> list[dict[str, Any]]:
+    """The same field in other years of the AOI: same declared parcel id, else overlapping by half its area."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = list(cur.execute(
+            "WITH me AS (SELECT * FROM parcels WHERE pid = %(pid)s) "
+            "SELECT o.pid, o.year, o.parcel_id, o.crop_code, o.crop_name, round(o.area_m2)::float8 AS area_m2, "
+            "(o.parcel_id = me.parcel_id) AS same_id, "
+            "(SELECT f.flag FROM parcel_flags f JOIN classification_runs r ON r.run_id = f.run_id "
+            " AND r.aoi = o.aoi AND r.year = o.year WHERE f.pid = o.pid ORDER BY f.run_id DESC LIMIT 1) AS flag "
+            "FROM parcels o, me WHERE o.aoi = me.aoi AND o.year <> me.year AND (o.parcel_id = me.parcel_id "
+            "OR (o.geom && me.geom AND ST_Area(ST_Intersection(o.geom, me.geom)) > 0.5 * LEAST(ST_Area(o.geom), ST_Area(me.geom)))) "
+            "ORDER BY o.year DESC, same_id DESC, o.pid LIMIT 20",
+            {"pid": pid},
+        ))
+    if decisions_available(conn):
+        for r in rows:
+            d = conn.execute("SELECT outcome FROM decisions WHERE aoi = (SELECT aoi FROM parcels WHERE pid = %s) "
+                             "AND year = %s AND parcel_id = %s ORDER BY decision_id DESC LIMIT 1",
+                             (pid, r["year"], r["parcel_id"])).fetchone()
+            r["decision"] = d[0] if d else None
+    return rows
 
 
 def cloud_fraction(counts: list[int] | None) -> float | None:
@@ -454,18 +612,27 @@ def periods(conn: psycopg.Connection, aoi: str, year: int, pid: int) -> list[dic
     return out
 
 
-def peers(conn: psycopg.Connection, p: dict[str, Any], *, cloud_max: float = DEFAULT_CLOUD_MAX) -> dict[str, Any]:
-    """Median and p25–p75 of the parcel means of the same declared crop in the AOI, per acquisition."""
+def peers(conn: psycopg.Connection, p: dict[str, Any], *, crop: str | None = None,
+          cloud_max: float = DEFAULT_CLOUD_MAX) -> dict[str, Any]:
+    """Median and p25–p75, per acquisition, of the nearest parcels declaring a crop in the AOI.
+
+    ``crop`` defaults to the parcel's declared crop; the peers are the PEER_SAMPLE parcels of that
+    crop nearest to this one (the parcel itself excluded), so they share its weather and soils.
+    """
     crop_col = "crop_code" if p.get("crop_code") is not None else "crop_name"
-    crop = p.get(crop_col)
+    crop = crop if crop is not None else p.get(crop_col)
     if crop is None:
-        return {"crop": None, "n_parcels": 0, "VV": [], "VH": [], "NDVI": []}
+        return {"crop": None, "crop_name": None, "n_parcels": 0, "VV": [], "VH": [], "NDVI": []}
     peer_pids = [r[0] for r in conn.execute(
         sql.SQL("SELECT pid FROM parcels WHERE aoi = %s AND year = %s AND {} = %s AND pid <> %s "
-                "ORDER BY pid LIMIT %s").format(sql.Identifier(crop_col)),
-        (p["aoi"], p["year"], crop, p["pid"], PEER_SAMPLE),
+                "ORDER BY geom <-> (SELECT geom FROM parcels WHERE pid = %s), pid LIMIT %s").format(
+                    sql.Identifier(crop_col)),
+        (p["aoi"], p["year"], crop, p["pid"], p["pid"], PEER_SAMPLE),
     )]
-    out: dict[str, Any] = {"crop": crop, "n_parcels": len(peer_pids), "VV": [], "VH": [], "NDVI": []}
+    name = conn.execute(sql.SQL("SELECT min(crop_name) FROM parcels WHERE aoi = %s AND year = %s AND {} = %s").format(
+        sql.Identifier(crop_col)), (p["aoi"], p["year"], crop)).fetchone()
+    out: dict[str, Any] = {"crop": crop, "crop_name": name[0] if name else None, "n_parcels": len(peer_pids),
+                           "nearest": True, "VV": [], "VH": [], "NDVI": []}
     if not peer_pids:
         return out
     for t, band, orbit, n, med, q1, q3 in conn.execute(

@@ -45,6 +45,19 @@ const CBM = (() => {
     }
     return r.json();
   }
+  async function post(path, body) {
+    const r = await fetch(new URL(base + path, location.origin), {
+      method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", Accept: "application/json"}, body: JSON.stringify(body)});
+    if (r.status === 401) {
+      location.assign(airflow + "/auth/login?next=" + encodeURIComponent(location.pathname + location.search));
+      throw new ApiError(r.status, "not logged in");
+    }
+    let j = {};
+    try { j = await r.json(); } catch (e) { /* not JSON */ }
+    if (!r.ok) throw new ApiError(r.status, j.detail ? (typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail)) : r.status + " " + r.statusText);
+    return j;
+  }
   function url(path, params) {
     const u = new URL(base + path, location.origin);
     for (const [k, v] of Object.entries(params || {})) {
@@ -98,5 +111,5 @@ const CBM = (() => {
       el("span", {class: "brand"}, "cbmflow", el("small", {}, "Checks by Monitoring")), nav, form);
     document.body.prepend(h);
   }
-  return {base, airflow, el, svg, clear, get, url, parcelUrl, pct, num, ha, badge, showError, header, ApiError};
+  return {base, airflow, el, svg, clear, get, post, url, parcelUrl, pct, num, ha, badge, showError, header, ApiError};
 })();

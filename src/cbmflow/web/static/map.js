@@ -89,9 +89,28 @@ const CBMMap = (() => {
       const hit = document.elementFromPoint(ev.clientX, ev.clientY);
       if (hit && hit.dataset && hit.dataset.pid && o.onSelect) o.onSelect(Number(hit.dataset.pid));
     });
+    // keyboard: arrows pan, + / - zoom, 0 fits; Enter on a focused parcel opens it
+    node.addEventListener("keydown", ev => {
+      if (!view) return;
+      const step = {ArrowLeft: [-0.15, 0], ArrowRight: [0.15, 0], ArrowUp: [0, -0.15], ArrowDown: [0, 0.15]}[ev.key];
+      if (step) { ev.preventDefault(); setView([view[0] + step[0] * view[2], view[1] + step[1] * view[3], view[2], view[3]]); return; }
+      if (ev.key === "+" || ev.key === "=") { ev.preventDefault(); zoom(0.7); return; }
+      if (ev.key === "-" || ev.key === "_") { ev.preventDefault(); zoom(1.4); return; }
+      if (ev.key === "0") { ev.preventDefault(); api.zoomToParcel(); return; }
+      const t = ev.target;
+      if (ev.key === "Enter" && t && t.dataset && t.dataset.pid && o.onSelect) { ev.preventDefault(); o.onSelect(Number(t.dataset.pid)); }
+    });
     node.addEventListener("wheel", ev => { if (!view) return; ev.preventDefault(); const [cx, cy] = toView(ev); zoom(ev.deltaY > 0 ? 1.25 : 0.8, cx, cy); }, {passive: false});
 
-    return {
+    let colouring = "flag";
+    function classOf(p) {
+      const key = colouring === "decision" ? "dec-" + (p.decision || "none") : (p.flag || "nodata");
+      return `parcel ${key}${p.pid === selectedPid ? " selected" : ""}`;
+    }
+    function allBounds() {
+      return features.map(f => bounds(f.geometry)).reduce((a, b) => [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])]);
+    }
+    const api = {
       setData(fc, pid, focusGeom) {
         features = fc.features || [];
         selectedPid = pid;
@@ -101,8 +120,12 @@ const CBMMap = (() => {
         let sel = null;
         for (const f of features) {
           const p = f.properties || {};
-          const path = svg("path", {d: pathD(f.geometry), class: `parcel ${p.flag || "nodata"}${p.pid === pid ? " selected" : ""}`, "data-pid": p.pid, "fill-rule": "evenodd"},
-            svg("title", {}, `${p.parcel_id} · ${p.crop_name || p.crop_code || "?"} · ${p.flag || "no flag"}`));
+          const flagged = p.flag === "red" || p.flag === "yellow";
+          const path = svg("path", {d: pathD(f.geometry), class: classOf(p), "data-pid": p.pid, "fill-rule": "evenodd",
+                                    tabindex: flagged && p.pid !== pid ? 0 : null, role: flagged ? "link" : null,
+                                    "aria-label": flagged ? `${p.parcel_id}: ${p.flag}${p.decision ? ", " + p.decision : ""}` : null},
+            svg("title", {}, `${p.parcel_id} · ${p.crop_name || p.crop_code || "?"} · ${p.flag || "no flag"}${p.decision ? " · " + p.decision : ""}`));
+          path.__props = p;
           if (p.pid === pid) sel = path; else gParcels.appendChild(path);
         }
         if (focusGeom && !sel) sel = svg("path", {d: pathD(focusGeom), class: "parcel nodata selected", "fill-rule": "evenodd"});
@@ -112,11 +135,17 @@ const CBMMap = (() => {
       },
       zoomToParcel() {
         if (selectedBounds) fit(selectedBounds, 1.6);
-        else if (features.length) fit(features.map(f => bounds(f.geometry)).reduce((a, b) => [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])]), 0.05);
+        else if (features.length) fit(allBounds(), 0.05);
+      },
+      fitAll() { if (features.length) fit(allBounds(), 0.05); },
+      colourBy(mode) {
+        colouring = mode === "decision" ? "decision" : "flag";
+        gParcels.querySelectorAll("path.parcel").forEach(n => { if (n.__props) n.setAttribute("class", classOf(n.__props)); });
       },
       zoom,
       count() { return features.length; },
     };
+    return api;
   }
   return {create};
 })();

@@ -16,7 +16,16 @@
       });
       const j = await r.json().catch(() => ({}));
       if (!r.ok) throw new Error(`${r.status}: ${typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail || j)}`);
-      clear(cell).appendChild(el("a", {href: `${airflow}/dags/${encodeURIComponent(dag_id)}/runs/${encodeURIComponent(j.dag_run_id)}`}, `${dag_id}: ${j.dag_run_id} (${j.state})`));
+      clear(cell).appendChild(el("a", {href: `${airflow}/dags/${encodeURIComponent(dag_id)}/runs/${encodeURIComponent(j.dag_run_id)}`, target: "_top"}, `${dag_id}: ${j.dag_run_id} (${j.state})`));
+      // a paused DAG only queues the run: say so (Airflow would not)
+      try {
+        const d = await fetch(`${airflow}/api/v2/dags/${encodeURIComponent(dag_id)}`, {credentials: "same-origin", headers: {Accept: "application/json"}});
+        const dag = d.ok ? await d.json() : null;
+        if (dag && dag.is_paused) {
+          cell.appendChild(el("div", {class: "warn", "data-warning": "paused"},
+            `The DAG ${dag_id} is paused: this run stays queued until you unpause it in Airflow (or run \`airflow dags unpause ${dag_id}\`).`));
+        }
+      } catch (e) { /* the run is triggered; the pause check is advisory */ }
     } catch (e) { clear(cell).appendChild(el("span", {class: "error"}, String(e.message || e))); }
   }
 

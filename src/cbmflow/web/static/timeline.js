@@ -6,7 +6,7 @@ const CBMTimeline = (() => {
   const {svg, el, clear} = CBM;
   const DAY = 86400000;
   const C = {vvA: "#1f4e9c", vvD: "#6a9be0", vhA: "#1b7a3a", vhD: "#6cc283", ratioA: "#7b3fa0", ratioD: "#b98ad6",
-             cohVV: "#0e7c86", cohVH: "#d9822b", ndvi: "#2e7d32", peer: "#7d8894", per: "#e06c00", cloudy: "#8a96a3"};
+             cohVV: "#0e7c86", cohVH: "#a0522d", ndvi: "#2e7d32", peer: "#7d8894", peer2: "#c2185b", per: "#e06c00", cloudy: "#8a96a3"};
   const MARKER_COLOURS = {mowing: "#2e9d4f", bare_soil: "#8d6e63", ploughing: "#6d4c41", harvest: "#e0a100", no_evidence: "#90a4ae"};
   const t = s => Date.parse(s.length === 10 ? s + "T12:00:00Z" : s);
   const orbitLabel = o => o === "ascending" ? "asc" : o === "descending" ? "desc" : "orbit ?";
@@ -15,6 +15,8 @@ const CBMTimeline = (() => {
     const S = [];
     const add = (s) => { S.push(Object.assign({visible: true}, s)); };
     const byOrbit = (rows, key) => { const m = new Map(); rows.forEach(r => { const k = r[key] || "unknown"; if (!m.has(k)) m.set(k, []); m.get(k).push(r); }); return m; };
+    const peerSets = [["peer", "peers", d.peers || {}, C.peer, "declared crop"]];
+    if (d.peers_predicted && d.peers_predicted.n_parcels) peerSets.push(["ppeer", "peers_predicted", d.peers_predicted, C.peer2, "predicted crop"]);
     for (const band of ["VV", "VH"]) {
       for (const [orbit, rows] of byOrbit(d.s1.filter(r => r.band === band), "orbit")) {
         const col = band === "VV" ? (orbit === "descending" ? C.vvD : C.vvA) : (orbit === "descending" ? C.vhD : C.vhA);
@@ -27,11 +29,13 @@ const CBMTimeline = (() => {
       const per = d.periods.filter(p => p.band === band);
       if (per.length) add({id: "per_" + band, group: "periods", label: "5-day means (classifier input)", panel: "bs", kind: "step", color: C.per, dash: band === "VH",
                            pts: per.map(p => ({t0: t(p.start), t1: t(p.end), y: p.value}))});
-      for (const [orbit, rows] of byOrbit(d.peers[band] || [], "orbit")) {
-        add({id: `peer_${band}_${orbit}`, group: "peers", label: `peers: ${d.peers.crop} median, p25–p75`, panel: "bs", kind: "line", color: C.peer, dash: true, thin: true,
-             pts: rows.filter(r => r.median !== null).map(r => ({t: t(r.date), y: r.median}))});
-        add({id: `peer_${band}_${orbit}_band`, group: "peers", panel: "bs", kind: "band", color: C.peer, legend: false,
-             pts: rows.filter(r => r.p25 !== null && r.p75 !== null).map(r => ({t: t(r.date), lo: r.p25, hi: r.p75}))});
+      for (const [pre, group, P, col, what] of peerSets) {
+        for (const [orbit, rows] of byOrbit(P[band] || [], "orbit")) {
+          add({id: `${pre}_${band}_${orbit}`, group, label: `${what} peers: ${P.crop_name || P.crop}, median, p25–p75`, panel: "bs", kind: "line", color: col, dash: true, thin: true,
+               pts: rows.filter(r => r.median !== null).map(r => ({t: t(r.date), y: r.median}))});
+          add({id: `${pre}_${band}_${orbit}_band`, group, panel: "bs", kind: "band", color: col, legend: false,
+               pts: rows.filter(r => r.p25 !== null && r.p75 !== null).map(r => ({t: t(r.date), lo: r.p25, hi: r.p75}))});
+        }
       }
     }
     for (const [orbit, rows] of byOrbit(d.ratio, "orbit")) {
@@ -52,10 +56,11 @@ const CBMTimeline = (() => {
          pts: clearObs.map(r => ({t: t(r.date), y: r.value, unknown: r.cloudy === null}))});
     add({id: "ndvi_cloudy", group: "ndvi_cloudy", label: `NDVI cloudy (> ${Math.round(100 * d.cloud_max)} % SCL cloud)`, panel: "ndvi", kind: "rings", color: C.cloudy, visible: false,
          pts: cloudy.map(r => ({t: t(r.date), y: r.value}))});
-    const pn = d.peers.NDVI || [];
-    if (pn.length) {
-      add({id: "peer_ndvi", group: "peers", label: `peers: ${d.peers.crop} median, p25–p75`, panel: "ndvi", kind: "line", color: C.peer, dash: true, thin: true, legend: false, pts: pn.map(r => ({t: t(r.date), y: r.median}))});
-      add({id: "peer_ndvi_band", group: "peers", panel: "ndvi", kind: "band", color: C.peer, legend: false, pts: pn.map(r => ({t: t(r.date), lo: r.p25, hi: r.p75}))});
+    for (const [pre, group, P, col] of peerSets) {
+      const pn = P.NDVI || [];
+      if (!pn.length) continue;
+      add({id: `${pre}_ndvi`, group, label: "", panel: "ndvi", kind: "line", color: col, dash: true, thin: true, legend: false, pts: pn.map(r => ({t: t(r.date), y: r.median}))});
+      add({id: `${pre}_ndvi_band`, group, panel: "ndvi", kind: "band", color: col, legend: false, pts: pn.map(r => ({t: t(r.date), lo: r.p25, hi: r.p75}))});
     }
     return S.filter(s => s.pts.length);
   }
@@ -175,7 +180,7 @@ const CBMTimeline = (() => {
         segments(s.pts).forEach(seg => {
           if (seg.length < 2) return;
           const d = "M" + seg.map(p => `${X(p.t).toFixed(1)} ${Y(p.hi).toFixed(1)}`).join("L") + "L" + seg.slice().reverse().map(p => `${X(p.t).toFixed(1)} ${Y(p.lo).toFixed(1)}`).join("L") + "Z";
-          node.appendChild(svg("path", {d, fill: s.color, "fill-opacity": s.group === "peers" ? 0.13 : 0.16, stroke: "none", "data-series": s.id}));
+          node.appendChild(svg("path", {d, fill: s.color, "fill-opacity": s.group.startsWith("peers") ? 0.13 : 0.16, stroke: "none", "data-series": s.id}));
         });
       } else if (s.kind === "step") {
         const d = s.pts.map(p => `M${X(p.t0).toFixed(1)} ${Y(p.y).toFixed(1)}H${X(p.t1).toFixed(1)}`).join("");
