@@ -37,8 +37,13 @@ def load_truth(folder: Path = MOWING) -> tuple[dict[str, list[str]], dict[str, s
     return truth, region
 
 
-def load_signals(folder: Path = MOWING, keys: set[str] | None = None, s1: bool = False) -> list[Any]:
-    """ParcelSignals per plot-year from the S2 (and optionally coherence) parquet files."""
+def load_signals(folder: Path = MOWING, keys: set[str] | None = None, s1: bool = False,
+                 cloud: bool = True) -> list[Any]:
+    """ParcelSignals per plot-year from the S2 (and optionally coherence) parquet files.
+
+    ``cloud=False`` keeps only the acquisitions with values and no cloud share (an export of the
+    clear acquisitions alone, as a tsdir without SCL histograms would be).
+    """
     import pandas as pd
 
     from cbmflow.markers.signals import ParcelSignals, S1Orbit, S2Series
@@ -65,8 +70,11 @@ def load_signals(folder: Path = MOWING, keys: set[str] | None = None, s1: bool =
         bad = (red == -9999) | (nir == -9999)
         red[bad] = np.nan
         nir[bad] = np.nan
-        cloud = np.where(bad, 1.0, 1.0 - g["mask"].to_numpy(float))
-        ser = S2Series(days=days, b04=red, b08=nir, scl=None, count=np.ones(len(days)), cloud=cloud)
+        share = np.where(bad, 1.0, 1.0 - g["mask"].to_numpy(float))
+        if not cloud:
+            days, red, nir = days[~bad], red[~bad], nir[~bad]
+        ser = S2Series(days=days, b04=red, b08=nir, scl=None, count=np.ones(len(days)),
+                       cloud=share if cloud else None)
         orbits: tuple[Any, ...] = ()
         cg = coh.get((plot, year))
         if cg is not None and len(cg):

@@ -23,6 +23,29 @@ def remove_spikes(days: np.ndarray, values: np.ndarray, p: MowingParams) -> np.n
     return keep
 
 
+def fast_recoveries(days: np.ndarray, values: np.ndarray, p: MowingParams) -> np.ndarray:
+    """Mask (True = keep) without dips that the next observation recovers too fast to be regrowth.
+
+    A low whose next observation, at most ``spike_recover_days`` later, regains at least
+    ``spike_recover_share`` of the fall from the observation before it is haze, undetected cloud
+    or shadow: a cut sward regrows over weeks, not days (the Slovak cuts regain 0-10 % in the first
+    five days). Applied repeatedly, so a two-image haze dip goes as well.
+    """
+    keep = np.ones(len(values), dtype=bool)
+    if p.spike_recover_share <= 0:
+        return keep
+    idx = np.arange(len(values))
+    for _ in range(2):
+        k = idx[keep]
+        d, v = days[k], values[k]
+        for a in range(1, len(k) - 1):
+            fall = v[a - 1] - v[a]
+            if (fall >= p.cut_min_drop / 2 and d[a + 1] - d[a] <= p.spike_recover_days
+                    and v[a + 1] - v[a] >= p.spike_recover_share * fall):
+                keep[k[a]] = False
+    return keep
+
+
 def ndvi_drops(days: np.ndarray, ndvi: np.ndarray, p: MowingParams,
                season: tuple[float, float] | None = None) -> list[Candidate]:
     """Mowing candidates from cloud-free NDVI: a drop of at least ``min_drop``, a low, then regrowth."""
@@ -64,8 +87,13 @@ def expected_level(days: np.ndarray, values: np.ndarray, weights: np.ndarray, i:
 
     Only observations after ``since`` (the last cut's low) count, so a cut is not found twice; a
     single hazy dip or a gap does not pull a median down. ``nan`` when there is no earlier observation.
+    After a cloud gap (no image in the window, the one before at most ``gap_fall_days`` back) the
+    window ends at the image before the gap.
     """
     win = (days < days[i]) & (days >= days[i] - p.expect_days) & (days >= since)
+    if not win.any() and i > 0 and days[i] - days[i - 1] <= p.gap_fall_days and days[i - 1] >= since:
+        # a cloud gap before this image: the level of the 20 days before the gap
+        win = (days <= days[i - 1]) & (days >= days[i - 1] - p.expect_days) & (days >= since)
     if not win.any():
         return float("nan")
     v, w = values[win], weights[win]
@@ -88,7 +116,7 @@ def ndvi_cuts(days: np.ndarray, ndvi: np.ndarray, weights: np.ndarray, p: Mowing
     w = np.asarray(weights, dtype=float)
     ok = np.isfinite(v) & (w >= p.min_weight)
     d, v, w = d[ok], v[ok], w[ok]
-    keep = remove_spikes(d, v, p)
+    keep = remove_spikes(d, v, p) & fast_recoveries(d, v, p)
     d, v, w = d[keep], v[keep], w[keep]
     out: list[Candidate] = []
     n = len(v)
@@ -104,14 +132,26 @@ def ndvi_cuts(days: np.ndarray, ndvi: np.ndarray, weights: np.ndarray, p: Mowing
         h = i - 1
         while h > 0 and v[h] < e - p.cut_min_drop / 2 and d[i] - d[h - 1] <= p.max_fall_days:
             h -= 1
-        if d[i] - d[h] > p.max_fall_days or v[h] < e - p.cut_min_drop / 2:
+        if h > 0 and v[h] < e - p.cut_min_drop / 2 and d[i] - d[h - 1] <= p.gap_fall_days and e - v[i] >= p.gap_min_drop:
+            h -= 1  # a deep drop across a cloud gap: the gap hides the cut, not a gradual fall
+        fall_days = d[i] - d[h]
+        deep = e - v[i] >= p.gap_min_drop
+        if v[h] < e - p.cut_min_drop / 2 or fall_days > (p.gap_fall_days if deep else p.max_fall_days):
             i += 1  # a gradual fall (grazing, senescence) or a fall across a gap: not dated as a cut
+            continue
+        # sharp, not gradual: most of the fall from the window's top happens after the last high
+        top = float(np.max(v[(d < d[i]) & (d >= d[h] - p.expect_days) & (d >= since)]))
+        fall = float(v[h] - v[i])
+        if fall < p.min_sharpness * max(top - float(v[i]), 1e-9):
+            i += 1  # the sward was already falling for weeks: grazing, drought or senescence
             continue
         j = i  # the low: the fall may continue over the next observations
         while j + 1 < n and v[j + 1] < v[j] and d[j + 1] - d[j] <= p.max_drop_gap_days:
             j += 1
         low = float(v[j])
         later = (d > d[j]) & (d - d[j] <= p.regrowth_days)
+        if p.regrowth_in_season and season is not None:
+            later &= d <= season[1]  # a rise after the growing season (November) is not regrowth
         regrew = bool(np.any(v[later] >= low + p.regrowth_min))
         if (later.any() or p.require_regrowth) and not regrew:
             i = j + 1  # fell and stayed down (or the season ended): senescence or harvest, not a cut

@@ -64,13 +64,19 @@ class MowingParams:
     s2_method: str = "expected"  # "expected" (ndvi_cuts) or "last" (ndvi_drops, the landed detector)
     cut_min_drop: float = 0.15  # LRO: NDVI below the expected curve (grid 0.10/0.12/0.15; 0.15 chosen in 3 of 3 folds)
     expect_days: int = 20  # ours: the expected NDVI is the level of the last 20 days ...
-    expect_quantile: float = 0.5  # LRO: ... its weighted median (grid 0.5/0.9; 0.5 in 3 of 3 folds)
+    expect_quantile: float = 0.75  # LRO: ... its weighted median (grid 0.5/0.9; 0.5 in 3 of 3 folds)
     max_fall_days: int = 20  # ours: a cut falls within this many days; slower is grazing/senescence
     confirm_days: int = 15  # ours: a second low observation within this many days confirms the low
     min_weight: float = 0.5  # ours: observations with more than half the parcel cloudy are dropped
     min_support: float = 1.0  # LRO (grid 1.0/1.5; 1.0 in 3 of 3 folds): summed weight of the low observations (1 = one clear image)
     require_regrowth: bool = True  # ours: a drop with no later observation is not a cut
     date_fraction: float = 1.0  # LRO (grid 0.5/1.0; 1.0 in 3 of 3 folds): a cut is dated this far from the last high to the first low image
+    spike_recover_share: float = 0.4  # a low whose next image regains this share of the fall ...
+    spike_recover_days: int = 5  # ... within this many days is haze, not a cut (0 share = off)
+    min_sharpness: float = 0.6  # the fall after the last high must be this share of the fall from the 20-day top
+    gap_min_drop: float = 0.2  # a drop this deep below the expected level may cross a cloud gap ...
+    regrowth_in_season: bool = True  # the regrowth must be seen before season_end
+    gap_fall_days: int = 40  # ... of up to this many days (shallower drops: max_fall_days)
 
 
 @dataclass(frozen=True)
