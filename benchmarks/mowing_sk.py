@@ -86,6 +86,47 @@ def load_signals(folder: Path = MOWING, keys: set[str] | None = None, s1: bool =
     return out
 
 
+def write_tsdir(out: Path, folder: Path = MOWING, scl: bool = True) -> Path:
+    """Write the recorded plot-years as JRC tsdir S2 files (``<plot>_<year>_s2_ts.csv``) and a truth CSV.
+
+    This is the shape of the held-out camera set (S2 only, JRC tsdir): B04 = ``red``, B08 = ``nir``,
+    one acquisition per row pair; acquisitions without values (-9999, masked at export) are left out;
+    with ``scl`` the ``mask`` goes into the SCL histogram (clear -> class 4, not clear -> class 9).
+    Returns the truth CSV (``parcel,date``; an empty date = recorded not mown).
+    """
+    import csv
+
+    import pandas as pd
+
+    truth, _ = load_truth(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    s2 = pd.read_parquet(folder / "gmd_train_s2.parquet", columns=["PLOTID", "Date", "red", "nir", "mask"])
+    s2 = s2[(s2["red"] != -9999) & (s2["nir"] != -9999)]
+    s2["key"] = s2["PLOTID"] + "_" + s2["Date"].str[:4]
+    hist = [f"hist.{k}" for k in range(12)]
+    written = set()
+    for key, g in s2[s2["key"].isin(set(truth))].groupby("key"):
+        rows = []
+        for r in g.sort_values("Date").itertuples(index=False):
+            h = [0] * 12
+            h[4 if r.mask == 1 else 9] = 1
+            for band, value in (("B04", r.red), ("B08", r.nir)):
+                rows.append([r.Date[:10], band, 1, value] + (h if scl else []))
+        with open(out / f"{key}_s2_ts.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["date", "band", "count", "MEAN"] + (hist if scl else []))
+            w.writerows(rows)
+        written.add(key)
+    truth_csv = out / "truth.csv"
+    with open(truth_csv, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["parcel", "date"])
+        for key in sorted(written):
+            for d in truth[key] or [""]:
+                w.writerow([key, d])
+    return truth_csv
+
+
 def run(overrides: dict[str, Any], s1: bool = False, verbose: bool = True) -> dict[str, Any]:
     """Score the detector with the given parameter overrides on every recorded plot-year."""
     from cbmflow.markers import DEFAULTS, evaluate

@@ -227,8 +227,24 @@ def coherence_rises(days: np.ndarray, coh: np.ndarray, p: MowingParams,
     return out
 
 
-def fuse(s2: list[Candidate], s1: list[Candidate], p: MowingParams) -> list[Marker]:
-    """S2 and S1 candidates within ``fuse_days`` become one event; then at most ``max_events``, ``min_separation_days`` apart."""
+def s2_blind(day: float, s2_days: np.ndarray | None, min_gap: int) -> bool:
+    """True when the clear S2 images around ``day`` are at least ``min_gap`` days apart (S2 could miss a cut there)."""
+    if s2_days is None or min_gap <= 0:
+        return True
+    before, after = s2_days[s2_days <= day], s2_days[s2_days > day]
+    lo = float(before.max()) if len(before) else -np.inf
+    hi = float(after.min()) if len(after) else np.inf
+    return hi - lo >= min_gap
+
+
+def fuse(s2: list[Candidate], s1: list[Candidate], p: MowingParams,
+         s2_days: np.ndarray | None = None) -> list[Marker]:
+    """S2 and S1 candidates within ``fuse_days`` become one event; then at most ``max_events``, ``min_separation_days`` apart.
+
+    A coherence rise without S2 support becomes an event only when it is confident
+    (``s1_alone_min_conf``) and S2 could not have seen the cut: its clear images ``s2_days``
+    around it are ``s1_alone_s2_gap_days`` or more apart (where S2 saw the sward, S2 decides).
+    """
     used: set[int] = set()
     events: list[tuple[float, float, float, float, tuple[str, ...], dict[str, object]]] = []
     for c in sorted(s2, key=lambda c: c.day):
@@ -249,7 +265,7 @@ def fuse(s2: list[Candidate], s1: list[Candidate], p: MowingParams) -> list[Mark
         else:
             events.append((c.day, c.start, c.end, c.confidence, ("S2",), dict(c.detail)))
     for k, o in enumerate(s1):
-        if k not in used and o.confidence >= p.s1_alone_min_conf:
+        if k not in used and o.confidence >= p.s1_alone_min_conf and s2_blind(o.day, s2_days, p.s1_alone_s2_gap_days):
             events.append((o.day, o.start, o.end, o.confidence, ("S1",), dict(o.detail)))
     chosen: list[tuple[float, float, float, float, tuple[str, ...], dict[str, object]]] = []
     for ev in sorted(events, key=lambda e: (-e[3], e[0])):
@@ -268,17 +284,20 @@ def detect_mowing(sig: ParcelSignals, params: MarkerParams) -> list[Marker]:
     p = params.mowing
     season = (float(season_day(sig.year, p.season_start)), float(season_day(sig.year, p.season_end)))
     s2c: list[Candidate] = []
+    s2_days: np.ndarray | None = None
     if p.use_s2 and sig.s2 is not None:
         ok = sig.s2.usable(params.s2.cloud_classes, params.s2.cloud_max, params.s2.min_count)
         d = sig.s2.days[ok]
         order = np.argsort(d, kind="stable")
         if p.s2_method == "expected":
             w = 1.0 - sig.s2.cloud_fraction(params.s2.cloud_classes)[ok]
-            s2c = ndvi_cuts(d[order], sig.s2.ndvi()[ok][order], w[order], p, season)
+            ndvi = sig.s2.ndvi()
+            s2_days = d[order][(w[order] >= p.min_weight) & np.isfinite(ndvi[ok][order])]
+            s2c = ndvi_cuts(d[order], ndvi[ok][order], w[order], p, season)
         else:
             s2c = ndvi_drops(d[order], sig.s2.ndvi()[ok][order], p, season)
     s1c: list[Candidate] = []
     if p.use_s1 and sig.s1:
         d, v, _ = orbit_anomaly(sig.s1, "coh")
         s1c = coherence_rises(d, v, p, season)
-    return fuse(s2c, s1c, p)
+    return fuse(s2c, s1c, p, s2_days)

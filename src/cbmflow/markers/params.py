@@ -55,6 +55,7 @@ class MowingParams:
     coh_k: float = 1.96  # [CFAR] 2.5 % one-sided false-alarm rate under Gaussian noise
     coh_sigma_min: float = 0.02  # ours: noise floor of a parcel's mean coherence
     s1_alone_min_conf: float = 0.95  # JRC NL -3/+20 F1 0.51 at 0.95 vs 0.43 at 0 and 0.29 at 1.01 (S1 alone off); Slovak point-plot coherence alone is weak (F1 0.16). An S1 coherence rise without S2 support becomes an event only this confident
+    s1_alone_s2_gap_days: int = 0  # ... and only where the clear S2 images around it are this many days apart
     fuse_date: str = "s2"  # Slovak -3/+20 F1 0.72 ("s2": S1 confirms, S2 dates) vs 0.67 ("overlap" of both intervals)
     fuse_days: int = 12  # ours: S2 and S1 evidence within this many days is one event
     min_separation_days: int = 14  # [JRC-SMP] min_duration: two cuts at least this far apart
