@@ -72,7 +72,6 @@ def test_dag_detects_the_simulated_mowing_and_stores_markers_and_compliance(
         if marker == "mowing" and pid in grass:
             det.setdefault(pid, []).append(day)
     score = evaluate.score({k: det.get(k, []) for k in grass}, {k: truth.get(k, []) for k in grass}, (-3, 20))
-    print("simulated DAG mowing -3/+20:", score.as_dict())
     # The S2 mowing detector is chosen on real cuts (Slovak leave-region-out, JRC dates; docs/markers.md):
     # on this simulated season it is precise but finds about half of the cuts (0.47 when merged);
     # a regression below these levels fails.
