@@ -351,3 +351,23 @@ def test_evaluate_date_error_distribution_and_season_agreement() -> None:
     agree = evaluate.season_agreement({"a": "mown", "b": "not_mown", "c": "not_enough_evidence"},
                                       {"a": ["2024-06-01"], "b": [], "c": [], "d": ["2024-07-01"]})
     assert agree == {"mown": {"mown": 1, "no_signals": 1}, "not_mown": {"not_mown": 1, "not_enough_evidence": 1}}
+
+
+def test_s1_alone_events_only_where_s2_was_blind_when_asked() -> None:
+    from cbmflow.markers.mowing import s2_blind
+
+    s2_days = B + np.array([0.0, 5, 10, 40, 45])
+    assert not s2_blind(B + 7, s2_days, 25) and s2_blind(B + 20, s2_days, 25) and s2_blind(B + 7, s2_days, 0)
+    rise = Candidate(day=B + 20, start=B + 14, end=B + 26, confidence=0.99, source="S1")
+    assert len(fuse([], [rise], P, s2_days)) == 1  # default: a confident rise stands alone anywhere
+    gated = replace(P, s1_alone_s2_gap_days=25)
+    assert len(fuse([], [rise], gated, s2_days)) == 1  # inside a 30-day S2 gap
+    seen = Candidate(day=B + 7, start=B + 1, end=B + 13, confidence=0.99, source="S1")
+    assert fuse([], [seen], gated, s2_days) == []  # S2 saw the sward on days 5 and 10 and no cut
+
+
+def test_mown_agreement_counts_parcel_seasons() -> None:
+    a = evaluate.mown_agreement({"a": ["2024-06-01"], "b": [], "c": ["2024-07-01"]},
+                                {"a": ["2024-06-02"], "b": ["2024-06-10"], "c": [], "d": []})
+    assert (a["mown_detected"], a["mown_missed"], a["not_mown_detected"], a["not_mown_clear"]) == (1, 1, 1, 1)
+    assert a["n"] == 4 and a["accuracy"] == 0.5
