@@ -37,8 +37,13 @@ def load_truth(folder: Path = MOWING) -> tuple[dict[str, list[str]], dict[str, s
     return truth, region
 
 
-def load_signals(folder: Path = MOWING, keys: set[str] | None = None, s1: bool = False) -> list[Any]:
-    """ParcelSignals per plot-year from the S2 (and optionally coherence) parquet files."""
+def load_signals(folder: Path = MOWING, keys: set[str] | None = None, s1: bool = False,
+                 cloud: bool = True) -> list[Any]:
+    """ParcelSignals per plot-year from the S2 (and optionally coherence) parquet files.
+
+    ``cloud=False`` keeps only the acquisitions with values and no cloud share (an export of the
+    clear acquisitions alone, as a tsdir without SCL histograms would be).
+    """
     import pandas as pd
 
     from cbmflow.markers.signals import ParcelSignals, S1Orbit, S2Series
@@ -65,8 +70,11 @@ def load_signals(folder: Path = MOWING, keys: set[str] | None = None, s1: bool =
         bad = (red == -9999) | (nir == -9999)
         red[bad] = np.nan
         nir[bad] = np.nan
-        cloud = np.where(bad, 1.0, 1.0 - g["mask"].to_numpy(float))
-        ser = S2Series(days=days, b04=red, b08=nir, scl=None, count=np.ones(len(days)), cloud=cloud)
+        share = np.where(bad, 1.0, 1.0 - g["mask"].to_numpy(float))
+        if not cloud:
+            days, red, nir = days[~bad], red[~bad], nir[~bad]
+        ser = S2Series(days=days, b04=red, b08=nir, scl=None, count=np.ones(len(days)),
+                       cloud=share if cloud else None)
         orbits: tuple[Any, ...] = ()
         cg = coh.get((plot, year))
         if cg is not None and len(cg):
@@ -76,6 +84,47 @@ def load_signals(folder: Path = MOWING, keys: set[str] | None = None, s1: bool =
             orbits = (S1Orbit(orbit="coh", days=np.zeros(0), coh_days=cd[good], coh_vv=b1[good], coh_vh=b2[good]),)
         out.append(ParcelSignals(parcel=key, year=int(year), s2=ser, s1=orbits))
     return out
+
+
+def write_tsdir(out: Path, folder: Path = MOWING, scl: bool = True) -> Path:
+    """Write the recorded plot-years as JRC tsdir S2 files (``<plot>_<year>_s2_ts.csv``) and a truth CSV.
+
+    This is the shape of the held-out camera set (S2 only, JRC tsdir): B04 = ``red``, B08 = ``nir``,
+    one acquisition per row pair; acquisitions without values (-9999, masked at export) are left out;
+    with ``scl`` the ``mask`` goes into the SCL histogram (clear -> class 4, not clear -> class 9).
+    Returns the truth CSV (``parcel,date``; an empty date = recorded not mown).
+    """
+    import csv
+
+    import pandas as pd
+
+    truth, _ = load_truth(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    s2 = pd.read_parquet(folder / "gmd_train_s2.parquet", columns=["PLOTID", "Date", "red", "nir", "mask"])
+    s2 = s2[(s2["red"] != -9999) & (s2["nir"] != -9999)]
+    s2["key"] = s2["PLOTID"] + "_" + s2["Date"].str[:4]
+    hist = [f"hist.{k}" for k in range(12)]
+    written = set()
+    for key, g in s2[s2["key"].isin(set(truth))].groupby("key"):
+        rows = []
+        for r in g.sort_values("Date").itertuples(index=False):
+            h = [0] * 12
+            h[4 if r.mask == 1 else 9] = 1
+            for band, value in (("B04", r.red), ("B08", r.nir)):
+                rows.append([r.Date[:10], band, 1, value] + (h if scl else []))
+        with open(out / f"{key}_s2_ts.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["date", "band", "count", "MEAN"] + (hist if scl else []))
+            w.writerows(rows)
+        written.add(key)
+    truth_csv = out / "truth.csv"
+    with open(truth_csv, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["parcel", "date"])
+        for key in sorted(written):
+            for d in truth[key] or [""]:
+                w.writerow([key, d])
+    return truth_csv
 
 
 def run(overrides: dict[str, Any], s1: bool = False, verbose: bool = True) -> dict[str, Any]:

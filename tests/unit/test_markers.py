@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -276,7 +277,8 @@ def test_cut_against_expected_curve_is_dated_at_the_first_low_image() -> None:
     ndvi = np.array([0.85, 0.8, 0.86, 0.84, 0.6, 0.62, 0.7, 0.8])
     (c,) = ndvi_cuts(days, ndvi, np.ones(8), P)
     assert (c.day, c.start, c.end) == (B + 20, B + 15, B + 20)  # date_fraction 1.0: the first low image
-    assert c.detail["ndvi_expected"] == pytest.approx(0.84)  # weighted lower median of 0.80, 0.84, 0.85, 0.86 and c.detail["regrowth"] is True
+    # expect_quantile 0.75 of 0.80, 0.84, 0.85, 0.86 (the 20 days before)
+    assert c.detail["ndvi_expected"] == pytest.approx(0.85) and c.detail["regrowth"] is True
 
 
 def test_gradual_fall_cloudy_low_and_no_regrowth_are_not_cuts() -> None:
@@ -294,6 +296,31 @@ def test_gradual_fall_cloudy_low_and_no_regrowth_are_not_cuts() -> None:
     assert ndvi_cuts(days, one_low, hazy, P) == []
     end = np.array([0.85, 0.85, 0.85, 0.85, 0.85, 0.85, 0.85, 0.5])  # last image low, no later image
     assert ndvi_cuts(days, end, np.ones(8), P) == []
+
+
+def test_haze_dips_slow_falls_cloud_gaps_and_autumn_rises_are_judged() -> None:
+    from cbmflow.markers.mowing import ndvi_cuts
+
+    days = B + np.array([0, 5, 10, 15, 18, 25, 30, 40, 50])
+    season = (float(B - 60), float(B + 200))
+    haze = np.array([0.85, 0.86, 0.85, 0.6, 0.75, 0.84, 0.85, 0.85, 0.86])  # 3 days later 60 % back: haze
+    assert ndvi_cuts(days, haze, np.ones(9), P, season) == []
+    cut = np.array([0.85, 0.86, 0.85, 0.6, 0.61, 0.66, 0.72, 0.8, 0.85])  # stays low, regrows over weeks
+    assert len(ndvi_cuts(days, cut, np.ones(9), P, season)) == 1
+    # a 0.35 drop across a 30-day cloud gap is a cut dated at the first low image; a 0.16 one is not judged
+    gd = B + np.array([0, 5, 10, 40, 45, 55, 65])
+    (c,) = ndvi_cuts(gd, np.array([0.85, 0.86, 0.85, 0.5, 0.52, 0.65, 0.8]), np.ones(7), P, season)
+    assert c.day == B + 40 and c.start == B + 10
+    assert ndvi_cuts(gd, np.array([0.85, 0.86, 0.85, 0.69, 0.7, 0.75, 0.8]), np.ones(7), P, season) == []
+    # the sward was falling for weeks before the last step: drought or grazing, not a cut
+    slow = np.array([0.9, 0.87, 0.84, 0.81, 0.71, 0.7, 0.72, 0.78, 0.82])
+    assert ndvi_cuts(days, slow, np.ones(9), P, season) == []
+    assert len(ndvi_cuts(days, slow, np.ones(9), replace(P, min_sharpness=0.0), season)) == 1
+    # a low whose only "regrowth" comes after the season's end is autumn senescence
+    autumn = (float(B - 60), float(B + 35))
+    late = np.array([0.85, 0.86, 0.85, 0.84, 0.85, 0.85, 0.6, 0.58, 0.7])
+    assert len(ndvi_cuts(days, late, np.ones(9), P, season)) == 1
+    assert ndvi_cuts(days, late, np.ones(9), P, autumn) == []
 
 
 def test_season_evidence_says_not_mown_only_with_enough_clear_images() -> None:
@@ -324,3 +351,23 @@ def test_evaluate_date_error_distribution_and_season_agreement() -> None:
     agree = evaluate.season_agreement({"a": "mown", "b": "not_mown", "c": "not_enough_evidence"},
                                       {"a": ["2024-06-01"], "b": [], "c": [], "d": ["2024-07-01"]})
     assert agree == {"mown": {"mown": 1, "no_signals": 1}, "not_mown": {"not_mown": 1, "not_enough_evidence": 1}}
+
+
+def test_s1_alone_events_only_where_s2_was_blind_when_asked() -> None:
+    from cbmflow.markers.mowing import s2_blind
+
+    s2_days = B + np.array([0.0, 5, 10, 40, 45])
+    assert not s2_blind(B + 7, s2_days, 25) and s2_blind(B + 20, s2_days, 25) and s2_blind(B + 7, s2_days, 0)
+    rise = Candidate(day=B + 20, start=B + 14, end=B + 26, confidence=0.99, source="S1")
+    assert len(fuse([], [rise], P, s2_days)) == 1  # default: a confident rise stands alone anywhere
+    gated = replace(P, s1_alone_s2_gap_days=25)
+    assert len(fuse([], [rise], gated, s2_days)) == 1  # inside a 30-day S2 gap
+    seen = Candidate(day=B + 7, start=B + 1, end=B + 13, confidence=0.99, source="S1")
+    assert fuse([], [seen], gated, s2_days) == []  # S2 saw the sward on days 5 and 10 and no cut
+
+
+def test_mown_agreement_counts_parcel_seasons() -> None:
+    a = evaluate.mown_agreement({"a": ["2024-06-01"], "b": [], "c": ["2024-07-01"]},
+                                {"a": ["2024-06-02"], "b": ["2024-06-10"], "c": [], "d": []})
+    assert (a["mown_detected"], a["mown_missed"], a["not_mown_detected"], a["not_mown_clear"]) == (1, 1, 1, 1)
+    assert a["n"] == 4 and a["accuracy"] == 0.5

@@ -97,7 +97,7 @@ def test_jrc_state_file_labels_follow_its_rgb_columns_not_its_band_means(shared_
 
 
 def test_mowing_on_the_17_jrc_dates_holds_its_measured_level(tsdir: Path) -> None:
-    """Real-data guard: at -3/+20 d TP 9, FP 9 of 17 (precision 0.50, recall 0.53; landed code 0.25 / 0.65)."""
+    """Real-data guard: at -3/+20 d TP 9, FP 8 of 17 (precision 0.53, recall 0.53; landed code 0.25 / 0.65)."""
     from cbmflow.markers import DEFAULTS, evaluate
     from cbmflow.markers.mowing import detect_mowing
 
@@ -108,6 +108,10 @@ def test_mowing_on_the_17_jrc_dates_holds_its_measured_level(tsdir: Path) -> Non
     late = sc["m3p20"]
     print({k: v.as_dict() for k, v in sc.items()})
     assert late.n_true == 17
-    assert late.tp >= 9 and late.fp <= 9, late.as_dict()
-    assert late.precision >= 0.5 and late.recall >= 0.52 and late.f1 >= 0.51
-    assert sc["pm3"].tp >= 4
+    assert late.tp >= 9 and late.fp <= 8, late.as_dict()
+    assert late.precision >= 0.52 and late.recall >= 0.52 and late.f1 >= 0.52
+    assert sc["pm3"].tp >= 3  # 4 before the haze-dip filter (docs/markers.md)
+    s2 = DEFAULTS.with_overrides({"mowing.use_s1": False})
+    det2 = {s.parcel: [m.event_date for m in detect_mowing(s, s2) if m.event_date] for s in sigs}
+    alone = evaluate.score(det2, truth, (-3, 20))
+    assert alone.tp >= 5 and alone.fp <= 7, alone.as_dict()  # S2 alone: 5 / 7 (before: 4 / 7)

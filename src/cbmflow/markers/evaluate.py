@@ -149,3 +149,16 @@ def season_agreement(status: Mapping[str, str], truth: Mapping[str, list[str]]) 
         verdict = status.get(parcel, "no_signals")
         row[verdict] = row.get(verdict, 0) + 1
     return out
+
+
+def mown_agreement(detected: Mapping[str, list[str]], truth: Mapping[str, list[str]]) -> dict[str, object]:
+    """Per parcel-season, truth mown (any dated event) against detected mown (any cut): the 2x2 counts and accuracy."""
+    cells = {"mown_detected": 0, "mown_missed": 0, "not_mown_detected": 0, "not_mown_clear": 0}
+    for parcel, events in truth.items():
+        found = bool(detected.get(parcel))
+        key = ("mown_" + ("detected" if found else "missed")) if events else \
+            ("not_mown_" + ("detected" if found else "clear"))
+        cells[key] += 1
+    n = sum(cells.values())
+    agree = cells["mown_detected"] + cells["not_mown_clear"]
+    return {**cells, "n": n, "accuracy": round(agree / n, 3) if n else None}

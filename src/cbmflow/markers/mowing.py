@@ -23,6 +23,29 @@ def remove_spikes(days: np.ndarray, values: np.ndarray, p: MowingParams) -> np.n
     return keep
 
 
+def fast_recoveries(days: np.ndarray, values: np.ndarray, p: MowingParams) -> np.ndarray:
+    """Mask (True = keep) without dips that the next observation recovers too fast to be regrowth.
+
+    A low whose next observation, at most ``spike_recover_days`` later, regains at least
+    ``spike_recover_share`` of the fall from the observation before it is haze, undetected cloud
+    or shadow: a cut sward regrows over weeks, not days (the Slovak cuts regain 0-10 % in the first
+    five days). Applied repeatedly, so a two-image haze dip goes as well.
+    """
+    keep = np.ones(len(values), dtype=bool)
+    if p.spike_recover_share <= 0:
+        return keep
+    idx = np.arange(len(values))
+    for _ in range(2):
+        k = idx[keep]
+        d, v = days[k], values[k]
+        for a in range(1, len(k) - 1):
+            fall = v[a - 1] - v[a]
+            if (fall >= p.cut_min_drop / 2 and d[a + 1] - d[a] <= p.spike_recover_days
+                    and v[a + 1] - v[a] >= p.spike_recover_share * fall):
+                keep[k[a]] = False
+    return keep
+
+
 def ndvi_drops(days: np.ndarray, ndvi: np.ndarray, p: MowingParams,
                season: tuple[float, float] | None = None) -> list[Candidate]:
     """Mowing candidates from cloud-free NDVI: a drop of at least ``min_drop``, a low, then regrowth."""
@@ -64,8 +87,13 @@ def expected_level(days: np.ndarray, values: np.ndarray, weights: np.ndarray, i:
 
     Only observations after ``since`` (the last cut's low) count, so a cut is not found twice; a
     single hazy dip or a gap does not pull a median down. ``nan`` when there is no earlier observation.
+    After a cloud gap (no image in the window, the one before at most ``gap_fall_days`` back) the
+    window ends at the image before the gap.
     """
     win = (days < days[i]) & (days >= days[i] - p.expect_days) & (days >= since)
+    if not win.any() and i > 0 and days[i] - days[i - 1] <= p.gap_fall_days and days[i - 1] >= since:
+        # a cloud gap before this image: the level of the 20 days before the gap
+        win = (days <= days[i - 1]) & (days >= days[i - 1] - p.expect_days) & (days >= since)
     if not win.any():
         return float("nan")
     v, w = values[win], weights[win]
@@ -88,7 +116,7 @@ def ndvi_cuts(days: np.ndarray, ndvi: np.ndarray, weights: np.ndarray, p: Mowing
     w = np.asarray(weights, dtype=float)
     ok = np.isfinite(v) & (w >= p.min_weight)
     d, v, w = d[ok], v[ok], w[ok]
-    keep = remove_spikes(d, v, p)
+    keep = remove_spikes(d, v, p) & fast_recoveries(d, v, p)
     d, v, w = d[keep], v[keep], w[keep]
     out: list[Candidate] = []
     n = len(v)
@@ -104,14 +132,26 @@ def ndvi_cuts(days: np.ndarray, ndvi: np.ndarray, weights: np.ndarray, p: Mowing
         h = i - 1
         while h > 0 and v[h] < e - p.cut_min_drop / 2 and d[i] - d[h - 1] <= p.max_fall_days:
             h -= 1
-        if d[i] - d[h] > p.max_fall_days or v[h] < e - p.cut_min_drop / 2:
+        if h > 0 and v[h] < e - p.cut_min_drop / 2 and d[i] - d[h - 1] <= p.gap_fall_days and e - v[i] >= p.gap_min_drop:
+            h -= 1  # a deep drop across a cloud gap: the gap hides the cut, not a gradual fall
+        fall_days = d[i] - d[h]
+        deep = e - v[i] >= p.gap_min_drop
+        if v[h] < e - p.cut_min_drop / 2 or fall_days > (p.gap_fall_days if deep else p.max_fall_days):
             i += 1  # a gradual fall (grazing, senescence) or a fall across a gap: not dated as a cut
+            continue
+        # sharp, not gradual: most of the fall from the window's top happens after the last high
+        top = float(np.max(v[(d < d[i]) & (d >= d[h] - p.expect_days) & (d >= since)]))
+        fall = float(v[h] - v[i])
+        if fall < p.min_sharpness * max(top - float(v[i]), 1e-9):
+            i += 1  # the sward was already falling for weeks: grazing, drought or senescence
             continue
         j = i  # the low: the fall may continue over the next observations
         while j + 1 < n and v[j + 1] < v[j] and d[j + 1] - d[j] <= p.max_drop_gap_days:
             j += 1
         low = float(v[j])
         later = (d > d[j]) & (d - d[j] <= p.regrowth_days)
+        if p.regrowth_in_season and season is not None:
+            later &= d <= season[1]  # a rise after the growing season (November) is not regrowth
         regrew = bool(np.any(v[later] >= low + p.regrowth_min))
         if (later.any() or p.require_regrowth) and not regrew:
             i = j + 1  # fell and stayed down (or the season ended): senescence or harvest, not a cut
@@ -187,8 +227,24 @@ def coherence_rises(days: np.ndarray, coh: np.ndarray, p: MowingParams,
     return out
 
 
-def fuse(s2: list[Candidate], s1: list[Candidate], p: MowingParams) -> list[Marker]:
-    """S2 and S1 candidates within ``fuse_days`` become one event; then at most ``max_events``, ``min_separation_days`` apart."""
+def s2_blind(day: float, s2_days: np.ndarray | None, min_gap: int) -> bool:
+    """True when the clear S2 images around ``day`` are at least ``min_gap`` days apart (S2 could miss a cut there)."""
+    if s2_days is None or min_gap <= 0:
+        return True
+    before, after = s2_days[s2_days <= day], s2_days[s2_days > day]
+    lo = float(before.max()) if len(before) else -np.inf
+    hi = float(after.min()) if len(after) else np.inf
+    return hi - lo >= min_gap
+
+
+def fuse(s2: list[Candidate], s1: list[Candidate], p: MowingParams,
+         s2_days: np.ndarray | None = None) -> list[Marker]:
+    """S2 and S1 candidates within ``fuse_days`` become one event; then at most ``max_events``, ``min_separation_days`` apart.
+
+    A coherence rise without S2 support becomes an event only when it is confident
+    (``s1_alone_min_conf``) and S2 could not have seen the cut: its clear images ``s2_days``
+    around it are ``s1_alone_s2_gap_days`` or more apart (where S2 saw the sward, S2 decides).
+    """
     used: set[int] = set()
     events: list[tuple[float, float, float, float, tuple[str, ...], dict[str, object]]] = []
     for c in sorted(s2, key=lambda c: c.day):
@@ -209,7 +265,7 @@ def fuse(s2: list[Candidate], s1: list[Candidate], p: MowingParams) -> list[Mark
         else:
             events.append((c.day, c.start, c.end, c.confidence, ("S2",), dict(c.detail)))
     for k, o in enumerate(s1):
-        if k not in used and o.confidence >= p.s1_alone_min_conf:
+        if k not in used and o.confidence >= p.s1_alone_min_conf and s2_blind(o.day, s2_days, p.s1_alone_s2_gap_days):
             events.append((o.day, o.start, o.end, o.confidence, ("S1",), dict(o.detail)))
     chosen: list[tuple[float, float, float, float, tuple[str, ...], dict[str, object]]] = []
     for ev in sorted(events, key=lambda e: (-e[3], e[0])):
@@ -228,17 +284,20 @@ def detect_mowing(sig: ParcelSignals, params: MarkerParams) -> list[Marker]:
     p = params.mowing
     season = (float(season_day(sig.year, p.season_start)), float(season_day(sig.year, p.season_end)))
     s2c: list[Candidate] = []
+    s2_days: np.ndarray | None = None
     if p.use_s2 and sig.s2 is not None:
         ok = sig.s2.usable(params.s2.cloud_classes, params.s2.cloud_max, params.s2.min_count)
         d = sig.s2.days[ok]
         order = np.argsort(d, kind="stable")
         if p.s2_method == "expected":
             w = 1.0 - sig.s2.cloud_fraction(params.s2.cloud_classes)[ok]
-            s2c = ndvi_cuts(d[order], sig.s2.ndvi()[ok][order], w[order], p, season)
+            ndvi = sig.s2.ndvi()
+            s2_days = d[order][(w[order] >= p.min_weight) & np.isfinite(ndvi[ok][order])]
+            s2c = ndvi_cuts(d[order], ndvi[ok][order], w[order], p, season)
         else:
             s2c = ndvi_drops(d[order], sig.s2.ndvi()[ok][order], p, season)
     s1c: list[Candidate] = []
     if p.use_s1 and sig.s1:
         d, v, _ = orbit_anomaly(sig.s1, "coh")
         s1c = coherence_rises(d, v, p, season)
-    return fuse(s2c, s1c, p)
+    return fuse(s2c, s1c, p, s2_days)

@@ -55,6 +55,7 @@ class MowingParams:
     coh_k: float = 1.96  # [CFAR] 2.5 % one-sided false-alarm rate under Gaussian noise
     coh_sigma_min: float = 0.02  # ours: noise floor of a parcel's mean coherence
     s1_alone_min_conf: float = 0.95  # JRC NL -3/+20 F1 0.51 at 0.95 vs 0.43 at 0 and 0.29 at 1.01 (S1 alone off); Slovak point-plot coherence alone is weak (F1 0.16). An S1 coherence rise without S2 support becomes an event only this confident
+    s1_alone_s2_gap_days: int = 0  # ... and only where the clear S2 images around it are this many days apart (0 = anywhere). JRC NL -3/+20 fused F1 0.53 at 0, 0.45 at 25; Slovak fused 0.72 at 0, 0.81 at 25, 0.84 with S1 alone off (LRO: off in 3 of 3 folds). Kept at 0 for polygon parcels; use s1_alone_min_conf=1.01 for point plots
     fuse_date: str = "s2"  # Slovak -3/+20 F1 0.72 ("s2": S1 confirms, S2 dates) vs 0.67 ("overlap" of both intervals)
     fuse_days: int = 12  # ours: S2 and S1 evidence within this many days is one event
     min_separation_days: int = 14  # [JRC-SMP] min_duration: two cuts at least this far apart
@@ -62,15 +63,21 @@ class MowingParams:
     use_s1: bool = True
     use_s2: bool = True
     s2_method: str = "expected"  # "expected" (ndvi_cuts) or "last" (ndvi_drops, the landed detector)
-    cut_min_drop: float = 0.15  # LRO: NDVI below the expected curve (grid 0.10/0.12/0.15; 0.15 chosen in 3 of 3 folds)
+    cut_min_drop: float = 0.15  # LRO: NDVI below the expected curve (grids 0.10/0.12/0.15 and, with the filters below, 0.12/0.15; 0.15 in 3 of 3 folds both times)
     expect_days: int = 20  # ours: the expected NDVI is the level of the last 20 days ...
-    expect_quantile: float = 0.5  # LRO: ... its weighted median (grid 0.5/0.9; 0.5 in 3 of 3 folds)
+    expect_quantile: float = 0.75  # LRO: ... its weighted 75th percentile (first grid 0.5/0.9: 0.5; with the filters below 0.5/0.75: 0.75 in 2 of 3 held-out regions, best on all F1 0.850 vs 0.845)
     max_fall_days: int = 20  # ours: a cut falls within this many days; slower is grazing/senescence
     confirm_days: int = 15  # ours: a second low observation within this many days confirms the low
     min_weight: float = 0.5  # ours: observations with more than half the parcel cloudy are dropped
     min_support: float = 1.0  # LRO (grid 1.0/1.5; 1.0 in 3 of 3 folds): summed weight of the low observations (1 = one clear image)
     require_regrowth: bool = True  # ours: a drop with no later observation is not a cut
     date_fraction: float = 1.0  # LRO (grid 0.5/1.0; 1.0 in 3 of 3 folds): a cut is dated this far from the last high to the first low image
+    spike_recover_share: float = 0.4  # LRO (grid 0/0.4/0.5/0.6; 0.4-0.5 in 3 of 3 folds, off never): a low whose next image regains this share of the fall ...
+    spike_recover_days: int = 5  # ... within this many days is haze, not a cut. Slovak all-plots F1 0.850 at 10 d vs 0.838 at 5 d (folds: 10, 10, 5), JRC fused 0.47 at 10 d vs 0.53 at 5 d: NL cuts regain 80 % in 10 days, so 5
+    min_sharpness: float = 0.6  # LRO (grid 0/0.5/0.6; 0.6 in 2 of 3 folds, +0.002 F1): the fall after the last high must be this share of the fall from the 20-day top (a slow decline before it = grazing, drought, senescence)
+    gap_min_drop: float = 0.2  # LRO (grid 0.2/0.25/off; 0.2 in 3 of 3 folds, +15 cuts, no false one): a drop this deep below the expected level may cross a cloud gap ...
+    gap_fall_days: int = 40  # ours: ... of up to this many days (shallower drops: max_fall_days); also how far back the expected level may look across a gap
+    regrowth_in_season: bool = True  # LRO (3 of 3 folds; removed 15 of 27 false October cuts): the regrowth must be seen before season_end
 
 
 @dataclass(frozen=True)

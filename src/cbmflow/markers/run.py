@@ -207,7 +207,8 @@ def evaluate_report(truth_path: str, *, signatures: str | None = None, markers: 
             "windows": {k: v.as_dict() for k, v in scores.items()},
             "date_errors_m3p20": evaluate.error_distribution(evaluate.date_errors(det, truth, (-3, 20))),
             "date_errors_pm3": evaluate.error_distribution(evaluate.date_errors(det, truth, (-3, 3))),
-            "season_agreement": evaluate.season_agreement(status, truth)}
+            "season_agreement": evaluate.season_agreement(status, truth),
+            "mown_agreement": evaluate.mown_agreement(det, truth)}
 
 
 def _evaluate_cli(args: argparse.Namespace) -> int:
@@ -222,8 +223,17 @@ def _evaluate_cli(args: argparse.Namespace) -> int:
     if e.get("n"):
         print(f"  date error (detected - true) of the {e['n']} matches at -3/+20: median {e['median']:+.0f} d, "
               f"quartiles {e['q25']:+.0f}/{e['q75']:+.0f} d, " + ", ".join(f"{k}: {v}" for k, v in e["histogram"].items()))
+    e = rep["date_errors_pm3"]
+    if e.get("n"):
+        print(f"  date error of the {e['n']} matches at -3/+3: median {e['median']:+.0f} d, "
+              + ", ".join(f"{k}: {v}" for k, v in e["histogram"].items() if k in ("-3..-1", "0", "1..3")))
+    a = rep["mown_agreement"]
+    print(f"  mown / not mown per parcel-season ({a['n']}): truth mown {a['mown_detected']} with a cut, "
+          f"{a['mown_missed']} without; truth not mown {a['not_mown_clear']} without a cut, "
+          f"{a['not_mown_detected']} with; agreement {a['accuracy']}")
     for truth_kind, row in rep["season_agreement"].items():
-        print(f"  truth {truth_kind}: " + (", ".join(f"{k} {v}" for k, v in sorted(row.items())) or "none"))
+        print(f"  season verdict, truth {truth_kind}: "
+              + (", ".join(f"{k} {v}" for k, v in sorted(row.items())) or "none"))
     if args.json:
         Path(args.json).write_text(json.dumps(rep, indent=2, default=str))
     return 0
@@ -247,9 +257,18 @@ def register_cli(sub: Any) -> None:
                    help="override a parameter, e.g. mowing.min_drop=0.15 (see cbmflow.markers.params)")
     p.add_argument("--season", help="with --signatures: also write the season evidence CSV (cuts, verdict)")
     p.set_defaults(func=_cli)
-    e = sub.add_parser("markers-evaluate", help="score mowing events against dated truth (precision, recall, F1)",
-                       description="One-to-one event matching at -3/+3 and -3/+20 days, date-error distribution, "
-                                   "and per parcel-season agreement on mown / not mown.")
+    # `cbmflow markers evaluate --truth FILE ...` (the name) and `cbmflow markers-evaluate` (same command)
+    msub = p.add_subparsers(dest="markers_command", required=False, metavar="{evaluate}")
+    _evaluate_parser(msub.add_parser("evaluate", help=_EVAL_HELP, description=_EVAL_DESC))
+    _evaluate_parser(sub.add_parser("markers-evaluate", help=_EVAL_HELP, description=_EVAL_DESC))
+
+
+_EVAL_HELP = "score mowing events against dated truth (precision, recall, F1)"
+_EVAL_DESC = ("One-to-one event matching at -3/+3 and -3/+20 days, date-error distribution, and per "
+              "parcel-season agreement on mown / not mown.")
+
+
+def _evaluate_parser(e: Any) -> None:
     e.add_argument("--truth", required=True, help="JRC FOIinfo.csv, or CSV parcel,date (empty date = not mown)")
     e.add_argument("--signatures", help="detect from these signatures (JRC tsdir or long table)")
     e.add_argument("--markers", help="or score a markers CSV written by cbmflow markers --out")
