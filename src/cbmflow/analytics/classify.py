@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ from cbmflow.analytics.flags import (
     confident_score,
     declared_and_best_other,
     fit_temperature,
+    odds_score,
     suspicion_score,
     threshold_flags,
 )
@@ -54,11 +56,12 @@ log = logging.getLogger(__name__)
 OTHER = "other"
 FLAG_COLUMNS: tuple[str, ...] = (
     "parcel_id", "declared", "predicted", "probability", "flag", "declared_probability", "best_other",
-    "best_other_probability", "score", "reason",
+    "best_other_probability", "score", "reason", "predicted_name", "evidence",
 )
 RARE_MODES: tuple[str, ...] = ("score", "group", "exclude")
 ESTIMATORS: tuple[str, ...] = ("ens", "hgb", "rf", "et")
 ENSEMBLE: tuple[str, ...] = ("rf", "et", "hgb")  # "ens": the mean of their out-of-fold probabilities
+DEFAULT_SIZE: dict[str, int] = {"rf": 200, "et": 200, "hgb": 50}  # trees (rf, et), boosting iterations (hgb)
 _NON_FEATURES = {"pid", "area_m2", "year", "aoi"}
 
 
@@ -87,20 +90,29 @@ def make_estimator(
 
     if name == "hgb":
         return HistGradientBoostingClassifier(
-            max_iter=n_trees or 50, learning_rate=0.2, max_leaf_nodes=31, early_stopping=False,
+            max_iter=n_trees or DEFAULT_SIZE["hgb"], learning_rate=0.2, max_leaf_nodes=31, early_stopping=False,
             random_state=seed, class_weight=class_weight,
         )
     if name == "rf":
         return RandomForestClassifier(
-            n_estimators=n_trees or 200, min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
+            n_estimators=n_trees or DEFAULT_SIZE["rf"], min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
             class_weight=class_weight,
         )
     if name == "et":
         return ExtraTreesClassifier(
-            n_estimators=n_trees or 200, min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
+            n_estimators=n_trees or DEFAULT_SIZE["et"], min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
             class_weight=class_weight,
         )
     raise InputError(f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS[1:])} (or ens)")
+
+
+def estimator_members(estimator: str) -> tuple[str, ...]:
+    """The member models of an estimator name: ``ens`` = rf+et+hgb, ``rf+et`` = both, ``rf`` = itself."""
+    names = ENSEMBLE if estimator == "ens" else tuple(estimator.split("+"))
+    bad = [m for m in names if m not in ESTIMATORS[1:]]
+    if bad or not names:
+        raise InputError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)} or a '+' list")
+    return names
 
 
 def numeric_feature_columns(df: pd.DataFrame, exclude: set[str]) -> list[str]:
@@ -205,6 +217,7 @@ def oof_probabilities(
     seed: int = 0,
     n_jobs: int = 1,
     n_trees: int | None = None,
+    cache: MutableMapping[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """Out-of-fold class probabilities (n_repeats x n x k), fit and predict seconds.
 
@@ -213,6 +226,10 @@ def oof_probabilities(
 
     Parcels with ``y == -1`` (declared crops without a class) never train a model; each repetition
     predicts them with the model of a fold they are dealt to, like the others.
+
+    ``cache`` (any mapping, e.g. a folder of .npy files in a benchmark) holds one member's out-of-fold
+    probabilities of one repetition under a key of the data and every parameter that changes them,
+    so methods sharing a member (the ensemble's RF and the RF ranking) fit it once.
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -221,24 +238,43 @@ def oof_probabilities(
     unlabelled = np.flatnonzero(y < 0)
     probs = np.zeros((n_repeats, n, k), dtype=np.float32)
     fit_seconds = predict_seconds = 0.0
+    members = estimator_members(estimator)
+    data_key = ""
+    if cache is not None:
+        import hashlib
+
+        h = hashlib.sha1(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+        h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+        data_key = h.hexdigest()[:20]
     for r in range(n_repeats):
         skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed + 1000 * r)
         rng = np.random.default_rng(seed + 1000 * r + 1)
         deal = rng.permutation(len(unlabelled)) % n_splits
+        folds = []
         for f, (tr, te) in enumerate(skf.split(np.zeros(len(labelled)), y[labelled])):
-            train = _subsample(labelled[tr], y, max_train, rng)
-            test = np.concatenate([labelled[te], unlabelled[deal == f]])
-            members = ENSEMBLE if estimator == "ens" else (estimator,)
-            for name in members:
+            folds.append((_subsample(labelled[tr], y, max_train, rng),
+                          np.concatenate([labelled[te], unlabelled[deal == f]])))
+        for name in members:
+            # in the ensemble, n_trees sizes the forests; HGB keeps its own 50 iterations
+            size = None if (name == "hgb" and len(members) > 1) else n_trees
+            key = f"{data_key}-{name}-{class_weight}-{size or DEFAULT_SIZE[name]}-{n_splits}-{max_train}-{seed}-{r}-{k}"
+            if cache is not None and key in cache:
+                probs[r] += cache[key] / len(members)
+                continue
+            part = np.zeros((n, k), dtype=np.float32)
+            for f, (train, test) in enumerate(folds):
                 model = make_estimator(name, seed=seed + 1000 * r + f, n_jobs=n_jobs, class_weight=class_weight,
-                                       n_trees=n_trees)
+                                       n_trees=size)
                 t = time.perf_counter()
                 model.fit(X[train], y[train])
                 fit_seconds += time.perf_counter() - t
                 t = time.perf_counter()
                 p = model.predict_proba(X[test])
                 predict_seconds += time.perf_counter() - t
-                probs[r][np.ix_(test, model.classes_)] += p / len(members)
+                part[np.ix_(test, model.classes_)] = p
+            if cache is not None:
+                cache[key] = part
+            probs[r] += part / len(members)
     return probs, fit_seconds, predict_seconds
 
 
@@ -251,21 +287,42 @@ def _names(df: pd.DataFrame, name_col: str | None, idx: np.ndarray, declared: np
     return np.where(missing, declared, names.astype(str))
 
 
+def _name_map(df: pd.DataFrame, crop_col: str, name_col: str | None) -> dict[str, str]:
+    """Declared code -> crop name (first non-empty name of each code); empty without a name column."""
+    if not name_col or name_col not in df.columns:
+        return {}
+    pairs = df[[crop_col, name_col]].dropna()
+    pairs = pairs[pairs[name_col].astype(str).str.strip() != ""]
+    return {str(c): str(nm) for c, nm in pairs.drop_duplicates(crop_col).itertuples(index=False)}
+
+
+def _crop_words(label: Any, names: dict[str, str]) -> str:
+    """A class or crop in words: its name, 'other crops' for the pooled class, else the label itself."""
+    s = str(label)
+    if s == OTHER:
+        return "other crops"
+    return names.get(s, s).replace("_", " ")
+
+
 def _reasons(
     flag: np.ndarray, declared: np.ndarray, has_class: np.ndarray, other: np.ndarray, p_d: np.ndarray,
     p_o: np.ndarray, score: np.ndarray, rank: np.ndarray, n_rare: dict[str, int], min_class_size: int,
-    method: str,
+    method: str, names: dict[str, str] | None = None, evidence: dict[int, list[dict[str, Any]]] | None = None,
 ) -> list[str]:
+    """One sentence per red/yellow parcel with the crops by name ('' for green)."""
+    from cbmflow.analytics.explain import evidence_words
+
+    names = names or {}
     out: list[str] = []
     n = len(flag)
     for i in range(n):
         if flag[i] == "green":
             out.append("")
             continue
-        d, o = declared[i], other[i]
+        d, o = _crop_words(declared[i], names), _crop_words(other[i], names)
         if not has_class[i]:
-            why = (f"declared crop {d} is rare ({n_rare.get(d, 0)} parcels < {min_class_size}): no model of it; "
-                   f"the parcel looks like {o} (p={p_o[i]:.2f})")
+            why = (f"declared crop {d} is rare ({n_rare.get(str(declared[i]), 0)} parcels < {min_class_size}): "
+                   f"no model of it; the parcel looks like {o} (p={p_o[i]:.2f})")
         elif p_o[i] > p_d[i]:
             why = f"{o} (p={p_o[i]:.2f}) is more likely than the declared {d} (p={p_d[i]:.2f})"
         else:
@@ -276,6 +333,9 @@ def _reasons(
             why += "; calibrated probabilities"
         else:
             why += "; JRC rule"
+        words = evidence_words((evidence or {}).get(i, []), d)
+        if words:
+            why += f"; {words}"
         out.append(why)
     return out
 
@@ -302,8 +362,15 @@ def classify_frame(
     seed: int = 0,
     n_jobs: int = 1,
     n_trees: int | None = None,
+    cache: MutableMapping[str, np.ndarray] | None = None,
+    explain: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Out-of-fold crop predictions, suspicion scores and green/yellow/red flags for every usable parcel."""
+    """Out-of-fold crop predictions, suspicion scores and green/yellow/red flags for every usable parcel.
+
+    With ``explain`` (default) every red and yellow parcel gets ``evidence`` (the periods and bands
+    that contradict its declared crop's peers most, :mod:`cbmflow.analytics.explain`) and a reason
+    that names them; ``predicted_name`` is the best other crop's name.
+    """
     rule = rule or FlagRule()
     policy = policy or FlagPolicy()
     t0 = time.perf_counter()
@@ -401,7 +468,7 @@ def classify_frame(
 
     probs, fit_seconds, predict_seconds = oof_probabilities(
         X, y, k, estimator=estimator, class_weight=class_weight, n_splits=n_splits, n_repeats=n_repeats,
-        max_train=max_train, seed=seed, n_jobs=n_jobs, n_trees=n_trees,
+        max_train=max_train, seed=seed, n_jobs=n_jobs, n_trees=n_trees, cache=cache,
     )
     mean_p = probs.mean(axis=0).astype(np.float64)
     predicted = mean_p.argmax(axis=1)
@@ -412,6 +479,16 @@ def classify_frame(
     groups = np.where(y >= 0, cls_labels.astype(str), "\x00rare")
     if policy.score == "confident":
         score = confident_score(p_d, groups)
+    elif policy.score == "odds":
+        score, _, _ = odds_score(mean_p, y)
+    elif policy.score.startswith("cleanlab"):
+        from cleanlab.rank import get_label_quality_scores
+
+        yy = np.where(y >= 0, y, 0)
+        method = "normalized_margin" if policy.score == "cleanlab_nm" else "self_confidence"
+        pp = np.clip(mean_p, 1e-6, None)
+        pp = pp / pp.sum(axis=1, keepdims=True)
+        score = 1.0 - get_label_quality_scores(yy, pp, method=method, adjust_pred_probs=True)
     elif policy.score.startswith("relative"):
         base = margin if policy.score == "relative" else suspicion_score(p_d, p_o, "declared")
         score = class_relative(base, groups, min_size=min_class_size)
@@ -431,8 +508,17 @@ def classify_frame(
 
     classes_arr = np.array(classes, dtype=object)
     declared_kept = declared[idx]
-    reasons = _reasons(flag, declared_kept, y >= 0, classes_arr[best_other], p_d, p_o, score, rank, n_rare,
-                       min_class_size, policy.method)
+    names = _name_map(df, crop_col, name_col)
+    other_arr = classes_arr[best_other]
+    targets = np.flatnonzero(flag != "green") if explain else np.array([], dtype=np.int64)
+    evidence: dict[int, list[dict[str, Any]]] = {}
+    if len(targets):
+        from cbmflow.analytics.explain import flag_evidence, period_labeller
+
+        evidence = flag_evidence(df.iloc[idx].reset_index(drop=True), cls_labels, targets, cls_labels[targets],
+                                 other_arr[targets], label=period_labeller(dict(df.attrs)))
+    reasons = _reasons(flag, cls_labels if class_col else declared_kept, y >= 0, other_arr, p_d, p_o, score, rank,
+                       n_rare, min_class_size, policy.method, names=names, evidence=evidence)
     flags = pd.DataFrame(
         {
             "parcel_id": df[id_col].to_numpy()[idx],
@@ -441,7 +527,8 @@ def classify_frame(
             "probability": probability.astype(np.float32),
             "flag": flag,
             "declared_probability": p_d.astype(np.float32),
-            "best_other": classes_arr[best_other],
+            "best_other": other_arr,
+            "predicted_name": [_crop_words(o, names) for o in other_arr],
             "best_other_probability": p_o.astype(np.float32),
             "score": score.astype(np.float32),
             "reason": reasons,
@@ -450,6 +537,7 @@ def classify_frame(
             "agree_count": agree.astype(np.int16),
             "n_predictions": np.full(n, n_repeats, dtype=np.int16),
             "suspicion_rank": rank.astype(np.int32),
+            "evidence": [evidence.get(i) if flag[i] != "green" else None for i in range(n)],
         }
     )
     if "pid" in df.columns:

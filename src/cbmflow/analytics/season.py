@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -109,7 +110,7 @@ def classify_file(
                   n_jobs=n_jobs, **classify_kwargs)
     flags, metrics = classify_frame(df, seed=seed, **kwargs)
     if out_uri:
-        write_parquet(flags[list(FLAG_COLUMNS)], out_uri)
+        write_parquet(flags_for_file(flags), out_uri)
     if truth_uri:
         metrics["evaluation"] = evaluate_flags(flags, read_parquet(truth_uri))
     if known_wrong_uri:
@@ -152,11 +153,28 @@ def season_features(aoi: str, year: int, out_uri: str | None = None, *, dsn: str
 
 _STORED = ("pid", "parcel_id", "declared", "declared_class", "predicted", "probability",
            "declared_probability", "agree_count", "n_predictions", "flag", "declared_name", "best_other",
-           "best_other_probability", "score", "suspicion_rank", "reason")
+           "best_other_probability", "score", "suspicion_rank", "reason", "predicted_name", "evidence")
 
 
 def _opt(v: Any, kind: Any) -> Any:
     return None if v is None or (isinstance(v, float) and v != v) else kind(v)
+
+
+def _evidence(v: Any) -> str | None:
+    """A flag's evidence list as JSON text for COPY into the jsonb column (None stays NULL)."""
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    if isinstance(v, str):
+        return v
+    return json.dumps(list(v))
+
+
+def flags_for_file(flags: pd.DataFrame) -> pd.DataFrame:
+    """The flags table as written to a parquet file: FLAG_COLUMNS, with the evidence as JSON text."""
+    out = flags[[c for c in FLAG_COLUMNS if c in flags.columns]].copy()
+    if "evidence" in out.columns:
+        out["evidence"] = [_evidence(v) for v in out["evidence"]]
+    return out
 
 
 def store_run(
@@ -179,7 +197,8 @@ def store_run(
     cols = list(_STORED)
     flags = flags.copy()
     for c, default in (("declared_name", None), ("best_other", None), ("best_other_probability", None),
-                       ("score", None), ("suspicion_rank", None), ("reason", "")):
+                       ("score", None), ("suspicion_rank", None), ("reason", ""), ("predicted_name", None),
+                       ("evidence", None)):
         if c not in flags.columns:
             flags[c] = default
     with conn.cursor() as cur, cur.copy(
@@ -189,7 +208,7 @@ def store_run(
             copy.write_row((run_id, int(rec[0]), str(rec[1]), str(rec[2]), str(rec[3]), str(rec[4]),
                             float(rec[5]), float(rec[6]), int(rec[7]), int(rec[8]), str(rec[9]),
                             _opt(rec[10], str), _opt(rec[11], str), _opt(rec[12], float), _opt(rec[13], float),
-                            _opt(rec[14], int), _opt(rec[15], str)))
+                            _opt(rec[14], int), _opt(rec[15], str), _opt(rec[16], str), _evidence(rec[17])))
     return run_id
 
 

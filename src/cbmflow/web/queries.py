@@ -28,7 +28,8 @@ FLAG_SORT_COLUMNS = (
     "agree_count", "flag", "area_m2",
 )
 # Columns schema 009 (flag evidence) adds to parcel_flags; read when present.
-_FLAG_OPTIONAL = ("declared_name", "best_other", "best_other_probability", "score", "suspicion_rank", "reason")
+_FLAG_OPTIONAL = ("declared_name", "best_other", "best_other_probability", "score", "suspicion_rank", "reason",
+                  "predicted_name", "evidence")  # 012: best other crop's name, the contradicting periods/bands
 _FLAG_ORDER = "CASE f.flag WHEN 'red' THEN 0 WHEN 'yellow' THEN 1 ELSE 2 END"
 
 
@@ -240,10 +241,12 @@ def parcel_flag(conn: psycopg.Connection, pid: int, run_id: int | None) -> dict[
         "AND coalesce(crop_code, crop_name) = ANY(%s)",
         (pid, [out.get("predicted"), out.get("declared"), out.get("best_other")]),
     ).fetchall())
-    out["predicted_name"] = crop_names.get(out.get("predicted"))
+    stored_other_name = out.get("predicted_name")  # schema 012: the best other crop's name (NULL before)
+    out["predicted_name"] = crop_names.get(out.get("predicted")) or (
+        stored_other_name if out.get("predicted") == out.get("best_other") else None)
     out["declared_name"] = out.get("declared_name") or crop_names.get(out.get("declared"))
     if out.get("best_other"):
-        out["best_other_name"] = crop_names.get(out["best_other"])
+        out["best_other_name"] = crop_names.get(out["best_other"]) or stored_other_name
     return out
 
 
@@ -288,7 +291,7 @@ def list_flags(
     """Flags of a run, filtered and sorted, with the total count and the crops for the filter."""
     run = get_run(conn, run_id)
     extra = [c for c in _FLAG_OPTIONAL if c in table_columns(conn, "parcel_flags")]
-    sortable = FLAG_SORT_COLUMNS + tuple(c for c in extra if c != "reason")
+    sortable = FLAG_SORT_COLUMNS + tuple(c for c in extra if c not in ("reason", "evidence"))
     if sort not in sortable:
         raise InputError(f"cannot sort by {sort!r}; sortable: {', '.join(sortable)}")
     if order not in ("asc", "desc"):
