@@ -102,3 +102,30 @@ def test_period_labels() -> None:
     assert period_labeller({"period_start": "2021-09-01", "period": "month"})(16) == "2023-01-01"
     assert period_labeller({"year": 2024, "period_days": 5})(2) == "2024-01-11"
     assert period_labeller({})(7) == "p007"
+
+
+def test_classify_frame_explains_each_red_flag_by_name() -> None:
+    from cbmflow.analytics.classify import classify_frame
+
+    rng = np.random.default_rng(3)
+    n = 60
+    crop = np.array(["1101060000"] * 30 + ["2001020022"] * 30)
+    vh = np.where(crop == "1101060000", -12.0, -20.0)[:, None] * np.array([0.0, 1.0, 0.0])[None, :]
+    vh = vh + np.array([-15.0, 0.0, -15.0])[None, :] + rng.normal(0, 0.5, (n, 3))
+    df = pd.DataFrame(vh, columns=["VH_p000", "VH_p001", "VH_p002"])
+    df.insert(0, "parcel_id", [f"P{i}" for i in range(n)])
+    df.insert(1, "crop", crop)
+    df.insert(2, "crop_name", np.where(crop == "1101060000", "maize", "longterm_meadows"))
+    df.loc[0, ["crop", "crop_name"]] = ["2001020022", "longterm_meadows"]  # a maize parcel declared as meadow
+    df.attrs.update(period_start="2022-04-01", period="month")
+    flags, _ = classify_frame(df, min_class_size=10, n_repeats=1, seed=0, n_trees=50)
+    x = flags.set_index("parcel_id").loc["P0"]
+    assert x.flag == "red" and x.best_other == "1101060000" and x.predicted_name == "maize"
+    assert x.reason.startswith("maize (p=") and "more likely than the declared longterm meadows" in x.reason
+    assert "1101060000" not in x.reason and "2001020022" not in x.reason  # names, never codes
+    first = x.evidence[0]
+    assert (first["band"], first["period"]) == ("VH", "2022-05-01")  # VH in the 2nd month, maize-like
+    assert first["z"] > 5 and first["declared_p25"] < -19 and abs(first["predicted_median"] + 12) < 0.5
+    assert first["value"] == pytest.approx(df.loc[0, "VH_p001"], abs=1e-3)
+    green = flags[flags.flag == "green"]
+    assert green.evidence.isna().all() and (green.reason == "").all()

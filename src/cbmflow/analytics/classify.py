@@ -63,6 +63,11 @@ ESTIMATORS: tuple[str, ...] = ("ens", "hgb", "rf", "et")
 ENSEMBLE: tuple[str, ...] = ("rf", "et", "hgb")  # "ens": the mean of their out-of-fold probabilities
 DEFAULT_SIZE: dict[str, int] = {"rf": 200, "et": 200, "hgb": 50}  # trees (rf, et), boosting iterations (hgb)
 _NON_FEATURES = {"pid", "area_m2", "year", "aoi"}
+# The default check (chosen on every real set at once, docs/analytics.md section 7)
+DEFAULT_ESTIMATOR = "et"
+DEFAULT_CLASS_WEIGHT: str | None = "balanced"
+DEFAULT_MIN_CLASS_SIZE = 20
+DEFAULT_RARE = "score"
 
 
 @dataclass(frozen=True)
@@ -348,12 +353,12 @@ def classify_frame(
     class_col: str | None = None,
     name_col: str | None = "crop_name",
     feature_cols: list[str] | None = None,
-    min_class_size: int = 20,
+    min_class_size: int = DEFAULT_MIN_CLASS_SIZE,
     min_area: float | None = None,
     area_col: str = "area_m2",
-    rare: str = "score",
-    estimator: str = "et",
-    class_weight: str | None = "balanced",
+    rare: str = DEFAULT_RARE,
+    estimator: str = DEFAULT_ESTIMATOR,
+    class_weight: str | None = DEFAULT_CLASS_WEIGHT,
     n_splits: int = 5,
     n_repeats: int = 3,
     max_train: int | None = 30_000,
@@ -364,16 +369,23 @@ def classify_frame(
     n_trees: int | None = None,
     cache: MutableMapping[str, np.ndarray] | None = None,
     explain: bool = True,
+    phenology: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Out-of-fold crop predictions, suspicion scores and green/yellow/red flags for every usable parcel.
 
     With ``explain`` (default) every red and yellow parcel gets ``evidence`` (the periods and bands
     that contradict its declared crop's peers most, :mod:`cbmflow.analytics.explain`) and a reason
-    that names them; ``predicted_name`` is the best other crop's name.
+    that names them; ``predicted_name`` is the best other crop's name. With ``phenology`` the
+    per-parcel phenology metrics (:func:`cbmflow.analytics.features.phenology_features`) are added
+    to the features first.
     """
     rule = rule or FlagRule()
     policy = policy or FlagPolicy()
     t0 = time.perf_counter()
+    if phenology and feature_cols is None:
+        from cbmflow.analytics.features import with_phenology
+
+        df = with_phenology(df)
     feature_cols = _validate_frame(df, id_col, crop_col, class_col, feature_cols, rare, n_splits, n_repeats,
                                    min_class_size, policy, rule)
     cols = [str(c) for c in df.columns]

@@ -20,8 +20,17 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from cbmflow.analytics.classify import FLAG_COLUMNS, classify_frame, evaluate_flags
+from cbmflow.analytics.classify import (
+    DEFAULT_CLASS_WEIGHT,
+    DEFAULT_ESTIMATOR,
+    DEFAULT_MIN_CLASS_SIZE,
+    DEFAULT_RARE,
+    FLAG_COLUMNS,
+    classify_frame,
+    evaluate_flags,
+)
 from cbmflow.analytics.features import build_features
+from cbmflow.analytics.flags import SCORES, FlagPolicy
 from cbmflow.analytics.periods import compute_period_means
 from cbmflow.analytics.report import write_report
 from cbmflow.core import db, storage
@@ -88,9 +97,9 @@ def classify_file(
     evaluate_swaps: float | None = None,
     seeds: int = 5,
     class_col: str | None = None,
-    min_class_size: int = 20,
+    min_class_size: int = DEFAULT_MIN_CLASS_SIZE,
     min_area: float | None = None,
-    estimator: str = "et",
+    estimator: str = DEFAULT_ESTIMATOR,
     seed: int = 0,
     n_jobs: int = 1,
     **classify_kwargs: Any,
@@ -234,9 +243,9 @@ def classify_season(
     features_uri: str,
     *,
     by: str = "group",
-    min_class_size: int = 20,
+    min_class_size: int = DEFAULT_MIN_CLASS_SIZE,
     min_area: float | None = None,
-    estimator: str = "et",
+    estimator: str = DEFAULT_ESTIMATOR,
     seed: int = 0,
     truth_uri: str | None = None,
     n_jobs: int = 1,
@@ -312,9 +321,9 @@ def run_season(
     cloud_max: float | None = None,
     compute_periods: bool = True,
     by: str = "group",
-    min_class_size: int = 20,
+    min_class_size: int = DEFAULT_MIN_CLASS_SIZE,
     min_area: float | None = None,
-    estimator: str = "et",
+    estimator: str = DEFAULT_ESTIMATOR,
     seed: int = 0,
     truth_uri: str | None = None,
     report_dir: str | None = None,
@@ -381,6 +390,9 @@ def _policy(args: argparse.Namespace) -> Any:
                       red_max_prob=args.red_max_prob, yellow_max_prob=args.yellow_max_prob, score=args.score)
 
 
+DEFAULT_POLICY = FlagPolicy()
+
+
 def _cmd_classify(args: argparse.Namespace) -> int:
     if not args.out and not args.evaluate_swaps:
         raise InputError("--out is required (unless only evaluating with --evaluate-swaps)")
@@ -420,9 +432,11 @@ def _cmd_season_classify(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--min-class-size", type=int, default=20, help="parcels a class needs (default 20)")
+    p.add_argument("--min-class-size", type=int, default=DEFAULT_MIN_CLASS_SIZE,
+                   help=f"parcels a class needs (default {DEFAULT_MIN_CLASS_SIZE})")
     p.add_argument("--min-area", type=float, default=None, help="exclude parcels under this area (m2)")
-    p.add_argument("--estimator", default="et", choices=["hgb", "rf", "et"])
+    p.add_argument("--estimator", default=DEFAULT_ESTIMATOR, choices=["ens", "rf+et", "hgb", "rf", "et"],
+                   help=f"model(s) of the out-of-fold probabilities; ens = mean of rf, et and hgb (default {DEFAULT_ESTIMATOR})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-jobs", type=int, default=1)
     p.add_argument("--truth", default=None, help="truth parquet (parcel_id, mislabelled) to evaluate")
@@ -445,18 +459,19 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--flag-method", default="budget", choices=["budget", "threshold", "jrc"],
                    help="budget: top red-rate by suspicion (default); threshold: calibrated probability; "
                         "jrc: unanimous-disagreement rule")
-    p.add_argument("--score", default="relative", choices=["relative", "margin", "declared", "relative_declared"],
-                   help="suspicion score ranking the parcels (default relative; docs/analytics.md section 4)")
+    p.add_argument("--score", default=DEFAULT_POLICY.score, choices=list(SCORES),
+                   help=f"suspicion score ranking the parcels (default {DEFAULT_POLICY.score}; docs/analytics.md section 4)")
     p.add_argument("--red-rate", type=float, default=0.05, help="budget: share of parcels red (default 0.05)")
     p.add_argument("--yellow-rate", type=float, default=0.10, help="budget: share yellow after red (default 0.10)")
     p.add_argument("--red-max-prob", type=float, default=0.05,
                    help="threshold: red at or below this calibrated declared-crop probability")
     p.add_argument("--yellow-max-prob", type=float, default=0.25,
                    help="threshold: yellow at or below this calibrated declared-crop probability")
-    p.add_argument("--rare", default="score", choices=["score", "group", "exclude"],
-                   help="crops under --min-class-size: checked against known crops (default), grouped, excluded")
+    p.add_argument("--rare", default=DEFAULT_RARE, choices=["score", "group", "exclude"],
+                   help=f"crops under --min-class-size: checked against known crops (score), pooled into one class "
+                        f"'other' (group) or excluded; default {DEFAULT_RARE}")
     p.add_argument("--n-repeats", type=int, default=3, help="repetitions of the K-fold (default 3)")
-    p.add_argument("--class-weight", default="balanced", choices=["balanced", "none"])
+    p.add_argument("--class-weight", default=DEFAULT_CLASS_WEIGHT or "none", choices=["balanced", "none"])
     _common(p)
     p.set_defaults(func=_cmd_classify)
 
