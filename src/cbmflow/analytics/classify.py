@@ -58,16 +58,16 @@ FLAG_COLUMNS: tuple[str, ...] = (
     "parcel_id", "declared", "predicted", "probability", "flag", "declared_probability", "best_other",
     "best_other_probability", "score", "reason", "predicted_name", "evidence",
 )
-RARE_MODES: tuple[str, ...] = ("score", "group", "exclude")
+RARE_MODES: tuple[str, ...] = ("score", "group", "hierarchy", "exclude")
 ESTIMATORS: tuple[str, ...] = ("ens", "hgb", "rf", "et")
 ENSEMBLE: tuple[str, ...] = ("rf", "et", "hgb")  # "ens": the mean of their out-of-fold probabilities
 DEFAULT_SIZE: dict[str, int] = {"rf": 200, "et": 200, "hgb": 50}  # trees (rf, et), boosting iterations (hgb)
 _NON_FEATURES = {"pid", "area_m2", "year", "aoi"}
 # The default check (chosen on every real set at once, docs/analytics.md section 7)
-DEFAULT_ESTIMATOR = "et"
-DEFAULT_CLASS_WEIGHT: str | None = "balanced"
-DEFAULT_MIN_CLASS_SIZE = 20
-DEFAULT_RARE = "score"
+DEFAULT_ESTIMATOR = "rf+et"
+DEFAULT_CLASS_WEIGHT: str | None = None
+DEFAULT_MIN_CLASS_SIZE = 5
+DEFAULT_RARE = "hierarchy"
 
 
 @dataclass(frozen=True)
@@ -292,6 +292,52 @@ def _names(df: pd.DataFrame, name_col: str | None, idx: np.ndarray, declared: np
     return np.where(missing, declared, names.astype(str))
 
 
+def crop_hierarchy(code: str, name: str | None = None) -> tuple[str, ...]:
+    """The groups of a declared crop, finest first, for pooling rare crops (``rare="hierarchy"``).
+
+    WorldCereal's ten-digit ``ewoc_code`` is hierarchical: ``1103020040`` (pumpkin) is in ``1103``
+    (vegetables and fruits) and ``11`` (temporary crops); a shorter numeric code (an older legend,
+    ``9120``) gives its first two digits and its first digit; any other code or name gives its crop
+    group (:func:`cbmflow.core.crops.crop_group`) when it is known.
+    """
+    c = str(code).strip()
+    if c.isdigit() and len(c) >= 6:
+        return (c[:4], c[:2])
+    if c.isdigit() and len(c) >= 2:
+        return (c[:2], c[:1])
+    from cbmflow.core.crops import crop_group
+
+    g = crop_group(str(name or c))
+    return (g,) if g != "other" else ()
+
+
+def pool_rare_crops(counts: dict[str, int], min_size: int, names: dict[str, str] | None = None) -> dict[str, str]:
+    """Rare crop -> pooled class: its finest crop group with at least ``min_size`` rare parcels, else ``other``.
+
+    Crops are pooled level by level (:func:`crop_hierarchy`): the rare crops of a group at the finest
+    level form a class ``other <group>`` when they have ``min_size`` parcels together; the rest try
+    the next level; what is left is ``other``. So a parcel declared as pumpkin (one parcel) is checked
+    against the other rare vegetables, not against every rare crop of the region.
+    """
+    names = names or {}
+    levels = {c: crop_hierarchy(c, names.get(c)) for c in counts}
+    out: dict[str, str] = {}
+    todo = set(counts)
+    depth = max((len(v) for v in levels.values()), default=0)
+    for level in range(depth):
+        size: dict[str, int] = {}
+        for c in todo:
+            if len(levels[c]) > level:
+                size[levels[c][level]] = size.get(levels[c][level], 0) + counts[c]
+        for c in sorted(todo):
+            if len(levels[c]) > level and size[levels[c][level]] >= min_size:
+                out[c] = f"{OTHER} {levels[c][level]}"
+        todo -= set(out)
+    for c in todo:
+        out[c] = OTHER
+    return out
+
+
 def _name_map(df: pd.DataFrame, crop_col: str, name_col: str | None) -> dict[str, str]:
     """Declared code -> crop name (first non-empty name of each code); empty without a name column."""
     if not name_col or name_col not in df.columns:
@@ -306,6 +352,10 @@ def _crop_words(label: Any, names: dict[str, str]) -> str:
     s = str(label)
     if s == OTHER:
         return "other crops"
+    if s.startswith(OTHER + " "):  # a pool of rare crops of one group (rare="hierarchy")
+        g = s[len(OTHER) + 1:]
+        full = next((names[k] for k in (g + "0" * (10 - len(g)), g) if k in names), None) if g.isdigit() else g
+        return f"other {full.replace('_', ' ')} crops" if full else "other crops of one group"
     return names.get(s, s).replace("_", " ")
 
 
@@ -437,12 +487,24 @@ def classify_frame(
     if rare_crops:
         n_rare_total = int(counts[rare_crops].sum())
         listing = ", ".join(rare_crops[:20]) + (" ..." if len(rare_crops) > 20 else "")
-        if rare == "score":
+        if rare == "score" or (rare == "hierarchy" and n_rare_total < min_class_size):
+            # too few rare parcels to pool: checked against the known crops instead (never excluded)
             for c in rare_crops:
                 classes_of[c] = None
             messages.append(
                 f"{len(rare_crops)} crops with fewer than {min_class_size} parcels ({n_rare_total} parcels) have "
                 f"no model; those parcels are checked against the known crops: {listing}"
+            )
+        elif rare == "hierarchy" and n_rare_total >= min_class_size and OTHER not in counts.index:
+            name_of = _name_map(df, crop_col, name_col) if not class_col else {}
+            pools = pool_rare_crops({c: int(counts[c]) for c in rare_crops}, min_class_size, name_of)
+            for c, pool in pools.items():
+                classes_of[c] = pool
+                grouped[c] = int(counts[c])
+            n_pools = len(set(pools.values()))
+            messages.append(
+                f"{len(rare_crops)} crops with fewer than {min_class_size} parcels ({n_rare_total} parcels) "
+                f"pooled by crop group into {n_pools} classes: {listing}"
             )
         elif rare == "group" and n_rare_total >= min_class_size and OTHER not in counts.index:
             for c in rare_crops:
@@ -573,7 +635,7 @@ def classify_frame(
         "n_rare_scored": int((~has).sum()),
         "n_features": len(feature_cols),
         "classes": [str(c) for c in classes],
-        "rare_crops": n_rare if rare == "score" else {},
+        "rare_crops": n_rare if rare in ("score", "hierarchy") else {},
         "grouped_into_other": grouped,
         "excluded": excluded,
         "messages": messages,

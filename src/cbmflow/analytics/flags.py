@@ -55,7 +55,7 @@ class FlagPolicy:
     red_min_score: float = 0.5
     red_max_prob: float = 0.05
     yellow_max_prob: float = 0.25
-    score: str = "relative"
+    score: str = "confident"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
