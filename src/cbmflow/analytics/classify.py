@@ -552,7 +552,7 @@ def classify_frame(
     margin = suspicion_score(p_d, p_o, "margin")
     groups = np.where(y >= 0, cls_labels.astype(str), "\x00rare")
     if policy.score == "confident":
-        score = confident_score(p_d, groups)
+        score = confident_score(p_d, groups, min_size=min_class_size)
     elif policy.score == "odds":
         score, _, _ = odds_score(mean_p, y)
     elif policy.score.startswith("cleanlab"):

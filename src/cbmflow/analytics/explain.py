@@ -63,10 +63,10 @@ def period_labeller(attrs: dict[str, Any]) -> Callable[[int], str]:
 
 def flag_evidence(
     features: pd.DataFrame,
-    peer_class: Sequence[Any],
-    targets: Sequence[int],
-    declared: Sequence[Any],
-    other: Sequence[Any],
+    peer_class: Sequence[Any] | np.ndarray,
+    targets: Sequence[int] | np.ndarray,
+    declared: Sequence[Any] | np.ndarray,
+    other: Sequence[Any] | np.ndarray,
     *,
     label: Callable[[int], str] | None = None,
     max_items: int = MAX_ITEMS,

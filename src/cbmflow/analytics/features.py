@@ -118,9 +118,11 @@ def build_features(
         )
     if parcels.empty:
         raise NothingToDo(f"no parcels for aoi {aoi} year {year}")
-    return features_from_period_means(
+    out = features_from_period_means(
         parcels, means, first_period=first_period, last_period=last_period
     )
+    out.attrs["year"] = int(year)  # with period_days: the dates of the periods (flag evidence)
+    return out
 
 
 def features_from_period_means(

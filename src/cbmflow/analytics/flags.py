@@ -124,21 +124,24 @@ def class_relative(score: np.ndarray, groups: np.ndarray, min_size: int = 1) -> 
     return out
 
 
-def confident_score(p_d: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def confident_score(p_d: np.ndarray, groups: np.ndarray, min_size: int = 1) -> np.ndarray:
     """Confident-learning score ``1 - min(1, p_d / t_d)`` on 0..1, ``t_d`` the mean ``p_d`` of the class's parcels.
 
     ``t_d`` is confident learning's per-class threshold (the model's average self-confidence on the
     parcels declaring that class): a class the model confirms only weakly (two grass variants, a
     catch-all "other") is judged against its own typical confidence, so its correct declarations do
     not fill the red budget. 0: at least as confident as the class's average parcel; 1: the
-    declared crop has probability 0. Parcels of rare crops form one group (``groups``).
+    declared crop has probability 0. Parcels of rare crops form one group (``groups``). A group
+    smaller than ``min_size`` (one parcel of a rare crop would be its own yardstick) is judged
+    against the mean ``p_d`` of all parcels instead.
     """
     d = np.asarray(p_d, dtype=np.float64)
     g = np.asarray(groups)
     out = np.zeros_like(d)
+    overall = float(d.mean()) if len(d) else 0.0
     for key in np.unique(g):
         m = g == key
-        t = float(d[m].mean())
+        t = float(d[m].mean()) if m.sum() >= min_size else overall
         out[m] = 1.0 - np.minimum(1.0, d[m] / t) if t > 0 else 0.0
     return out
 
