@@ -129,3 +129,21 @@ def test_classify_frame_explains_each_red_flag_by_name() -> None:
     assert first["value"] == pytest.approx(df.loc[0, "VH_p001"], abs=1e-3)
     green = flags[flags.flag == "green"]
     assert green.evidence.isna().all() and (green.reason == "").all()
+
+
+def test_rare_crops_pooled_by_crop_group_exact() -> None:
+    from cbmflow.analytics.classify import _crop_words, crop_hierarchy, pool_rare_crops
+
+    assert crop_hierarchy("1103020040") == ("1103", "11")
+    assert crop_hierarchy("9120") == ("91", "9")
+    assert crop_hierarchy("WWH", "winter wheat") == ("winter_cereal",)
+    counts = {"1103010010": 3, "1103020060": 2,  # vegetables: 5 together -> their own pool
+              "1101040012": 2, "1109000060": 1, "1106000010": 2,  # too few per group, 5 as temporary crops
+              "2002030000": 2, "1500000000": 1}  # nothing to pool with: other
+    pools = pool_rare_crops(counts, 5)
+    assert pools == {"1103010010": "other 1103", "1103020060": "other 1103", "1101040012": "other 11",
+                     "1109000060": "other 11", "1106000010": "other 11", "2002030000": "other",
+                     "1500000000": "other"}
+    names = {"1103000000": "vegetables_fruits"}
+    assert _crop_words("other 1103", names) == "other vegetables fruits crops"
+    assert _crop_words("other", names) == "other crops"
