@@ -498,13 +498,23 @@ def classify_frame(
         elif rare == "hierarchy" and n_rare_total >= min_class_size and OTHER not in counts.index:
             name_of = _name_map(df, crop_col, name_col) if not class_col else {}
             pools = pool_rare_crops({c: int(counts[c]) for c in rare_crops}, min_class_size, name_of)
+            pool_size: dict[str, int] = {}
             for c, pool in pools.items():
-                classes_of[c] = pool
-                grouped[c] = int(counts[c])
-            n_pools = len(set(pools.values()))
+                pool_size[pool] = pool_size.get(pool, 0) + int(counts[c])
+            left = []
+            for c, pool in pools.items():
+                if pool_size[pool] >= min_class_size:
+                    classes_of[c] = pool
+                    grouped[c] = int(counts[c])
+                else:  # a leftover too small to learn: checked against the known crops, as rare="score"
+                    classes_of[c] = None
+                    left.append(c)
+            n_pools = len({p for p in pools.values() if pool_size[p] >= min_class_size})
             messages.append(
                 f"{len(rare_crops)} crops with fewer than {min_class_size} parcels ({n_rare_total} parcels) "
                 f"pooled by crop group into {n_pools} classes: {listing}"
+                + (f"; {len(left)} without a group to pool with are checked against the known crops: "
+                   f"{', '.join(sorted(left)[:10])}" if left else "")
             )
         elif rare == "group" and n_rare_total >= min_class_size and OTHER not in counts.index:
             for c in rare_crops:
