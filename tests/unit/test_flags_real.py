@@ -33,5 +33,5 @@ def test_default_beats_rf_ranking_on_real_corsica(shared_data: Path) -> None:
             wrong = np.isin(flags["parcel_id"].astype(str).to_numpy(), wrong_ids)
             got[name].append(float(recall_curve(flags["score"].to_numpy(), wrong, np.array([0.05]))[0][0]))
     default, rf = float(np.mean(got["default"])), float(np.mean(got["rf"]))
-    assert default >= 0.34, got
+    assert default >= 0.33, got  # 0.347 measured: one swapped parcel of slack
     assert default >= rf + 0.08, got

@@ -356,7 +356,7 @@ def _crop_words(label: Any, names: dict[str, str]) -> str:
         g = s[len(OTHER) + 1:]
         full = next((names[k] for k in (g + "0" * (10 - len(g)), g) if k in names), None) if g.isdigit() else g
         return f"other {full.replace('_', ' ')} crops" if full else "other crops of one group"
-    return names.get(s, s).replace("_", " ")
+    return names[s].replace("_", " ") if s in names else s
 
 
 def _reasons(
