@@ -174,7 +174,9 @@ def test_rare_crops_are_scored_not_safe(synthetic) -> None:
     sp = flags[flags.declared == "spinach"]
     assert len(sp) == 3 and set(sp.best_other) == {"maize"}
     # all three among the most suspicious (red or yellow), none cleared because its crop is rare
-    assert (sp.flag != "green").all() and (sp.flag == "red").sum() >= 2, sp[["flag", "score", "reason"]]
+    # (with the confident score they rank just below the 125 wrong declarations of modelled crops, whose
+    # declared probability is near 0: yellow here; the previous class-relative score made them red)
+    assert (sp.flag != "green").all(), sp[["flag", "score", "reason"]]
     assert (sp.suspicion_rank <= 0.15 * len(flags)).all()
     assert sp.reason.str.contains("declared crop spinach is rare").all()
 
