@@ -31,8 +31,8 @@ is "nothing to do" (`period_means` is skipped and says why, nothing downstream r
 
 **Params**: `aoi` (the AOI *name*, required: an empty or unknown name fails at once, listing the
 known AOIs), `year`, `period_days` (default 5), `by` (`group`: classes are the crop groups
-of `cbmflow.core.crops` (default); `crop`: the declared crops), `min_class_size` (classes with fewer
-parcels are grouped into `other`), `min_area` (m², smaller parcels excluded), `cloud_max` (S2 cloud filter
+of `cbmflow.core.crops` (default); `crop`: the declared crops), `min_class_size` (default 5; rarer crops
+are pooled by crop group, docs/analytics.md), `min_area` (m², smaller parcels excluded), `cloud_max` (S2 cloud filter
 for the period means), `truth_uri` (optional truth parquet to evaluate the red flags against).
 See `docs/analytics.md`.
 """
@@ -50,7 +50,8 @@ See `docs/analytics.md`.
         "year": Param(2025, type="integer", description="parcel year (season)"),
         "period_days": Param(5, type="integer", minimum=1, maximum=366, description="period length in days"),
         "by": Param("group", enum=["group", "crop"], description="classes: crop groups or declared crops"),
-        "min_class_size": Param(20, type="integer", minimum=2, description="parcels a class needs"),
+        "min_class_size": Param(5, type="integer", minimum=2,
+                                description="parcels a class needs (rarer crops are pooled by crop group)"),
         "min_area": Param(0.0, type="number", minimum=0, description="exclude parcels under this area (m²)"),
         "cloud_max": Param(None, type=["null", "number"], description="max cloudy fraction of S2 observations"),
         "truth_uri": Param(None, type=["null", "string"], description="truth parquet to evaluate red flags (optional)"),
@@ -102,7 +103,7 @@ def classify_outliers() -> None:
         min_area = float(p.get("min_area") or 0.0)
         return airflow_adapter.run(
             analytics.classify_season, str(p["aoi"]), int(p["year"]), feats["uri"],
-            by=str(p.get("by") or "group"), min_class_size=int(p.get("min_class_size") or 20),
+            by=str(p.get("by") or "group"), min_class_size=int(p.get("min_class_size") or 5),
             min_area=min_area if min_area > 0 else None,
             truth_uri=p.get("truth_uri") or None,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -209,8 +210,14 @@ def test_classify_command_and_s3_report(tmp_path: Path, s3_bucket: str, capsys) 
     assert code == 0
     out = pd.read_parquet(f_out)
     assert list(out.columns) == ["parcel_id", "declared", "predicted", "probability", "flag", "declared_probability",
-                                 "best_other", "best_other_probability", "score", "reason"]
+                                 "best_other", "best_other_probability", "score", "reason", "predicted_name",
+                                 "evidence"]
     assert len(out) == 600 and set(out.flag) <= {"green", "yellow", "red"}
+    # schema 012 / issue 16: every red or yellow flag has its evidence (JSON text), green none
+    flagged = out[out.flag != "green"]
+    assert flagged.evidence.notna().all() and out.loc[out.flag == "green", "evidence"].isna().all()
+    first = json.loads(flagged.evidence.iloc[0])[0]
+    assert set(first) == {"period", "band", "value", "declared_p25", "declared_p75", "predicted_median", "z"}
     assert storage.exists(f"{s3_bucket}/reports/r1/index.html")
     assert storage.exists(f"{s3_bucket}/reports/r1/confusion_matrix.png")
     printed = capsys.readouterr().out

@@ -105,13 +105,16 @@ def test_no_parcel_is_scored_by_a_model_that_saw_it(monkeypatch: pytest.MonkeyPa
     df = pd.DataFrame({"parcel_id": [f"P{i}" for i in range(n)], "crop": rng.choice(["a", "b", "c"], n),
                        "row": np.arange(n, dtype=float), "f": rng.normal(size=n)})
     df.loc[:2, "crop"] = ["rare1", "rare1", "rare2"]  # rare crops: predicted, never trained on
-    classify_frame(df, min_class_size=10, n_repeats=3, n_splits=5, seed=0)
-    assert len(seen) == 15
-    for train, test in seen:
-        assert not train & set(test)
-        assert not train & {0, 1, 2}
-    predicted = [i for _, test in seen for i in test]
-    assert sorted(predicted) == sorted(list(range(n)) * 3)  # every parcel exactly once per repetition
+    for estimator, members in (("et", 1), ("rf+et", 2)):  # the default averages two models per fold
+        seen.clear()
+        classify_frame(df, min_class_size=10, n_repeats=3, n_splits=5, seed=0, estimator=estimator)
+        assert len(seen) == 15 * members
+        for train, test in seen:
+            assert not train & set(test)
+            assert not train & {0, 1, 2}
+        predicted = [i for _, test in seen for i in test]
+        # every parcel exactly once per repetition and member model
+        assert sorted(predicted) == sorted(list(range(n)) * 3 * members)
 
 
 def test_a_label_leaking_feature_cannot_clear_its_own_parcel() -> None:
@@ -159,7 +162,7 @@ def test_rare_classes_grouped_or_excluded_and_small_parcels_excluded(synthetic) 
 
 
 def test_rare_crops_are_scored_not_safe(synthetic) -> None:
-    """Default rare="score": rare-crop parcels stay in, without a class, and one that looks like maize is red."""
+    """Too few rare parcels to pool (3 < 20): they stay in without a class, and one that looks like maize is red."""
     feats, truth = synthetic
     df = feats.iloc[:800].copy()
     ok = set(truth.loc[~truth.mislabelled, "parcel_id"])
@@ -171,7 +174,9 @@ def test_rare_crops_are_scored_not_safe(synthetic) -> None:
     sp = flags[flags.declared == "spinach"]
     assert len(sp) == 3 and set(sp.best_other) == {"maize"}
     # all three among the most suspicious (red or yellow), none cleared because its crop is rare
-    assert (sp.flag != "green").all() and (sp.flag == "red").sum() >= 2, sp[["flag", "score", "reason"]]
+    # (with the confident score they rank just below the 125 wrong declarations of modelled crops, whose
+    # declared probability is near 0: yellow here; the previous class-relative score made them red)
+    assert (sp.flag != "green").all(), sp[["flag", "score", "reason"]]
     assert (sp.suspicion_rank <= 0.15 * len(flags)).all()
     assert sp.reason.str.contains("declared crop spinach is rare").all()
 
@@ -188,7 +193,7 @@ def test_bad_input_messages(synthetic) -> None:
         classify_frame(feats.assign(crop="wheat").iloc[:100])
     with pytest.raises(InputError, match="unknown estimator 'svm'"):
         classify_frame(feats.iloc[:300], estimator="svm")
-    with pytest.raises(InputError, match="rare must be one of score, group, exclude"):
+    with pytest.raises(InputError, match="rare must be one of score, group, hierarchy, exclude"):
         classify_frame(feats.iloc[:300], rare="fold")
 
 

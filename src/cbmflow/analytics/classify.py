@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ from cbmflow.analytics.flags import (
     confident_score,
     declared_and_best_other,
     fit_temperature,
+    odds_score,
     suspicion_score,
     threshold_flags,
 )
@@ -54,12 +56,18 @@ log = logging.getLogger(__name__)
 OTHER = "other"
 FLAG_COLUMNS: tuple[str, ...] = (
     "parcel_id", "declared", "predicted", "probability", "flag", "declared_probability", "best_other",
-    "best_other_probability", "score", "reason",
+    "best_other_probability", "score", "reason", "predicted_name", "evidence",
 )
-RARE_MODES: tuple[str, ...] = ("score", "group", "exclude")
+RARE_MODES: tuple[str, ...] = ("score", "group", "hierarchy", "exclude")
 ESTIMATORS: tuple[str, ...] = ("ens", "hgb", "rf", "et")
 ENSEMBLE: tuple[str, ...] = ("rf", "et", "hgb")  # "ens": the mean of their out-of-fold probabilities
+DEFAULT_SIZE: dict[str, int] = {"rf": 200, "et": 200, "hgb": 50}  # trees (rf, et), boosting iterations (hgb)
 _NON_FEATURES = {"pid", "area_m2", "year", "aoi"}
+# The default check (chosen on every real set at once, docs/analytics.md section 7)
+DEFAULT_ESTIMATOR = "rf+et"
+DEFAULT_CLASS_WEIGHT: str | None = None
+DEFAULT_MIN_CLASS_SIZE = 5
+DEFAULT_RARE = "hierarchy"
 
 
 @dataclass(frozen=True)
@@ -87,20 +95,29 @@ def make_estimator(
 
     if name == "hgb":
         return HistGradientBoostingClassifier(
-            max_iter=n_trees or 50, learning_rate=0.2, max_leaf_nodes=31, early_stopping=False,
+            max_iter=n_trees or DEFAULT_SIZE["hgb"], learning_rate=0.2, max_leaf_nodes=31, early_stopping=False,
             random_state=seed, class_weight=class_weight,
         )
     if name == "rf":
         return RandomForestClassifier(
-            n_estimators=n_trees or 200, min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
+            n_estimators=n_trees or DEFAULT_SIZE["rf"], min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
             class_weight=class_weight,
         )
     if name == "et":
         return ExtraTreesClassifier(
-            n_estimators=n_trees or 200, min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
+            n_estimators=n_trees or DEFAULT_SIZE["et"], min_samples_leaf=1, n_jobs=n_jobs, random_state=seed,
             class_weight=class_weight,
         )
     raise InputError(f"unknown estimator {name!r}; choose one of {', '.join(ESTIMATORS[1:])} (or ens)")
+
+
+def estimator_members(estimator: str) -> tuple[str, ...]:
+    """The member models of an estimator name: ``ens`` = rf+et+hgb, ``rf+et`` = both, ``rf`` = itself."""
+    names = ENSEMBLE if estimator == "ens" else tuple(estimator.split("+"))
+    bad = [m for m in names if m not in ESTIMATORS[1:]]
+    if bad or not names:
+        raise InputError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)} or a '+' list")
+    return names
 
 
 def numeric_feature_columns(df: pd.DataFrame, exclude: set[str]) -> list[str]:
@@ -205,6 +222,7 @@ def oof_probabilities(
     seed: int = 0,
     n_jobs: int = 1,
     n_trees: int | None = None,
+    cache: MutableMapping[str, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """Out-of-fold class probabilities (n_repeats x n x k), fit and predict seconds.
 
@@ -213,6 +231,10 @@ def oof_probabilities(
 
     Parcels with ``y == -1`` (declared crops without a class) never train a model; each repetition
     predicts them with the model of a fold they are dealt to, like the others.
+
+    ``cache`` (any mapping, e.g. a folder of .npy files in a benchmark) holds one member's out-of-fold
+    probabilities of one repetition under a key of the data and every parameter that changes them,
+    so methods sharing a member (the ensemble's RF and the RF ranking) fit it once.
     """
     from sklearn.model_selection import StratifiedKFold
 
@@ -221,24 +243,43 @@ def oof_probabilities(
     unlabelled = np.flatnonzero(y < 0)
     probs = np.zeros((n_repeats, n, k), dtype=np.float32)
     fit_seconds = predict_seconds = 0.0
+    members = estimator_members(estimator)
+    data_key = ""
+    if cache is not None:
+        import hashlib
+
+        h = hashlib.sha1(np.ascontiguousarray(X, dtype=np.float32).tobytes())
+        h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+        data_key = h.hexdigest()[:20]
     for r in range(n_repeats):
         skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed + 1000 * r)
         rng = np.random.default_rng(seed + 1000 * r + 1)
         deal = rng.permutation(len(unlabelled)) % n_splits
+        folds = []
         for f, (tr, te) in enumerate(skf.split(np.zeros(len(labelled)), y[labelled])):
-            train = _subsample(labelled[tr], y, max_train, rng)
-            test = np.concatenate([labelled[te], unlabelled[deal == f]])
-            members = ENSEMBLE if estimator == "ens" else (estimator,)
-            for name in members:
+            folds.append((_subsample(labelled[tr], y, max_train, rng),
+                          np.concatenate([labelled[te], unlabelled[deal == f]])))
+        for name in members:
+            # in the ensemble, n_trees sizes the forests; HGB keeps its own 50 iterations
+            size = None if (name == "hgb" and len(members) > 1) else n_trees
+            key = f"{data_key}-{name}-{class_weight}-{size or DEFAULT_SIZE[name]}-{n_splits}-{max_train}-{seed}-{r}-{k}"
+            if cache is not None and key in cache:
+                probs[r] += cache[key] / len(members)
+                continue
+            part = np.zeros((n, k), dtype=np.float32)
+            for f, (train, test) in enumerate(folds):
                 model = make_estimator(name, seed=seed + 1000 * r + f, n_jobs=n_jobs, class_weight=class_weight,
-                                       n_trees=n_trees)
+                                       n_trees=size)
                 t = time.perf_counter()
                 model.fit(X[train], y[train])
                 fit_seconds += time.perf_counter() - t
                 t = time.perf_counter()
                 p = model.predict_proba(X[test])
                 predict_seconds += time.perf_counter() - t
-                probs[r][np.ix_(test, model.classes_)] += p / len(members)
+                part[np.ix_(test, model.classes_)] = p
+            if cache is not None:
+                cache[key] = part
+            probs[r] += part / len(members)
     return probs, fit_seconds, predict_seconds
 
 
@@ -251,21 +292,92 @@ def _names(df: pd.DataFrame, name_col: str | None, idx: np.ndarray, declared: np
     return np.where(missing, declared, names.astype(str))
 
 
+def crop_hierarchy(code: str, name: str | None = None) -> tuple[str, ...]:
+    """The groups of a declared crop, finest first, for pooling rare crops (``rare="hierarchy"``).
+
+    WorldCereal's ten-digit ``ewoc_code`` is hierarchical: ``1103020040`` (pumpkin) is in ``1103``
+    (vegetables and fruits) and ``11`` (temporary crops); a shorter numeric code (an older legend,
+    ``9120``) gives its first two digits and its first digit; any other code or name gives its crop
+    group (:func:`cbmflow.core.crops.crop_group`) when it is known.
+    """
+    c = str(code).strip()
+    if c.isdigit() and len(c) >= 6:
+        return (c[:4], c[:2])
+    if c.isdigit() and len(c) >= 2:
+        return (c[:2], c[:1])
+    from cbmflow.core.crops import crop_group
+
+    g = crop_group(str(name or c))
+    return (g,) if g != "other" else ()
+
+
+def pool_rare_crops(counts: dict[str, int], min_size: int, names: dict[str, str] | None = None) -> dict[str, str]:
+    """Rare crop -> pooled class: its finest crop group with at least ``min_size`` rare parcels, else ``other``.
+
+    Crops are pooled level by level (:func:`crop_hierarchy`): the rare crops of a group at the finest
+    level form a class ``other <group>`` when they have ``min_size`` parcels together; the rest try
+    the next level; what is left is ``other``. So a parcel declared as pumpkin (one parcel) is checked
+    against the other rare vegetables, not against every rare crop of the region.
+    """
+    names = names or {}
+    levels = {c: crop_hierarchy(c, names.get(c)) for c in counts}
+    out: dict[str, str] = {}
+    todo = set(counts)
+    depth = max((len(v) for v in levels.values()), default=0)
+    for level in range(depth):
+        size: dict[str, int] = {}
+        for c in todo:
+            if len(levels[c]) > level:
+                size[levels[c][level]] = size.get(levels[c][level], 0) + counts[c]
+        for c in sorted(todo):
+            if len(levels[c]) > level and size[levels[c][level]] >= min_size:
+                out[c] = f"{OTHER} {levels[c][level]}"
+        todo -= set(out)
+    for c in todo:
+        out[c] = OTHER
+    return out
+
+
+def _name_map(df: pd.DataFrame, crop_col: str, name_col: str | None) -> dict[str, str]:
+    """Declared code -> crop name (first non-empty name of each code); empty without a name column."""
+    if not name_col or name_col not in df.columns:
+        return {}
+    pairs = df[[crop_col, name_col]].dropna()
+    pairs = pairs[pairs[name_col].astype(str).str.strip() != ""]
+    return {str(c): str(nm) for c, nm in pairs.drop_duplicates(crop_col).itertuples(index=False)}
+
+
+def _crop_words(label: Any, names: dict[str, str]) -> str:
+    """A class or crop in words: its name, 'other crops' for the pooled class, else the label itself."""
+    s = str(label)
+    if s == OTHER:
+        return "other crops"
+    if s.startswith(OTHER + " "):  # a pool of rare crops of one group (rare="hierarchy")
+        g = s[len(OTHER) + 1:]
+        full = next((names[k] for k in (g + "0" * (10 - len(g)), g) if k in names), None) if g.isdigit() else g
+        return f"other {full.replace('_', ' ')} crops" if full else "other crops of one group"
+    return names[s].replace("_", " ") if s in names else s
+
+
 def _reasons(
     flag: np.ndarray, declared: np.ndarray, has_class: np.ndarray, other: np.ndarray, p_d: np.ndarray,
     p_o: np.ndarray, score: np.ndarray, rank: np.ndarray, n_rare: dict[str, int], min_class_size: int,
-    method: str,
+    method: str, names: dict[str, str] | None = None, evidence: dict[int, list[dict[str, Any]]] | None = None,
 ) -> list[str]:
+    """One sentence per red/yellow parcel with the crops by name ('' for green)."""
+    from cbmflow.analytics.explain import evidence_words
+
+    names = names or {}
     out: list[str] = []
     n = len(flag)
     for i in range(n):
         if flag[i] == "green":
             out.append("")
             continue
-        d, o = declared[i], other[i]
+        d, o = _crop_words(declared[i], names), _crop_words(other[i], names)
         if not has_class[i]:
-            why = (f"declared crop {d} is rare ({n_rare.get(d, 0)} parcels < {min_class_size}): no model of it; "
-                   f"the parcel looks like {o} (p={p_o[i]:.2f})")
+            why = (f"declared crop {d} is rare ({n_rare.get(str(declared[i]), 0)} parcels < {min_class_size}): "
+                   f"no model of it; the parcel looks like {o} (p={p_o[i]:.2f})")
         elif p_o[i] > p_d[i]:
             why = f"{o} (p={p_o[i]:.2f}) is more likely than the declared {d} (p={p_d[i]:.2f})"
         else:
@@ -276,6 +388,9 @@ def _reasons(
             why += "; calibrated probabilities"
         else:
             why += "; JRC rule"
+        words = evidence_words((evidence or {}).get(i, []), d)
+        if words:
+            why += f"; {words}"
         out.append(why)
     return out
 
@@ -288,12 +403,12 @@ def classify_frame(
     class_col: str | None = None,
     name_col: str | None = "crop_name",
     feature_cols: list[str] | None = None,
-    min_class_size: int = 20,
+    min_class_size: int = DEFAULT_MIN_CLASS_SIZE,
     min_area: float | None = None,
     area_col: str = "area_m2",
-    rare: str = "score",
-    estimator: str = "et",
-    class_weight: str | None = "balanced",
+    rare: str = DEFAULT_RARE,
+    estimator: str = DEFAULT_ESTIMATOR,
+    class_weight: str | None = DEFAULT_CLASS_WEIGHT,
     n_splits: int = 5,
     n_repeats: int = 3,
     max_train: int | None = 30_000,
@@ -302,11 +417,25 @@ def classify_frame(
     seed: int = 0,
     n_jobs: int = 1,
     n_trees: int | None = None,
+    cache: MutableMapping[str, np.ndarray] | None = None,
+    explain: bool = True,
+    phenology: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Out-of-fold crop predictions, suspicion scores and green/yellow/red flags for every usable parcel."""
+    """Out-of-fold crop predictions, suspicion scores and green/yellow/red flags for every usable parcel.
+
+    With ``explain`` (default) every red and yellow parcel gets ``evidence`` (the periods and bands
+    that contradict its declared crop's peers most, :mod:`cbmflow.analytics.explain`) and a reason
+    that names them; ``predicted_name`` is the best other crop's name. With ``phenology`` the
+    per-parcel phenology metrics (:func:`cbmflow.analytics.features.phenology_features`) are added
+    to the features first.
+    """
     rule = rule or FlagRule()
     policy = policy or FlagPolicy()
     t0 = time.perf_counter()
+    if phenology and feature_cols is None:
+        from cbmflow.analytics.features import with_phenology
+
+        df = with_phenology(df)
     feature_cols = _validate_frame(df, id_col, crop_col, class_col, feature_cols, rare, n_splits, n_repeats,
                                    min_class_size, policy, rule)
     cols = [str(c) for c in df.columns]
@@ -358,12 +487,34 @@ def classify_frame(
     if rare_crops:
         n_rare_total = int(counts[rare_crops].sum())
         listing = ", ".join(rare_crops[:20]) + (" ..." if len(rare_crops) > 20 else "")
-        if rare == "score":
+        if rare == "score" or (rare == "hierarchy" and n_rare_total < min_class_size):
+            # too few rare parcels to pool: checked against the known crops instead (never excluded)
             for c in rare_crops:
                 classes_of[c] = None
             messages.append(
                 f"{len(rare_crops)} crops with fewer than {min_class_size} parcels ({n_rare_total} parcels) have "
                 f"no model; those parcels are checked against the known crops: {listing}"
+            )
+        elif rare == "hierarchy" and n_rare_total >= min_class_size and OTHER not in counts.index:
+            name_of = _name_map(df, crop_col, name_col) if not class_col else {}
+            pools = pool_rare_crops({c: int(counts[c]) for c in rare_crops}, min_class_size, name_of)
+            pool_size: dict[str, int] = {}
+            for c, pool in pools.items():
+                pool_size[pool] = pool_size.get(pool, 0) + int(counts[c])
+            left = []
+            for c, pool in pools.items():
+                if pool_size[pool] >= min_class_size:
+                    classes_of[c] = pool
+                    grouped[c] = int(counts[c])
+                else:  # a leftover too small to learn: checked against the known crops, as rare="score"
+                    classes_of[c] = None
+                    left.append(c)
+            n_pools = len({p for p in pools.values() if pool_size[p] >= min_class_size})
+            messages.append(
+                f"{len(rare_crops)} crops with fewer than {min_class_size} parcels ({n_rare_total} parcels) "
+                f"pooled by crop group into {n_pools} classes: {listing}"
+                + (f"; {len(left)} without a group to pool with are checked against the known crops: "
+                   f"{', '.join(sorted(left)[:10])}" if left else "")
             )
         elif rare == "group" and n_rare_total >= min_class_size and OTHER not in counts.index:
             for c in rare_crops:
@@ -401,7 +552,7 @@ def classify_frame(
 
     probs, fit_seconds, predict_seconds = oof_probabilities(
         X, y, k, estimator=estimator, class_weight=class_weight, n_splits=n_splits, n_repeats=n_repeats,
-        max_train=max_train, seed=seed, n_jobs=n_jobs, n_trees=n_trees,
+        max_train=max_train, seed=seed, n_jobs=n_jobs, n_trees=n_trees, cache=cache,
     )
     mean_p = probs.mean(axis=0).astype(np.float64)
     predicted = mean_p.argmax(axis=1)
@@ -411,7 +562,17 @@ def classify_frame(
     margin = suspicion_score(p_d, p_o, "margin")
     groups = np.where(y >= 0, cls_labels.astype(str), "\x00rare")
     if policy.score == "confident":
-        score = confident_score(p_d, groups)
+        score = confident_score(p_d, groups, min_size=min_class_size)
+    elif policy.score == "odds":
+        score, _, _ = odds_score(mean_p, y)
+    elif policy.score.startswith("cleanlab"):
+        from cleanlab.rank import get_label_quality_scores
+
+        yy = np.where(y >= 0, y, 0)
+        method = "normalized_margin" if policy.score == "cleanlab_nm" else "self_confidence"
+        pp = np.clip(mean_p, 1e-6, None)
+        pp = pp / pp.sum(axis=1, keepdims=True)
+        score = 1.0 - get_label_quality_scores(yy, pp, method=method, adjust_pred_probs=True)
     elif policy.score.startswith("relative"):
         base = margin if policy.score == "relative" else suspicion_score(p_d, p_o, "declared")
         score = class_relative(base, groups, min_size=min_class_size)
@@ -431,8 +592,17 @@ def classify_frame(
 
     classes_arr = np.array(classes, dtype=object)
     declared_kept = declared[idx]
-    reasons = _reasons(flag, declared_kept, y >= 0, classes_arr[best_other], p_d, p_o, score, rank, n_rare,
-                       min_class_size, policy.method)
+    names = _name_map(df, crop_col, name_col)
+    other_arr = classes_arr[best_other]
+    targets = np.flatnonzero(flag != "green") if explain else np.array([], dtype=np.int64)
+    evidence: dict[int, list[dict[str, Any]]] = {}
+    if len(targets):
+        from cbmflow.analytics.explain import flag_evidence, period_labeller
+
+        evidence = flag_evidence(df.iloc[idx].reset_index(drop=True), cls_labels, targets, cls_labels[targets],
+                                 other_arr[targets], label=period_labeller(dict(df.attrs)))
+    reasons = _reasons(flag, cls_labels if class_col else declared_kept, y >= 0, other_arr, p_d, p_o, score, rank,
+                       n_rare, min_class_size, policy.method, names=names, evidence=evidence)
     flags = pd.DataFrame(
         {
             "parcel_id": df[id_col].to_numpy()[idx],
@@ -441,7 +611,8 @@ def classify_frame(
             "probability": probability.astype(np.float32),
             "flag": flag,
             "declared_probability": p_d.astype(np.float32),
-            "best_other": classes_arr[best_other],
+            "best_other": other_arr,
+            "predicted_name": [_crop_words(o, names) for o in other_arr],
             "best_other_probability": p_o.astype(np.float32),
             "score": score.astype(np.float32),
             "reason": reasons,
@@ -450,6 +621,7 @@ def classify_frame(
             "agree_count": agree.astype(np.int16),
             "n_predictions": np.full(n, n_repeats, dtype=np.int16),
             "suspicion_rank": rank.astype(np.int32),
+            "evidence": [evidence.get(i) if flag[i] != "green" else None for i in range(n)],
         }
     )
     if "pid" in df.columns:
@@ -473,7 +645,7 @@ def classify_frame(
         "n_rare_scored": int((~has).sum()),
         "n_features": len(feature_cols),
         "classes": [str(c) for c in classes],
-        "rare_crops": n_rare if rare == "score" else {},
+        "rare_crops": n_rare if rare in ("score", "hierarchy") else {},
         "grouped_into_other": grouped,
         "excluded": excluded,
         "messages": messages,

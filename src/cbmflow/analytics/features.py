@@ -22,6 +22,7 @@ per-period median over all parcels, with ``_missing`` = 1.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -117,9 +118,11 @@ def build_features(
         )
     if parcels.empty:
         raise NothingToDo(f"no parcels for aoi {aoi} year {year}")
-    return features_from_period_means(
+    out = features_from_period_means(
         parcels, means, first_period=first_period, last_period=last_period
     )
+    out.attrs["year"] = int(year)  # with period_days: the dates of the periods (flag evidence)
+    return out
 
 
 def features_from_period_means(
@@ -201,3 +204,70 @@ def features_from_period_means(
 def cols_from(cols: dict[str, np.ndarray], group: str, periods: np.ndarray) -> np.ndarray:
     """The (already filled) columns of a group as a 2-d float array."""
     return np.column_stack([cols[f"{group}_p{p:03d}"] for p in periods]).astype(np.float64)
+
+
+PHENOLOGY_GROUPS: tuple[str, ...] = ("NDVI", "VH", "VV", "VHVV")
+
+
+def _smooth(a: np.ndarray) -> np.ndarray:
+    """Gap-aware 3-step running mean along time: each step the mean of its valid neighbours (NaN where none)."""
+    pad = np.pad(a, ((0, 0), (1, 1)), constant_values=np.nan)
+    stack = np.stack([pad[:, :-2], pad[:, 1:-1], pad[:, 2:]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(stack, axis=0)
+
+
+def phenology_features(df: pd.DataFrame, groups: Sequence[str] = PHENOLOGY_GROUPS) -> pd.DataFrame:
+    """Per-parcel phenology metrics of the time-series groups, from the gap-aware smoothed series.
+
+    Per group ``G`` (NDVI, VH, VV, VH/VV when present): ``G_mean``, ``G_std``, ``G_min``, ``G_max``,
+    ``G_amp`` (max - min), ``G_tmax``/``G_tmin`` (step of the maximum/minimum, as a fraction of the
+    season), ``G_rise``/``G_drop`` (steepest increase/decrease between steps) and their steps
+    ``G_trise``/``G_tdrop``; for NDVI also green-up ``NDVI_tup`` and senescence ``NDVI_tdown`` (first
+    and last step above half the amplitude) and ``NDVI_len`` (their distance): peak, green-up and
+    harvest timing. NaN where a group has no value.
+    """
+    found = feature_groups(list(map(str, df.columns)))
+    out: dict[str, np.ndarray] = {}
+    for g in groups:
+        cols = found.get(g)
+        if not cols or len(cols) < 3:
+            continue
+        a = _smooth(df[cols].to_numpy(dtype=np.float64))
+        m = a.shape[1]
+        valid = ~np.isnan(a).all(axis=1)
+        filled_hi = np.where(np.isnan(a), -np.inf, a)
+        filled_lo = np.where(np.isnan(a), np.inf, a)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[f"{g}_mean"] = np.nanmean(a, axis=1)
+            out[f"{g}_std"] = np.nanstd(a, axis=1)
+            mx, mn = np.nanmax(a, axis=1), np.nanmin(a, axis=1)
+            d = np.diff(a, axis=1)
+            rise, drop = np.nanmax(d, axis=1), np.nanmin(d, axis=1)
+        out[f"{g}_min"], out[f"{g}_max"], out[f"{g}_amp"] = mn, mx, mx - mn
+        out[f"{g}_tmax"] = np.where(valid, filled_hi.argmax(axis=1) / (m - 1), np.nan)
+        out[f"{g}_tmin"] = np.where(valid, filled_lo.argmin(axis=1) / (m - 1), np.nan)
+        dd = np.where(np.isnan(d), 0.0, d)
+        out[f"{g}_rise"], out[f"{g}_drop"] = rise, drop
+        out[f"{g}_trise"] = np.where(valid, dd.argmax(axis=1) / (m - 1), np.nan)
+        out[f"{g}_tdrop"] = np.where(valid, dd.argmin(axis=1) / (m - 1), np.nan)
+        if g == "NDVI":
+            half = mn + 0.5 * (mx - mn)
+            above = a >= half[:, None]
+            anyab = above.any(axis=1) & valid
+            first = np.where(anyab, above.argmax(axis=1), 0)
+            last = np.where(anyab, m - 1 - above[:, ::-1].argmax(axis=1), 0)
+            out["NDVI_tup"] = np.where(anyab, first / (m - 1), np.nan)
+            out["NDVI_tdown"] = np.where(anyab, last / (m - 1), np.nan)
+            out["NDVI_len"] = np.where(anyab, (last - first) / (m - 1), np.nan)
+    return pd.DataFrame({k: v.astype(np.float32) for k, v in out.items()}, index=df.index)
+
+
+def with_phenology(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with :func:`phenology_features` appended (columns already present are replaced); attrs kept."""
+    ph = phenology_features(df)
+    out = pd.concat([df.drop(columns=[c for c in ph.columns if c in df.columns]), ph], axis=1)
+    out.attrs.update(df.attrs)
+    return out

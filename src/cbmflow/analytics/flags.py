@@ -41,7 +41,8 @@ import numpy as np
 from cbmflow.core.errors import InputError
 
 METHODS: tuple[str, ...] = ("budget", "threshold", "jrc")
-SCORES: tuple[str, ...] = ("confident", "margin", "declared", "relative", "relative_declared")
+SCORES: tuple[str, ...] = ("confident", "margin", "declared", "relative", "relative_declared", "odds",
+                           "cleanlab_nm", "cleanlab_sc")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class FlagPolicy:
     red_min_score: float = 0.5
     red_max_prob: float = 0.05
     yellow_max_prob: float = 0.25
-    score: str = "relative"
+    score: str = "confident"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -123,23 +124,92 @@ def class_relative(score: np.ndarray, groups: np.ndarray, min_size: int = 1) -> 
     return out
 
 
-def confident_score(p_d: np.ndarray, groups: np.ndarray) -> np.ndarray:
+def confident_score(p_d: np.ndarray, groups: np.ndarray, min_size: int = 1) -> np.ndarray:
     """Confident-learning score ``1 - min(1, p_d / t_d)`` on 0..1, ``t_d`` the mean ``p_d`` of the class's parcels.
 
     ``t_d`` is confident learning's per-class threshold (the model's average self-confidence on the
     parcels declaring that class): a class the model confirms only weakly (two grass variants, a
     catch-all "other") is judged against its own typical confidence, so its correct declarations do
     not fill the red budget. 0: at least as confident as the class's average parcel; 1: the
-    declared crop has probability 0. Parcels of rare crops form one group (``groups``).
+    declared crop has probability 0. Parcels of rare crops form one group (``groups``). A group
+    smaller than ``min_size`` (one parcel of a rare crop would be its own yardstick) is judged
+    against the mean ``p_d`` of all parcels instead.
     """
     d = np.asarray(p_d, dtype=np.float64)
     g = np.asarray(groups)
     out = np.zeros_like(d)
+    overall = float(d.mean()) if len(d) else 0.0
     for key in np.unique(g):
         m = g == key
-        t = float(d[m].mean())
+        t = float(d[m].mean()) if m.sum() >= min_size else overall
         out[m] = 1.0 - np.minimum(1.0, d[m] / t) if t > 0 else 0.0
     return out
+
+
+SCORE_MEANINGS: dict[str, str] = {
+    "odds": "r_o / (r_o + r_d) with r = p / (the class's mean probability on its own declarations): "
+            "0 = only the declared crop fits, 0.5 = it and another crop fit equally well, 1 = only another crop fits",
+    "margin": "(1 + p(best other crop) - p(declared crop)) / 2: 0 = declared crop certain, 0.5 = tie, "
+              "1 = another crop certain",
+    "declared": "1 - p(declared crop): 0 = declared crop certain, 1 = declared crop impossible",
+    "confident": "1 - min(1, p(declared) / the declared crop's mean p on its own declarations): 0 = at least as "
+                 "sure as usual for that crop, 1 = declared crop impossible",
+    "relative": "margin score - median margin score of the declared crop's parcels + 0.5 (not bounded to 0..1)",
+    "relative_declared": "1 - p(declared) - its median over the declared crop's parcels + 0.5 (not bounded)",
+    "cleanlab_nm": "1 - cleanlab's normalized-margin label quality (threshold-adjusted probabilities)",
+    "cleanlab_sc": "1 - cleanlab's self-confidence label quality (threshold-adjusted probabilities)",
+}
+
+
+def score_meaning(score: str) -> str:
+    """What a suspicion score's value means, in words (for the report and the docs)."""
+    return SCORE_MEANINGS.get(score, score)
+
+
+def class_thresholds(mean_p: np.ndarray, declared: np.ndarray) -> np.ndarray:
+    """Confident learning's per-class thresholds: the mean probability of class j over the parcels declaring j.
+
+    A class nobody declares (possible after rare crops are dropped) gets the mean of its column.
+    """
+    p = np.asarray(mean_p, dtype=np.float64)
+    y = np.asarray(declared, dtype=np.int64)
+    t = np.empty(p.shape[1])
+    for j in range(p.shape[1]):
+        m = y == j
+        t[j] = p[m, j].mean() if m.any() else p[:, j].mean()
+    return np.maximum(t, 1e-6)
+
+
+def odds_score(mean_p: np.ndarray, declared: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class-threshold odds score on 0..1, with the best other class by the same yardstick.
+
+    Each class's probability is divided by its threshold ``t_j`` (:func:`class_thresholds`, how
+    confident the model usually is on parcels declaring j), so every crop is judged against its
+    own typical confidence: ``r_j = p_j / t_j``. With ``r_d`` the declared crop's and ``r_o`` the best
+    other crop's, ``score = r_o / (r_o + r_d)``: 0 = only the declared crop fits, 0.5 = the declared and
+    another crop fit equally well for what is usual for each, 1 = only another crop fits. Parcels
+    of a rare crop without a class (``declared == -1``) get ``r_d = (1 - p_o) / t_rare`` with
+    ``t_rare`` the mean ``1 - p_o`` over those parcels. Returns score, best other index and r_d.
+    """
+    p = np.asarray(mean_p, dtype=np.float64)
+    y = np.asarray(declared, dtype=np.int64)
+    n = len(y)
+    rows = np.arange(n)
+    t = class_thresholds(p, y)
+    r = p / t[None, :]
+    has = y >= 0
+    r_masked = r.copy()
+    r_masked[rows[has], y[has]] = -np.inf
+    best = r_masked.argmax(axis=1)
+    r_o = r_masked[rows, best]
+    r_d = np.where(has, r[rows, np.clip(y, 0, None)], 0.0)
+    if (~has).any():
+        p_o = p[rows, best]
+        d_rare = 1.0 - p_o[~has]
+        r_d[~has] = d_rare / max(float(d_rare.mean()), 1e-6)
+    tot = r_o + r_d
+    score = np.where(tot > 0, r_o / np.where(tot > 0, tot, 1.0), 0.5)
+    return score, best, r_d
 
 
 def budget_flags(

@@ -46,11 +46,22 @@ def s1_dn_to_db(dn: np.ndarray) -> np.ndarray:
 
 
 def crop_names(classes_json: str | os.PathLike[str] | None) -> dict[str, str]:
-    """WorldCereal code -> name (CROPTYPE0 table of wc_croptype_classes.json); empty without the file."""
+    """WorldCereal code -> name: ``ewoc_code_names.csv`` beside the JSON (label_full), else CROPTYPE0 of the JSON.
+
+    The CSV names every code of the legend specifically (``longterm_meadows``, ``citrus_fruit``); the
+    JSON's CROPTYPE0 table covers fewer codes (``unspecified_wheat``). Empty without either file.
+    """
     if classes_json is None or not Path(classes_json).exists():
         return {}
     tables = json.loads(Path(classes_json).read_text())
-    return {str(k): str(v) for k, v in tables.get("CROPTYPE0", {}).items()}
+    names = {str(k): str(v) for k, v in tables.get("CROPTYPE0", {}).items()}
+    csv = Path(classes_json).with_name("ewoc_code_names.csv")
+    if csv.exists():
+        table = pd.read_csv(csv, dtype=str)
+        if {"code", "label_full"} <= set(table.columns):
+            names.update({c: n for c, n in zip(table["code"], table["label_full"], strict=True)
+                          if isinstance(n, str) and n.strip()})
+    return names
 
 
 def _native_periods(ts: pd.Series) -> tuple[np.ndarray, str]:

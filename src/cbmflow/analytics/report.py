@@ -126,9 +126,11 @@ def _plots(
 def _rule_text(params: dict[str, Any]) -> str:
     method = params.get("flag_method", "jrc")
     if method == "budget":
-        return (f"Red: the {100 * float(params.get('red_rate', 0.05)):.0f} % most suspicious parcels (suspicion = "
-                f"(1 + p(best other crop) - p(declared crop)) / 2 from out-of-fold probabilities) whose declared "
-                f"crop is not the most probable; yellow: the next {100 * float(params.get('yellow_rate', 0.1)):.0f} %.")
+        from cbmflow.analytics.flags import score_meaning
+
+        return (f"Red: the {100 * float(params.get('red_rate', 0.05)):.0f} % most suspicious parcels "
+                f"(suspicion {score_meaning(str(params.get('score', 'margin')))}) above the red floor "
+                f"{params.get('red_min_score')}; yellow: the next {100 * float(params.get('yellow_rate', 0.1)):.0f} %.")
     if method == "threshold":
         return (f"Red: calibrated probability of the declared crop <= {params.get('red_max_prob')} and another "
                 f"crop more probable; yellow: <= {params.get('yellow_max_prob')}.")
@@ -159,17 +161,40 @@ def _inspector_table(flags: pd.DataFrame, limit: int = 300) -> str:
     rows = []
     for r in sel.head(limit).itertuples():
         name = getattr(r, "declared_name", r.declared)
+        other = crop(r.best_other)
+        pname = getattr(r, "predicted_name", None)
+        if pname is not None and pname == pname and str(pname) != str(r.best_other) and "(" not in other:
+            other = esc(f"{r.best_other} ({pname})")
         rows.append(
             f"<tr><td style='color:{_FLAG_COLOURS.get(str(r.flag), '#000')}'>{esc(str(r.flag))}</td>"
             f"<td>{esc(str(r.parcel_id))}</td><td>{esc(str(r.declared))}</td><td>{esc(str(name))}</td>"
-            f"<td>{num(r.declared_probability)}</td><td>{crop(r.best_other)}</td>"
+            f"<td>{num(r.declared_probability)}</td><td>{other}</td>"
             f"<td>{num(r.best_other_probability)}</td><td>{num(r.score)}</td>"
-            f"<td>{esc(str(r.reason))}</td></tr>"
+            f"<td>{esc(str(r.reason))}</td><td>{evidence_html(getattr(r, 'evidence', None))}</td></tr>"
         )
     more = f"<p>{len(sel) - limit} more not shown (see the flags file).</p>" if len(sel) > limit else ""
     return ("<table><tr><th>flag</th><th>parcel</th><th>declared code</th><th>declared name</th>"
-            "<th>p(declared)</th><th>best other crop</th><th>p(other)</th><th>suspicion</th><th>reason</th></tr>"
-            + "".join(rows) + "</table>" + more)
+            "<th>p(declared)</th><th>best other crop</th><th>p(other)</th><th>suspicion</th><th>reason</th>"
+            "<th>evidence: period, band, value (declared crop's parcels 25-75 %; best other crop's median; z)</th>"
+            "</tr>" + "".join(rows) + "</table>" + more)
+
+
+def evidence_html(items: Any) -> str:
+    """A flag's evidence list as short lines for the report ('' without evidence, e.g. runs before schema 012)."""
+    if items is None or isinstance(items, float):
+        return ""
+    if isinstance(items, str):
+        import json
+
+        items = json.loads(items)
+    lines = []
+    for it in list(items):
+        pm = it.get("predicted_median")
+        other = f"; other {float(pm):.2f}" if pm is not None else ""
+        lines.append(html.escape(
+            f"{it['period']} {it['band']} {float(it['value']):.2f} ({float(it['declared_p25']):.2f}.."
+            f"{float(it['declared_p75']):.2f}{other}; z {float(it['z']):+.1f})"))
+    return "<br>".join(lines)
 
 
 def _curves(metrics: dict[str, Any]) -> dict[str, bytes]:

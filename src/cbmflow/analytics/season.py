@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -19,8 +20,17 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from cbmflow.analytics.classify import FLAG_COLUMNS, classify_frame, evaluate_flags
+from cbmflow.analytics.classify import (
+    DEFAULT_CLASS_WEIGHT,
+    DEFAULT_ESTIMATOR,
+    DEFAULT_MIN_CLASS_SIZE,
+    DEFAULT_RARE,
+    FLAG_COLUMNS,
+    classify_frame,
+    evaluate_flags,
+)
 from cbmflow.analytics.features import build_features
+from cbmflow.analytics.flags import SCORES, FlagPolicy
 from cbmflow.analytics.periods import compute_period_means
 from cbmflow.analytics.report import write_report
 from cbmflow.core import db, storage
@@ -87,9 +97,9 @@ def classify_file(
     evaluate_swaps: float | None = None,
     seeds: int = 5,
     class_col: str | None = None,
-    min_class_size: int = 20,
+    min_class_size: int = DEFAULT_MIN_CLASS_SIZE,
     min_area: float | None = None,
-    estimator: str = "et",
+    estimator: str = DEFAULT_ESTIMATOR,
     seed: int = 0,
     n_jobs: int = 1,
     **classify_kwargs: Any,
@@ -109,7 +119,7 @@ def classify_file(
                   n_jobs=n_jobs, **classify_kwargs)
     flags, metrics = classify_frame(df, seed=seed, **kwargs)
     if out_uri:
-        write_parquet(flags[list(FLAG_COLUMNS)], out_uri)
+        write_parquet(flags_for_file(flags), out_uri)
     if truth_uri:
         metrics["evaluation"] = evaluate_flags(flags, read_parquet(truth_uri))
     if known_wrong_uri:
@@ -152,11 +162,28 @@ def season_features(aoi: str, year: int, out_uri: str | None = None, *, dsn: str
 
 _STORED = ("pid", "parcel_id", "declared", "declared_class", "predicted", "probability",
            "declared_probability", "agree_count", "n_predictions", "flag", "declared_name", "best_other",
-           "best_other_probability", "score", "suspicion_rank", "reason")
+           "best_other_probability", "score", "suspicion_rank", "reason", "predicted_name", "evidence")
 
 
 def _opt(v: Any, kind: Any) -> Any:
     return None if v is None or (isinstance(v, float) and v != v) else kind(v)
+
+
+def _evidence(v: Any) -> str | None:
+    """A flag's evidence list as JSON text for COPY into the jsonb column (None stays NULL)."""
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    if isinstance(v, str):
+        return v
+    return json.dumps(list(v))
+
+
+def flags_for_file(flags: pd.DataFrame) -> pd.DataFrame:
+    """The flags table as written to a parquet file: FLAG_COLUMNS, with the evidence as JSON text."""
+    out = flags[[c for c in FLAG_COLUMNS if c in flags.columns]].copy()
+    if "evidence" in out.columns:
+        out["evidence"] = [_evidence(v) for v in out["evidence"]]
+    return out
 
 
 def store_run(
@@ -179,7 +206,8 @@ def store_run(
     cols = list(_STORED)
     flags = flags.copy()
     for c, default in (("declared_name", None), ("best_other", None), ("best_other_probability", None),
-                       ("score", None), ("suspicion_rank", None), ("reason", "")):
+                       ("score", None), ("suspicion_rank", None), ("reason", ""), ("predicted_name", None),
+                       ("evidence", None)):
         if c not in flags.columns:
             flags[c] = default
     with conn.cursor() as cur, cur.copy(
@@ -189,7 +217,7 @@ def store_run(
             copy.write_row((run_id, int(rec[0]), str(rec[1]), str(rec[2]), str(rec[3]), str(rec[4]),
                             float(rec[5]), float(rec[6]), int(rec[7]), int(rec[8]), str(rec[9]),
                             _opt(rec[10], str), _opt(rec[11], str), _opt(rec[12], float), _opt(rec[13], float),
-                            _opt(rec[14], int), _opt(rec[15], str)))
+                            _opt(rec[14], int), _opt(rec[15], str), _opt(rec[16], str), _evidence(rec[17])))
     return run_id
 
 
@@ -215,9 +243,9 @@ def classify_season(
     features_uri: str,
     *,
     by: str = "group",
-    min_class_size: int = 20,
+    min_class_size: int = DEFAULT_MIN_CLASS_SIZE,
     min_area: float | None = None,
-    estimator: str = "et",
+    estimator: str = DEFAULT_ESTIMATOR,
     seed: int = 0,
     truth_uri: str | None = None,
     n_jobs: int = 1,
@@ -293,9 +321,9 @@ def run_season(
     cloud_max: float | None = None,
     compute_periods: bool = True,
     by: str = "group",
-    min_class_size: int = 20,
+    min_class_size: int = DEFAULT_MIN_CLASS_SIZE,
     min_area: float | None = None,
-    estimator: str = "et",
+    estimator: str = DEFAULT_ESTIMATOR,
     seed: int = 0,
     truth_uri: str | None = None,
     report_dir: str | None = None,
@@ -362,6 +390,9 @@ def _policy(args: argparse.Namespace) -> Any:
                       red_max_prob=args.red_max_prob, yellow_max_prob=args.yellow_max_prob, score=args.score)
 
 
+DEFAULT_POLICY = FlagPolicy()
+
+
 def _cmd_classify(args: argparse.Namespace) -> int:
     if not args.out and not args.evaluate_swaps:
         raise InputError("--out is required (unless only evaluating with --evaluate-swaps)")
@@ -401,9 +432,11 @@ def _cmd_season_classify(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--min-class-size", type=int, default=20, help="parcels a class needs (default 20)")
+    p.add_argument("--min-class-size", type=int, default=DEFAULT_MIN_CLASS_SIZE,
+                   help=f"parcels a class needs (default {DEFAULT_MIN_CLASS_SIZE})")
     p.add_argument("--min-area", type=float, default=None, help="exclude parcels under this area (m2)")
-    p.add_argument("--estimator", default="et", choices=["hgb", "rf", "et"])
+    p.add_argument("--estimator", default=DEFAULT_ESTIMATOR, choices=["ens", "rf+et", "hgb", "rf", "et"],
+                   help=f"model(s) of the out-of-fold probabilities; ens = mean of rf, et and hgb (default {DEFAULT_ESTIMATOR})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-jobs", type=int, default=1)
     p.add_argument("--truth", default=None, help="truth parquet (parcel_id, mislabelled) to evaluate")
@@ -426,18 +459,19 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--flag-method", default="budget", choices=["budget", "threshold", "jrc"],
                    help="budget: top red-rate by suspicion (default); threshold: calibrated probability; "
                         "jrc: unanimous-disagreement rule")
-    p.add_argument("--score", default="relative", choices=["relative", "margin", "declared", "relative_declared"],
-                   help="suspicion score ranking the parcels (default relative; docs/analytics.md section 4)")
+    p.add_argument("--score", default=DEFAULT_POLICY.score, choices=list(SCORES),
+                   help=f"suspicion score ranking the parcels (default {DEFAULT_POLICY.score}; docs/analytics.md section 4)")
     p.add_argument("--red-rate", type=float, default=0.05, help="budget: share of parcels red (default 0.05)")
     p.add_argument("--yellow-rate", type=float, default=0.10, help="budget: share yellow after red (default 0.10)")
     p.add_argument("--red-max-prob", type=float, default=0.05,
                    help="threshold: red at or below this calibrated declared-crop probability")
     p.add_argument("--yellow-max-prob", type=float, default=0.25,
                    help="threshold: yellow at or below this calibrated declared-crop probability")
-    p.add_argument("--rare", default="score", choices=["score", "group", "exclude"],
-                   help="crops under --min-class-size: checked against known crops (default), grouped, excluded")
+    p.add_argument("--rare", default=DEFAULT_RARE, choices=["score", "group", "exclude"],
+                   help=f"crops under --min-class-size: checked against known crops (score), pooled into one class "
+                        f"'other' (group) or excluded; default {DEFAULT_RARE}")
     p.add_argument("--n-repeats", type=int, default=3, help="repetitions of the K-fold (default 3)")
-    p.add_argument("--class-weight", default="balanced", choices=["balanced", "none"])
+    p.add_argument("--class-weight", default=DEFAULT_CLASS_WEIGHT or "none", choices=["balanced", "none"])
     _common(p)
     p.set_defaults(func=_cmd_classify)
 

@@ -288,10 +288,12 @@ def parcel_flag(conn: psycopg.Connection, pid: int, run_id: int | None) -> dict[
     out = _clean(row)
     names = crop_names(conn, place["aoi"], place["year"]) if place else {}
     out["reason"] = flag_reason(out, names)
-    out["predicted_name"] = out.get("predicted_name") or names.get(str(out.get("predicted")))
+    stored_other_name = out.get("predicted_name")  # schema 012: the best other crop's name (NULL before)
+    out["predicted_name"] = names.get(str(out.get("predicted"))) or (
+        stored_other_name if out.get("predicted") == out.get("best_other") else None)
     out["declared_name"] = out.get("declared_name") or names.get(str(out.get("declared")))
     if out.get("best_other"):
-        out["best_other_name"] = names.get(str(out["best_other"]))
+        out["best_other_name"] = names.get(str(out["best_other"])) or stored_other_name
     out["rank"] = _rank_of(conn, int(out["run_id"]), pid)
     out["score_scale"] = SCORE_SCALE
     return out
@@ -396,7 +398,7 @@ def _sort_key(sort: str, order: str, sortable: tuple[str, ...]) -> sql.Composabl
 
 
 def _sortable(extra: list[str]) -> tuple[str, ...]:
-    return ("rank",) + FLAG_SORT_COLUMNS + tuple(c for c in extra if c not in ("reason", "suspicion_rank")) + (
+    return ("rank",) + FLAG_SORT_COLUMNS + tuple(c for c in extra if c not in ("reason", "evidence", "suspicion_rank")) + (
         "decision", "decided_at")
 
 
