@@ -289,7 +289,7 @@ def parcel_flag(conn: psycopg.Connection, pid: int, run_id: int | None) -> dict[
     names = crop_names(conn, place["aoi"], place["year"]) if place else {}
     out["reason"] = flag_reason(out, names)
     stored_other_name = out.get("predicted_name")  # schema 012: the best other crop's name (NULL before)
-    out["predicted_name"] = (stored_other_name if out.get("predicted") == out.get("best_other") else None) or \
+    out["predicted_name"] = (stored_other_name if out.get("best_other") in (None, out.get("predicted")) else None) or \
         names.get(str(out.get("predicted")))
     out["declared_name"] = out.get("declared_name") or names.get(str(out.get("declared")))
     if out.get("best_other"):
