@@ -246,3 +246,52 @@ def test_bytes_per_record_and_cli(clean_db: str, tmp_path: Path, capsys: pytest.
         conn.commit()
     assert main(["archive", "verify", "--aoi", AOI, "--year", str(YEAR)]) == 1
     assert "MISMATCH" in capsys.readouterr().out
+
+
+def test_archive_signatures_dag_archives_and_verifies(clean_db: str, airflow_db: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from cbmflow import airflow_adapter
+
+    root = str(tmp_path / "dag-archive")
+    _season(clean_db, n_parcels=60, n_scenes=4)
+    monkeypatch.setenv("CBMFLOW_ARCHIVE_URI", root)
+    monkeypatch.setenv("CBMFLOW_DSN", clean_db)
+    dr = airflow_adapter.test_dag("archive_signatures", {"aoi": AOI, "year": YEAR}, dags_folder=str(ROOT / "dags"))
+    states = {(t.task_id, t.map_index): t.state for t in dr.get_task_instances()}
+    assert states[("verify", -1)] == "success", states
+    assert sum(1 for (tid, _), st in states.items() if tid == "archive" and st == "success") == 2
+    assert all(r["ok"] for r in archive.verify_season(AOI, YEAR, root=root, dsn=clean_db))
+
+
+def test_markers_web_and_period_means_read_the_archive_when_postgis_has_pruned_the_season(
+        clean_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cbmflow.analytics.periods import compute_period_means
+    from cbmflow.markers import io as markers_io
+    from cbmflow.web import timeseries
+
+    root = str(tmp_path / "arc")
+    _season(clean_db, n_parcels=25, n_scenes=6)
+    monkeypatch.setenv("CBMFLOW_ARCHIVE_URI", root)
+    archive.archive_season(AOI, YEAR, dsn=clean_db)
+    with psycopg.connect(clean_db) as conn:
+        sig_db = markers_io.read_db(conn, AOI, YEAR)
+        obs_db = timeseries.series(conn, 4)
+        n_db = compute_period_means(conn, AOI, YEAR)
+        means_db = conn.execute("SELECT pid, band, period, mean, n_obs FROM period_means ORDER BY 1, 2, 3").fetchall()
+        conn.execute("DELETE FROM signatures")
+        conn.commit()
+        sig_arc = markers_io.read_db(conn, AOI, YEAR)
+        obs_arc = timeseries.series(conn, 4)
+        n_arc = compute_period_means(conn, AOI, YEAR)
+        means_arc = conn.execute("SELECT pid, band, period, mean, n_obs FROM period_means ORDER BY 1, 2, 3").fetchall()
+    assert obs_db and [o.as_dict() for o in obs_arc] == [o.as_dict() for o in obs_db]
+    assert n_arc == n_db and means_arc == means_db
+    assert len(sig_arc) == len(sig_db)
+    for a, b in zip(sig_arc, sig_db, strict=True):
+        assert a.parcel == b.parcel and len(a.s1) == len(b.s1)
+        for oa, ob in zip(a.s1, b.s1, strict=True):
+            np.testing.assert_array_equal(oa.days, ob.days)
+            np.testing.assert_array_equal(oa.vv, ob.vv)
+    monkeypatch.delenv("CBMFLOW_ARCHIVE_URI")
+    with psycopg.connect(clean_db) as conn:  # without an archive, nothing is invented
+        assert timeseries.series(conn, 4) == []

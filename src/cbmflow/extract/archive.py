@@ -465,6 +465,66 @@ def archive_season(aoi: str, year: int, *, bands: Sequence[str] | None = None, r
     return out
 
 
+def plan_archive(years: Sequence[int], aois: Sequence[str] | None, source: str = "the params",
+                 dsn: str | None = None) -> list[dict[str, Any]]:
+    """The DAG's work: one unit per (AOI, season, band) with signatures; NothingToDo when there is none."""
+    from cbmflow.core import db
+    from cbmflow.core.errors import NothingToDo
+
+    if not configured():
+        raise NothingToDo("no season archive configured (CBMFLOW_ARCHIVE_URI is empty): nothing to archive")
+    root = archive_root()
+    units = []
+    with db.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT aoi, year FROM parcels WHERE year = ANY(%s)" + (" AND aoi = ANY(%s)" if aois else "")
+            + " ORDER BY 2, 1", (list(years), list(aois)) if aois else (list(years),)).fetchall()
+        for aoi, year in rows:
+            for band in season_bands(conn, aoi, int(year)):
+                units.append({"aoi": aoi, "year": int(year), "band": band, "root": root,
+                              "label": f"{aoi} {year} {band}"})
+    if not units:
+        raise NothingToDo(f"no signatures for {', '.join(aois) if aois else 'any AOI'} in season(s) "
+                          f"{', '.join(map(str, years))} (from {source}): nothing to archive")
+    log.info("archiving %d (AOI, season, band) triple(s) to %s", len(units), root)
+    return units
+
+
+def archive_unit(unit: dict[str, Any], dsn: str | None = None) -> dict[str, Any]:
+    """Archive one DAG unit (AOI, year, band); returns the result as a dict."""
+    from dataclasses import asdict
+
+    from cbmflow.core import db
+
+    with db.connect(dsn) as conn:
+        res = archive_band(conn, unit["aoi"], int(unit["year"]), unit["band"], root=unit.get("root"))
+    log.info("%s %s %s: %s, %s rows, %d scene(s) (%d kept from the archive), %.1f B/record, %.1f s", res.aoi,
+             res.year, res.band, res.status, f"{res.rows:,}", res.scenes, res.carried, res.bytes_per_record,
+             res.seconds)
+    return dict(asdict(res), root=unit.get("root"))
+
+
+def verify_units(results: Sequence[dict[str, Any]], dsn: str | None = None) -> list[dict[str, Any]]:
+    """Verify every archived unit against PostGIS; ProcessingError naming the bands and scenes that differ."""
+    from cbmflow.core import db
+
+    reports = []
+    with db.connect(dsn) as conn:
+        for r in results:
+            if r.get("status") == "empty":
+                continue
+            reports.append(verify_band(conn, r["aoi"], int(r["year"]), r["band"], root=r.get("root")))
+    bad = [r for r in reports if not r["ok"]]
+    for r in reports:
+        log.info("verify %s %s %s: %s (PostGIS %s rows, archive %s rows)", r["aoi"], r["year"], r["band"],
+                 "OK" if r["ok"] else "MISMATCH", f"{r['db_rows']:,}", f"{r['archive_rows']:,}")
+    if bad:
+        raise ProcessingError("archive differs from PostGIS: " + "; ".join(
+            f"{r['aoi']} {r['year']} {r['band']}: {len(r['mismatched'])} scene(s) differ, "
+            f"{len(r['missing_in_archive'])} missing" for r in bad))
+    return reports
+
+
 # --------------------------------------------------------------------------------------------
 # Verifying
 # --------------------------------------------------------------------------------------------
@@ -615,8 +675,9 @@ def parcel_observations(aoi: str, year: int, pid: int, bands: Sequence[str] | No
             inf = scenes[str(int(r["obsid"]))]["info"]
             if card_type and inf["card_type"] != card_type:
                 continue
+            # float4 as PostgreSQL's text output gives it (the shortest decimal that round-trips)
             out.append((inf["sensing_time"], int(r["obsid"]), inf["product_id"], inf["card_type"], band,
-                        int(r["count"]), *(float(r[c]) for c in FLOATS)))
+                        int(r["count"]), *(float(str(r[c])) for c in FLOATS)))
     out.sort(key=lambda t: (t[0], bands_mod.code(t[4])))
     return out
 
