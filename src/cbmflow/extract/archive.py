@@ -377,6 +377,17 @@ def _archive_locked(conn: Any, fs: Any, base: str, prefix: str, aoi: str, year: 
     if missing:
         raise ProcessingError(f"signatures of AOI {aoi} {year} band {band} name scenes missing from the catalogue: "
                               f"{missing[:10]}")
+    res = publish(fs, base, aoi, year, band, rows, info, carried=carried_ids, pause_after_file=pause_after_file)
+    return ArchiveResult(aoi, year, band, "written", res.rows, res.scenes, res.files, res.bytes, len(carried_ids),
+                         time.perf_counter() - t0)
+
+
+def publish(fs: Any, base: str, aoi: str, year: int, band: str, rows: np.ndarray, info: dict[int, dict[str, Any]],
+            *, carried: set[int] | None = None, pause_after_file: float = 0.0) -> ArchiveResult:
+    """Write rows as a new generation and publish its manifest atomically (the writer behind :func:`archive_band`)."""
+    t0 = time.perf_counter()
+    carried_ids = carried or set()
+    prefix = f"{base}/{season_prefix(aoi, year, band)}"
     # rows sorted by (parcel, sensing time)
     obs_sorted = sorted(info, key=lambda o: (info[o]["sensing_time"], o))
     rank = np.zeros(max(obs_sorted) + 1, dtype=np.int64)
