@@ -217,48 +217,32 @@ def _read_benchmark(work: Path, run_root: str, samples: int, dk_archive: bool) -
 
 
 def _denmark_archive(root: str) -> tuple[int, int]:
-    """A Denmark-size season of one band, written file by file with the archive's own writer and manifest layout."""
-    import json
-
+    """A Denmark-size season of one band (synthetic values), written file by file by the archive's own writer."""
     from cbmflow.extract import archive
 
     fs, base = archive.filesystem(root)
     aoi, year, band = "dk_full", 2025, "VV"
-    prefix = f"{base}/{archive.season_prefix(aoi, year, band)}"
-    gen = "gen-denmark"
     rng = np.random.default_rng(9)
     obsids = np.arange(1, FULL_DATES + 1, dtype=np.int32)
     start = datetime(2025, 3, 1, 5, 30, tzinfo=UTC)
     info = {int(o): {"product_id": f"SIM_S1_CARD_BS_DK_{o:03d}", "card_type": "bs", "orbit": "44A",
                      "sensing_time": f"{start + timedelta(days=int(o) * 6 / 5):%Y-%m-%dT%H:%M:%SZ}"} for o in obsids}
-    files, total, nbytes = [], 0, 0
+    writer = archive._GenerationWriter(fs, f"{base}/{archive.season_prefix(aoi, year, band)}", "gen-denmark", info)
     per = archive.PARCELS_PER_FILE
-    for k, p0 in enumerate(range(1, FULL_PARCELS + 1, per)):
+    for p0 in range(1, FULL_PARCELS + 1, per):
         pids = np.arange(p0, min(p0 + per, FULL_PARCELS + 1), dtype=np.int32)
         keep = rng.random((pids.size, obsids.size)) > 0.02  # a few parcels miss a few scenes
-        pp = np.repeat(pids, keep.sum(axis=1))
-        oo = np.tile(obsids, pids.size)[keep.ravel()]
-        rows = np.empty(pp.size, dtype=archive._ROW_DTYPE)
-        rows["pid"], rows["obsid"] = pp, oo
-        base_count = rng.integers(80, 500, pids.size)
-        rows["count"] = np.repeat(base_count, keep.sum(axis=1)) - rng.integers(0, 3, pp.size)
-        level = np.repeat(rng.lognormal(-2.5, 0.3, pids.size), keep.sum(axis=1))
+        k = keep.sum(axis=1)
+        rows = np.empty(int(k.sum()), dtype=archive._ROW_DTYPE)
+        rows["pid"] = np.repeat(pids, k)
+        rows["obsid"] = np.tile(obsids, pids.size)[keep.ravel()]
+        rows["count"] = np.repeat(rng.integers(80, 500, pids.size), k) - rng.integers(0, 3, rows.size)
+        level = np.repeat(rng.lognormal(-2.5, 0.3, pids.size), k)  # a parcel's level, noisy per date
         for j, c in enumerate(archive.FLOATS):
-            rows[c] = (level * rng.lognormal(0.0, 0.25, pp.size) * (0.5 + 0.2 * j)).astype(np.float32)
-        rg_first = pids[::archive.PARCELS_PER_ROW_GROUP].tolist()
-        name = f"{gen}/part-{k:05d}.parquet"
-        size = archive._write_parquet(fs, f"{prefix}/{name}", rows, rg_first)
-        files.append({"path": name, "pid_min": int(pids[0]), "pid_max": int(pids[-1]), "rows": int(rows.size),
-                      "bytes": size, "row_groups": rg_first})
-        total += rows.size
-        nbytes += size
-    manifest = {"version": 1, "aoi": aoi, "year": year, "band": band, "generation": gen, "rows": total,
-                "bytes": nbytes, "parcels": FULL_PARCELS,
-                "scenes": {str(o): {"rows": 0, "checksum": "0", "info": info[o], "from": "benchmark"} for o in info},
-                "files": files}
-    body = json.dumps(manifest, separators=(",", ":")).encode()
-    archive._atomic_write(fs, f"{prefix}/{archive.MANIFEST}", lambda f: f.write(body))
-    return total, nbytes
+            rows[c] = (level * rng.lognormal(0.0, 0.25, rows.size) * (0.5 + 0.2 * j)).astype(np.float32)
+        writer.add(rows)
+    writer.publish(aoi, year, band, set())
+    return writer.rows, writer.bytes
 
 
 if __name__ == "__main__":

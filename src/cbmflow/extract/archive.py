@@ -164,29 +164,67 @@ def _copy_dtype() -> np.dtype:
 _COPY_DTYPE = _copy_dtype()
 
 
-def fetch_rows(conn: Any, aoi: str, year: int, band: str) -> np.ndarray:
-    """An AOI season's rows of one band from PostGIS (binary COPY parsed by numpy, no object per row)."""
-    query = ("COPY (SELECT s.pid, s.obsid, s.count, s.mean, s.std, s.min, s.max, s.p25, s.p50, s.p75 "
-             "FROM signatures s JOIN parcels p ON p.pid = s.pid "
-             "WHERE p.aoi = {aoi} AND p.year = {py} AND s.year = {sy} AND s.band = {band}) TO STDOUT (FORMAT BINARY)")
+def fetch_rows(conn: Any, aoi: str, year: int, band: str, pid_range: tuple[int, int] | None = None) -> np.ndarray:
+    """An AOI season's rows of one band from PostGIS (binary COPY parsed by numpy as it streams, no object per row).
+
+    ``pid_range`` (inclusive) restricts to those parcels (a primary-key range scan).
+    """
     from psycopg import sql
 
-    q = sql.SQL(query).format(aoi=sql.Literal(aoi), py=sql.Literal(int(year)), sy=sql.Literal(int(year)),
-                              band=sql.Literal(bands_mod.code(band)))
-    chunks = []
+    where = "" if pid_range is None else " AND s.pid BETWEEN {lo} AND {hi}"
+    q = sql.SQL("COPY (SELECT s.pid, s.obsid, s.count, s.mean, s.std, s.min, s.max, s.p25, s.p50, s.p75 "
+                "FROM signatures s JOIN parcels p ON p.pid = s.pid "
+                "WHERE p.aoi = {aoi} AND p.year = {py} AND s.year = {sy} AND s.band = {band}" + where
+                + ") TO STDOUT (FORMAT BINARY)").format(
+        aoi=sql.Literal(aoi), py=sql.Literal(int(year)), sy=sql.Literal(int(year)),
+        band=sql.Literal(bands_mod.code(band)),
+        lo=sql.Literal(int(pid_range[0]) if pid_range else 0), hi=sql.Literal(int(pid_range[1]) if pid_range else 0))
+    size = _COPY_DTYPE.itemsize
+    parts: list[np.ndarray] = []
+    pending = bytearray()
+    header_done = False
     with conn.cursor() as cur, cur.copy(q) as cp:
         for data in cp:
-            chunks.append(bytes(data))
-    buf = b"".join(chunks)
-    if len(buf) < 21:
-        return np.zeros(0, dtype=_ROW_DTYPE)
-    ext = int.from_bytes(buf[15:19], "big")
-    body = buf[19 + ext: len(buf) - 2]
-    raw = np.frombuffer(body, dtype=_COPY_DTYPE)
-    out = np.empty(raw.size, dtype=_ROW_DTYPE)
-    for col in COLUMNS:
-        out[col] = raw[col]
-    return out
+            pending += data
+            if not header_done:
+                if len(pending) < 19:
+                    continue
+                ext = int.from_bytes(pending[15:19], "big")
+                if len(pending) < 19 + ext:
+                    continue
+                del pending[: 19 + ext]
+                header_done = True
+            whole = len(pending) // size * size
+            if whole:
+                raw = np.frombuffer(bytes(pending[:whole]), dtype=_COPY_DTYPE)
+                del pending[:whole]
+                part = np.empty(raw.size, dtype=_ROW_DTYPE)
+                for col in COLUMNS:
+                    part[col] = raw[col]
+                parts.append(part)
+    if bytes(pending) not in (b"", b"\xff\xff"):
+        raise ProcessingError(f"unexpected end of the COPY stream of AOI {aoi} {year} band {band}")
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=_ROW_DTYPE)
+
+
+def _parcel_chunks(conn: Any, aoi: str, year: int) -> list[tuple[int, int]]:
+    """The AOI season's parcel ids cut into file ranges of PARCELS_PER_FILE parcels (inclusive bounds)."""
+    pids = np.asarray([r[0] for r in conn.execute(
+        "SELECT pid FROM parcels WHERE aoi = %s AND year = %s ORDER BY pid", (aoi, int(year)))], dtype=np.int64)
+    return [(int(pids[i]), int(pids[min(i + PARCELS_PER_FILE, pids.size) - 1]))
+            for i in range(0, pids.size, PARCELS_PER_FILE)]
+
+
+def still_in_db(conn: Any, aoi: str, year: int, band: str, obsids: Iterable[int]) -> set[int]:
+    """Which of these scenes PostGIS still holds rows of for the AOI season's band (one EXISTS per scene)."""
+    ids = sorted({int(o) for o in obsids})
+    if not ids:
+        return set()
+    rows = conn.execute(
+        "SELECT o FROM unnest(%s::int[]) AS o WHERE EXISTS (SELECT 1 FROM signatures s JOIN parcels p "
+        "ON p.pid = s.pid WHERE s.obsid = o AND s.year = %s AND s.band = %s AND p.aoi = %s AND p.year = %s)",
+        (ids, int(year), bands_mod.code(band), aoi, int(year))).fetchall()
+    return {int(r[0]) for r in rows}
 
 
 def scene_info(conn: Any, obsids: Iterable[int]) -> dict[int, dict[str, Any]]:
@@ -310,19 +348,20 @@ def _read_manifest(fs: Any, base: str, aoi: str, year: int, band: str) -> dict[s
     return json.loads(data)  # type: ignore[no-any-return]
 
 
-def _read_generation(fs: Any, base: str, manifest: dict[str, Any], obsids: set[int] | None = None) -> np.ndarray:
+def _generation_stats(fs: Any, base: str, manifest: dict[str, Any]) -> dict[int, tuple[int, int]]:
+    """{obsid: (rows, checksum)} of a generation's files, read back file by file."""
     import pyarrow.parquet as pq
 
     prefix = f"{base}/{season_prefix(manifest['aoi'], manifest['year'], manifest['band'])}"
-    parts = []
+    acc: dict[int, list[int]] = {}
     for item in manifest["files"]:
         with fs.open_input_file(f"{prefix}/{item['path']}") as f:
-            t = pq.read_table(f)
-        rows = _to_rows(t)
-        if obsids is not None:
-            rows = rows[np.isin(rows["obsid"], np.fromiter(obsids, dtype=np.int32))]
-        parts.append(rows)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=_ROW_DTYPE)
+            rows = _to_rows(pq.read_table(f))
+        for o, (n, c) in per_scene(rows).items():
+            a = acc.setdefault(o, [0, 0])
+            a[0] += n
+            a[1] = (a[1] + c) % 2**64
+    return {o: (v[0], v[1]) for o, v in acc.items()}
 
 
 def _to_rows(table: Any) -> np.ndarray:
@@ -349,86 +388,159 @@ def archive_band(conn: Any, aoi: str, year: int, band: str, *, root: str | None 
 
 def _archive_locked(conn: Any, fs: Any, base: str, prefix: str, aoi: str, year: int, band: str, t0: float,
                     pause_after_file: float) -> ArchiveResult:
-    rows = fetch_rows(conn, aoi, year, band)
-    conn.commit()
     old = _read_manifest(fs, base, aoi, year, band)
-    carried_ids: set[int] = set()
-    if old is not None:
-        in_db = set(np.unique(rows["obsid"]).tolist())
-        carried_ids = {int(o) for o in old["scenes"]} - in_db
-    source = per_scene(rows)
-    if old is not None:
-        old_stats = {int(o): (int(v["rows"]), int(v["checksum"])) for o, v in old["scenes"].items()}
-        if all(old_stats.get(o) == v for o, v in source.items()) and set(old_stats) == set(source) | carried_ids:
-            _sweep(fs, prefix, old)
-            return ArchiveResult(aoi, year, band, "unchanged", int(old["rows"]), len(old_stats), len(old["files"]),
-                                 int(old["bytes"]), len(carried_ids), time.perf_counter() - t0)
-    if carried_ids:
-        assert old is not None
-        rows = np.concatenate([rows, _read_generation(fs, base, old, carried_ids)])
-    if rows.size == 0:
-        return ArchiveResult(aoi, year, band, "empty", 0, 0, 0, 0, 0, time.perf_counter() - t0)
-    info = scene_info(conn, np.unique(rows["obsid"]).tolist())
+    old_ids = {int(o) for o in old["scenes"]} if old is not None else set()
+    carried_ids = old_ids - still_in_db(conn, aoi, year, band, old_ids)
+    chunks = _parcel_chunks(conn, aoi, year)
     conn.commit()
+    carry = np.asarray(sorted(carried_ids), dtype=np.int32)
+    info: dict[int, dict[str, Any]] = {}
     if old is not None:  # scenes carried over keep their catalogue facts even if the catalogue lost them
         for o in carried_ids:
-            info.setdefault(o, old["scenes"][str(o)]["info"])
-    missing = sorted(set(np.unique(rows["obsid"]).tolist()) - set(info))
-    if missing:
-        raise ProcessingError(f"signatures of AOI {aoi} {year} band {band} name scenes missing from the catalogue: "
-                              f"{missing[:10]}")
-    res = publish(fs, base, aoi, year, band, rows, info, carried=carried_ids, pause_after_file=pause_after_file)
-    return ArchiveResult(aoi, year, band, "written", res.rows, res.scenes, res.files, res.bytes, len(carried_ids),
-                         time.perf_counter() - t0)
+            info[o] = old["scenes"][str(o)]["info"]
+
+    def lookup(obsids: list[int]) -> dict[int, dict[str, Any]]:
+        found = scene_info(conn, obsids)
+        conn.commit()
+        return found
+
+    gen = f"gen-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    writer = _GenerationWriter(fs, prefix, gen, info, lookup)
+    for lo, hi in chunks:  # one file per parcel range: memory stays one file's rows
+        rows = fetch_rows(conn, aoi, year, band, (lo, hi))
+        conn.commit()
+        if carry.size and old is not None:
+            kept = _read_old_range(fs, base, old, lo, hi)
+            rows = np.concatenate([rows, kept[np.isin(kept["obsid"], carry)]])
+        writer.add(rows)
+        if pause_after_file and rows.size:
+            time.sleep(pause_after_file)  # fault tests: a kill lands between files
+    if writer.rows == 0:
+        writer.discard()
+        return ArchiveResult(aoi, year, band, "empty", 0, 0, 0, 0, 0, time.perf_counter() - t0)
+    stats = writer.stats()
+    if old is not None and {int(o): (int(v["rows"]), int(v["checksum"])) for o, v in old["scenes"].items()} == stats:
+        writer.discard()  # the same season: nothing new becomes visible
+        _sweep(fs, prefix, old)
+        return ArchiveResult(aoi, year, band, "unchanged", int(old["rows"]), len(stats), len(old["files"]),
+                             int(old["bytes"]), len(carried_ids), time.perf_counter() - t0)
+    manifest = writer.publish(aoi, year, band, carried_ids)
+    log.info("archived AOI %s %s band %s: %s rows of %d scenes in %d file(s), %.1f B/record (%s)", aoi, year, band,
+             f"{writer.rows:,}", len(stats), len(manifest["files"]), writer.bytes / writer.rows, gen)
+    return ArchiveResult(aoi, year, band, "written", writer.rows, len(stats), len(manifest["files"]), writer.bytes,
+                         len(carried_ids), time.perf_counter() - t0)
+
+
+def _read_old_range(fs: Any, base: str, manifest: dict[str, Any], lo: int, hi: int) -> np.ndarray:
+    """The previous generation's rows of parcels lo..hi."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    prefix = f"{base}/{season_prefix(manifest['aoi'], manifest['year'], manifest['band'])}"
+    parts = []
+    for item in manifest["files"]:
+        if item["pid_max"] < lo or item["pid_min"] > hi:
+            continue
+        with fs.open_input_file(f"{prefix}/{item['path']}") as f:
+            t = pq.read_table(f, filters=(pc.field("pid") >= lo) & (pc.field("pid") <= hi))
+        parts.append(_to_rows(t))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=_ROW_DTYPE)
+
+
+class _GenerationWriter:
+    """Writes one generation file by file (rows of consecutive parcel ranges), then publishes its manifest."""
+
+    def __init__(self, fs: Any, prefix: str, gen: str, info: dict[int, dict[str, Any]],
+                 lookup: Any = None) -> None:
+        self.fs, self.prefix, self.gen, self.info, self.lookup = fs, prefix, gen, dict(info), lookup
+        self.files: list[dict[str, Any]] = []
+        self.rows = 0
+        self.bytes = 0
+        self.parcels = 0
+        self._stats: dict[int, list[int]] = {}
+
+    @property
+    def order(self) -> list[int]:
+        """The scenes seen so far, by sensing time."""
+        return sorted(self.info, key=lambda o: (self.info[o]["sensing_time"], o))
+
+    def add(self, rows: np.ndarray) -> None:
+        """Sort one parcel range's rows by (parcel, sensing time) and write them as the next file."""
+        if rows.size == 0:
+            return
+        present = np.unique(rows["obsid"]).tolist()
+        new = [o for o in present if o not in self.info]
+        if new and self.lookup is not None:
+            self.info.update(self.lookup(new))
+        unknown = [o for o in present if o not in self.info]
+        if unknown:
+            raise ProcessingError(f"signatures name scenes missing from the catalogue: {unknown[:10]}")
+        order_ids = self.order
+        rank = np.zeros(max(order_ids) + 1, dtype=np.int64)
+        rank[np.asarray(order_ids)] = np.arange(len(order_ids))
+        order = np.argsort(rows["pid"].astype(np.int64) * len(order_ids) + rank[rows["obsid"]], kind="stable")
+        rows = rows[order]
+        pids = np.unique(rows["pid"])
+        rg_first = pids[::PARCELS_PER_ROW_GROUP].tolist()
+        name = f"{self.gen}/part-{len(self.files):05d}.parquet"
+        size = _write_parquet(self.fs, f"{self.prefix}/{name}", rows, rg_first)
+        self.files.append({"path": name, "pid_min": int(pids[0]), "pid_max": int(pids[-1]), "rows": int(rows.size),
+                           "bytes": size, "row_groups": rg_first})
+        self.rows += int(rows.size)
+        self.bytes += size
+        self.parcels += int(pids.size)
+        for o, (n, c) in per_scene(rows).items():
+            acc = self._stats.setdefault(o, [0, 0])
+            acc[0] += n
+            acc[1] = (acc[1] + c) % 2**64
+
+    def stats(self) -> dict[int, tuple[int, int]]:
+        """{obsid: (rows, checksum)} of everything written so far."""
+        return {o: (v[0], v[1]) for o, v in self._stats.items()}
+
+    def discard(self) -> None:
+        """Delete this generation's files (never published)."""
+        try:
+            self.fs.delete_dir(f"{self.prefix}/{self.gen}")
+        except (OSError, FileNotFoundError):
+            pass
+
+    def publish(self, aoi: str, year: int, band: str, carried: set[int]) -> dict[str, Any]:
+        """Write the manifest atomically (the generation becomes the season), then sweep older generations."""
+        stats = self.stats()
+        manifest = {
+            "version": 1, "aoi": aoi, "year": int(year), "band": band, "generation": self.gen,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "rows": self.rows,
+            "bytes": self.bytes, "parcels": self.parcels,
+            "layout": {"sort": ["pid", "sensing_time"], "parcels_per_file": PARCELS_PER_FILE,
+                       "parcels_per_row_group": PARCELS_PER_ROW_GROUP},
+            "scenes": {str(o): {"rows": stats[o][0], "checksum": str(stats[o][1]), "info": self.info[o],
+                                "from": "archive" if o in carried else "postgis"} for o in self.order if o in stats},
+            "files": self.files,
+        }
+        body = json.dumps(manifest, separators=(",", ":")).encode()
+        _atomic_write(self.fs, f"{self.prefix}/{MANIFEST}", lambda f: f.write(body))
+        _sweep(self.fs, self.prefix, manifest)
+        return manifest
 
 
 def publish(fs: Any, base: str, aoi: str, year: int, band: str, rows: np.ndarray, info: dict[int, dict[str, Any]],
-            *, carried: set[int] | None = None, pause_after_file: float = 0.0) -> ArchiveResult:
-    """Write rows as a new generation and publish its manifest atomically (the writer behind :func:`archive_band`)."""
+            *, carried: set[int] | None = None) -> ArchiveResult:
+    """Write rows (any order) as a new generation and publish it: the writer behind :func:`archive_band`."""
     t0 = time.perf_counter()
-    carried_ids = carried or set()
     prefix = f"{base}/{season_prefix(aoi, year, band)}"
-    # rows sorted by (parcel, sensing time)
-    obs_sorted = sorted(info, key=lambda o: (info[o]["sensing_time"], o))
-    rank = np.zeros(max(obs_sorted) + 1, dtype=np.int64)
-    rank[np.asarray(obs_sorted)] = np.arange(len(obs_sorted))
-    order = np.argsort(rows["pid"].astype(np.int64) * len(obs_sorted) + rank[rows["obsid"]], kind="stable")
-    rows = rows[order]
-    del order
-    pids = np.unique(rows["pid"])
     gen = f"gen-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    files = []
-    total_bytes = 0
-    for k, f0 in enumerate(range(0, pids.size, PARCELS_PER_FILE)):
+    writer = _GenerationWriter(fs, prefix, gen, info)
+    pids = np.unique(rows["pid"])
+    order = np.argsort(rows["pid"], kind="stable")
+    rows = rows[order]
+    for f0 in range(0, pids.size, PARCELS_PER_FILE):
         fp = pids[f0: f0 + PARCELS_PER_FILE]
         a, b = np.searchsorted(rows["pid"], [fp[0], fp[-1] + 1])
-        part = rows[a:b]
-        rg_first = fp[::PARCELS_PER_ROW_GROUP].tolist()
-        name = f"{gen}/part-{k:05d}.parquet"
-        size = _write_parquet(fs, f"{prefix}/{name}", part, rg_first)
-        total_bytes += size
-        files.append({"path": name, "pid_min": int(fp[0]), "pid_max": int(fp[-1]), "rows": int(part.size),
-                      "bytes": size, "row_groups": rg_first})
-        if pause_after_file:
-            time.sleep(pause_after_file)  # fault tests: a kill lands between files
-    stats = per_scene(rows)
-    manifest = {
-        "version": 1, "aoi": aoi, "year": year, "band": band, "generation": gen,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "rows": int(rows.size),
-        "bytes": total_bytes, "parcels": int(pids.size),
-        "layout": {"sort": ["pid", "sensing_time"], "parcels_per_file": PARCELS_PER_FILE,
-                   "parcels_per_row_group": PARCELS_PER_ROW_GROUP},
-        "scenes": {str(o): {"rows": stats[o][0], "checksum": str(stats[o][1]), "info": info[o],
-                            "from": "archive" if o in carried_ids else "postgis"} for o in obs_sorted if o in stats},
-        "files": files,
-    }
-    body = json.dumps(manifest, separators=(",", ":")).encode()
-    _atomic_write(fs, f"{prefix}/{MANIFEST}", lambda f: f.write(body))
-    _sweep(fs, prefix, manifest)
-    log.info("archived AOI %s %s band %s: %s rows of %d scenes in %d file(s), %.1f B/record (%s)", aoi, year, band,
-             f"{rows.size:,}", len(stats), len(files), total_bytes / rows.size, gen)
-    return ArchiveResult(aoi, year, band, "written", int(rows.size), len(stats), len(files), total_bytes,
-                         len(carried_ids), time.perf_counter() - t0)
+        writer.add(rows[a:b])
+    manifest = writer.publish(aoi, year, band, carried or set())
+    return ArchiveResult(aoi, year, band, "written", writer.rows, len(manifest["scenes"]), len(writer.files),
+                         writer.bytes, len(carried or ()), time.perf_counter() - t0)
 
 
 def _sweep(fs: Any, prefix: str, manifest: dict[str, Any]) -> None:
@@ -554,9 +666,8 @@ def verify_band(conn: Any, aoi: str, year: int, band: str, *, root: str | None =
     if manifest is None:
         report["ok"] = not db_stats
         return report
-    rows = _read_generation(fs, base, manifest)
-    arc = per_scene(rows)
-    report["archive_rows"] = int(rows.size)
+    arc = _generation_stats(fs, base, manifest)
+    report["archive_rows"] = sum(v[0] for v in arc.values())
     report["generation"] = manifest["generation"]
     report["missing_in_archive"] = sorted(set(db_stats) - set(arc))
     report["archive_only"] = sorted(set(arc) - set(db_stats))
