@@ -154,57 +154,29 @@ def db_per_scene(conn: Any, aoi: str, year: int, band: str) -> dict[int, tuple[i
 # --------------------------------------------------------------------------------------------
 
 
-def _copy_dtype() -> np.dtype:
-    fields: list[tuple[str, str]] = [("nfields", ">i2")]
-    for col in COLUMNS:
-        fields += [(f"len_{col}", ">i4"), (col, ">i4" if col in ("pid", "obsid", "count") else ">f4")]
-    return np.dtype(fields)
-
-
-_COPY_DTYPE = _copy_dtype()
-
-
 def fetch_rows(conn: Any, aoi: str, year: int, band: str, pid_range: tuple[int, int] | None = None) -> np.ndarray:
-    """An AOI season's rows of one band from PostGIS (binary COPY parsed by numpy as it streams, no object per row).
+    """An AOI season's rows of one band from PostGIS, as numpy (no Python object per row).
 
-    ``pid_range`` (inclusive) restricts to those parcels (a primary-key range scan).
+    The server packs each column into one ``bytea`` (``string_agg`` of ``int4send``/``float4send``,
+    big-endian): one result row whatever the number of records (a COPY stream costs a Python
+    iteration per record). ``pid_range`` (inclusive) restricts to those parcels (a key range scan).
     """
-    from psycopg import sql
-
-    where = "" if pid_range is None else " AND s.pid BETWEEN {lo} AND {hi}"
-    q = sql.SQL("COPY (SELECT s.pid, s.obsid, s.count, s.mean, s.std, s.min, s.max, s.p25, s.p50, s.p75 "
-                "FROM signatures s JOIN parcels p ON p.pid = s.pid "
-                "WHERE p.aoi = {aoi} AND p.year = {py} AND s.year = {sy} AND s.band = {band}" + where
-                + ") TO STDOUT (FORMAT BINARY)").format(
-        aoi=sql.Literal(aoi), py=sql.Literal(int(year)), sy=sql.Literal(int(year)),
-        band=sql.Literal(bands_mod.code(band)),
-        lo=sql.Literal(int(pid_range[0]) if pid_range else 0), hi=sql.Literal(int(pid_range[1]) if pid_range else 0))
-    size = _COPY_DTYPE.itemsize
-    parts: list[np.ndarray] = []
-    pending = bytearray()
-    header_done = False
-    with conn.cursor() as cur, cur.copy(q) as cp:
-        for data in cp:
-            pending += data
-            if not header_done:
-                if len(pending) < 19:
-                    continue
-                ext = int.from_bytes(pending[15:19], "big")
-                if len(pending) < 19 + ext:
-                    continue
-                del pending[: 19 + ext]
-                header_done = True
-            whole = len(pending) // size * size
-            if whole:
-                raw = np.frombuffer(bytes(pending[:whole]), dtype=_COPY_DTYPE)
-                del pending[:whole]
-                part = np.empty(raw.size, dtype=_ROW_DTYPE)
-                for col in COLUMNS:
-                    part[col] = raw[col]
-                parts.append(part)
-    if bytes(pending) not in (b"", b"\xff\xff"):
-        raise ProcessingError(f"unexpected end of the COPY stream of AOI {aoi} {year} band {band}")
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=_ROW_DTYPE)
+    send = {c: ("int4send" if c in ("pid", "obsid", "count") else "float4send") for c in COLUMNS}
+    cols = ", ".join(f"string_agg({send[c]}(s.{c}), ''::bytea)" for c in COLUMNS)
+    where = "" if pid_range is None else " AND s.pid BETWEEN %s AND %s"
+    args: tuple[Any, ...] = (aoi, int(year), int(year), bands_mod.code(band))
+    if pid_range is not None:
+        args += (int(pid_range[0]), int(pid_range[1]))
+    row = conn.execute(
+        f"SELECT count(*), {cols} FROM signatures s JOIN parcels p ON p.pid = s.pid "
+        "WHERE p.aoi = %s AND p.year = %s AND s.year = %s AND s.band = %s" + where, args).fetchone()
+    n = int(row[0]) if row else 0
+    out = np.empty(n, dtype=_ROW_DTYPE)
+    if n == 0:
+        return out
+    for c, buf in zip(COLUMNS, row[1:], strict=True):
+        out[c] = np.frombuffer(bytes(buf), dtype=">i4" if send[c] == "int4send" else ">f4")
+    return out
 
 
 def _parcel_chunks(conn: Any, aoi: str, year: int) -> list[tuple[int, int]]:
