@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--whole-process", action="store_true",
                     help="cold scene as whole processes: `cbmflow extract` vs an exactextract script, alternated")
     ap.add_argument("--rounds", type=int, default=5, help="alternated rounds of --whole-process")
+    ap.add_argument("--reference", help="--whole-process: also time `cbmflow extract` of another checkout's src "
+                    "(e.g. /work/main/src: the code before this change)")
     a = ap.parse_args(argv)
     n = a.parcels or (2000 if a.quick else 20000)
     size = a.size or (2000 if a.quick else 10000)
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = C.workdir("extract")
     if a.whole_process:
-        return _whole_process(n, size, a.compress, a.shapes, a.rounds, work)
+        return _whole_process(n, size, a.compress, a.shapes, a.rounds, work, a.reference)
     print(f"# {n} parcels ({a.shapes}, layout {a.layout}), {size}x{size} float32 px ({a.compress}), {scenes}-scene stack; files in {work}")
     gdf = C.real_parcels(n, size) if a.shapes == "real" else C.parcels(n, size, layout=a.layout)
     paths = []
@@ -141,7 +143,8 @@ print(len(df), "rows")
 """
 
 
-def _whole_process(n: int, size: int, compress: str, shapes: str, rounds: int, work: Path) -> int:
+def _whole_process(n: int, size: int, compress: str, shapes: str, rounds: int, work: Path,
+                   reference: str | None = None) -> int:
     """The cold case as whole processes, alternated: ``cbmflow extract`` vs exactextract (same 8 statistics)."""
     import os
     import subprocess
@@ -163,6 +166,10 @@ def _whole_process(n: int, size: int, compress: str, shapes: str, rounds: int, w
                             str(vec), "--id-col", "pid", "--out", str(work / "ours.parquet")],
         "exactextract": [sys.executable, str(script), raster, str(vec), str(work / "ee.parquet")],
     }
+    envs = {k: env for k in cmds}
+    if reference:
+        cmds["cbmflow extract (reference)"] = [*cmds["cbmflow extract"][:-1], str(work / "ref.parquet")]
+        envs["cbmflow extract (reference)"] = dict(env, PYTHONPATH=reference)
     print(f"# cold scene, whole processes: {n:,} parcels ({shapes} shapes), {size}x{size} float32 {compress.upper()} "
           f"(predictor 3, 512 tiles); {rounds} alternated rounds after one warm-up each; load average "
           f"{os.getloadavg()[0]:.1f}")
@@ -170,7 +177,7 @@ def _whole_process(n: int, size: int, compress: str, shapes: str, rounds: int, w
     for r in range(rounds + 1):
         for name, cmd in (cmds.items() if r % 2 == 0 else reversed(list(cmds.items()))):
             t0 = time.perf_counter()
-            subprocess.run(cmd, env=env, cwd=root, check=True, capture_output=True)
+            subprocess.run(cmd, env=envs[name], cwd=root, check=True, capture_output=True)
             if r:  # round 0 warms the page cache and the bytecode cache
                 times[name].append(time.perf_counter() - t0)
     ours = pd.read_parquet(work / "ours.parquet")
@@ -180,6 +187,12 @@ def _whole_process(n: int, size: int, compress: str, shapes: str, rounds: int, w
     print(C.table([
         (k, f"{med[k]:.2f}", f"{min(v):.2f}-{max(v):.2f}", f"{n / med[k]:,.0f}") for k, v in times.items()
     ], ("process", "median s", "range s", "parcels/s")))
+    if reference:
+        ref = pd.read_parquet(work / "ref.parquet").sort_values("parcel_id").reset_index(drop=True)
+        same = ours.sort_values("parcel_id").reset_index(drop=True).equals(ref)
+        print(f"reference {reference}: median {med['cbmflow extract (reference)']:.2f} s, "
+              f"{med['cbmflow extract (reference)'] / med['cbmflow extract']:.2f}x this checkout's time; "
+              f"results identical: {same}")
     print(f"ratio exactextract / cbmflow: median {med['exactextract'] / med['cbmflow extract']:.2f}x "
           f"(per round {min(ratios):.2f}-{max(ratios):.2f}x); rows: cbmflow {len(ours):,}, exactextract {len(theirs):,}; "
           f"target >= 5x; load average now {os.getloadavg()[0]:.1f} (shared machine: expect noise)")
