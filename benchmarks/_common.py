@@ -137,3 +137,70 @@ def workdir(name: str) -> Path:
     root = Path(os.environ.get("CBMFLOW_BENCH_DIR", "/tmp")) / f"cbmflow-bench-{name}-{os.getpid()}"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+REAL_PARCEL_FILES = ("dk_marker_2026.gpkg", "nl_brp_2023.gpkg", "at_schlaege_2025.gpkg.zip")
+
+
+def real_shapes(folder: str | os.PathLike[str] = "/work/shared/data/parcels") -> np.ndarray:
+    """The real parcel polygons of the sample files, each in its UTM zone and centred on (0, 0)."""
+    import geopandas as gpd
+    import shapely
+
+    out = []
+    for name in REAL_PARCEL_FILES:
+        path = Path(folder) / name
+        if not path.exists():
+            continue
+        gdf = gpd.read_file(f"/vsizip/{path}" if name.endswith(".zip") else path)
+        gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
+        gdf = gdf.to_crs(gdf.estimate_utm_crs())
+        geoms = np.asarray(gdf.geometry.values, dtype=object)
+        cen = shapely.centroid(geoms)
+        coords, idx = shapely.get_coordinates(geoms, return_index=True)
+        coords[:, 0] -= shapely.get_x(cen)[idx]
+        coords[:, 1] -= shapely.get_y(cen)[idx]
+        out.append(shapely.set_coordinates(geoms.copy(), coords))
+    if not out:
+        raise FileNotFoundError(f"no real parcel file in {folder}")
+    return np.concatenate(out)
+
+
+def real_parcels(n: int, size: int, *, seed: int = 0) -> Any:
+    """n parcels of real shapes (the sample LPIS files' polygons, translated) spread over a size x size px grid.
+
+    The grid is cut into n cells; each cell gets a random real polygon (one that fits the cell,
+    with a random 90-degree turn and mirror) at a random offset, so every block of the raster holds
+    parcel pixels (the worst case for windowed reading) and the shapes, holes and vertex counts are real.
+    """
+    import geopandas as gpd
+    import shapely
+
+    rng = np.random.default_rng([seed, 20])
+    shapes = real_shapes()
+    side = size * PIXEL - 200.0
+    k = int(np.ceil(np.sqrt(n)))
+    pitch = side / k
+    b = shapely.bounds(shapes)
+    fits = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) <= 0.9 * pitch
+    area = shapely.area(shapes)
+    pool = shapes[fits & (area >= 2000.0)]  # a parcel of >= 0.2 ha (ditch strips are not what we index)
+    pick = pool[rng.integers(0, pool.size, n)]
+    turn = rng.integers(0, 4, n)
+    mirror = rng.random(n) < 0.5
+    coords, idx = shapely.get_coordinates(pick, return_index=True)
+    x, y = coords[:, 0].copy(), coords[:, 1].copy()
+    t = turn[idx]
+    for q in (1, 2, 3):  # quarter turns
+        m = t == q
+        for _ in range(q):
+            x[m], y[m] = -y[m], x[m].copy()
+    x[mirror[idx]] *= -1
+    cell = np.arange(n)
+    cx = ORIGIN[0] + 100 + (cell % k + 0.5) * pitch + rng.uniform(-0.05, 0.05, n) * pitch
+    cy = ORIGIN[1] - 100 - (cell // k + 0.5) * pitch + rng.uniform(-0.05, 0.05, n) * pitch
+    coords[:, 0] = x + cx[idx]
+    coords[:, 1] = y + cy[idx]
+    geoms = shapely.make_valid(shapely.set_coordinates(pick.copy(), coords))
+    geoms = shapely.orient_polygons(geoms) if hasattr(shapely, "orient_polygons") else geoms
+    return gpd.GeoDataFrame({"pid": np.arange(1, n + 1)}, geometry=geoms, crs=CRS)

@@ -19,7 +19,7 @@ from cbmflow import cli
 from cbmflow.core.errors import ProcessingError
 from cbmflow.extract import pixelindex
 from cbmflow.extract import run as extract
-from cbmflow.extract.pixelindex import WINDOW_PIXELS, Grid, build_index
+from cbmflow.extract.pixelindex import WINDOW_PIXELS, Grid, build_index, build_index_gdal
 
 X0, Y0 = 300000.0, 5100000.0
 
@@ -44,9 +44,13 @@ def test_a_raster_500000_px_wide_is_rasterised_and_read_in_bounded_windows(monke
         return rasterize(*args, **kwargs)
 
     monkeypatch.setattr("rasterio.features.rasterize", spy)
-    idx = build_index(grid, geoms, np.arange(4))
+    idx = build_index(grid, geoms, np.arange(4))  # the scanline: no raster buffer at all
     assert np.bincount(idx.lab, minlength=4).tolist() == [100, 100, 100, 100]
+    assert not shapes
+    ref = build_index_gdal(grid, geoms, np.arange(4))  # GDAL's path: rasterised in bounded windows
     assert shapes and max(r * c for r, c in shapes) <= WINDOW_PIXELS
+    np.testing.assert_array_equal(ref.pix, idx.pix)
+    np.testing.assert_array_equal(ref.lab, idx.lab)
     # the read windows: the parcels' rows only, each within the window budget
     strips = idx.default_strips
     assert sum(b - a for *_, a, b in strips) == idx.pix.size

@@ -35,7 +35,7 @@ INSERT INTO period_means (aoi, year, pid, band, period, period_days, mean, n_obs
 SELECT p.aoi, p.year, s.pid, s.band,
        ((extract(doy FROM c.sensing_time AT TIME ZONE 'UTC')::int - 1) / %(pd)s)::smallint,
        %(pd)s, avg(s.mean), count(*), sum(s.count)
-FROM signatures s
+FROM {table} s
 JOIN parcels p ON p.pid = s.pid
 JOIN catalogue c ON c.id = s.obsid
 {cloud_join}
@@ -79,7 +79,18 @@ def compute_period_means(
         "cloud_max": None if cloud_max is None else float(cloud_max),
         "cloudy": _CLOUDY_IDX,
     }
+    table = "signatures"
+    if conn.execute("SELECT 1 FROM signatures s JOIN parcels p ON p.pid = s.pid WHERE p.aoi = %s AND p.year = %s "
+                    "AND s.year = %s LIMIT 1", (aoi, int(year), int(year))).fetchone() is None:
+        from cbmflow.extract import archive
+
+        if archive.configured():  # PostGIS keeps the recent window: an older season from the archive
+            n = archive.load_into_temp_table(conn, aoi, int(year))
+            log.info("period means %s %s: no signatures in PostGIS, %d rows read from the season archive", aoi,
+                     year, n)
+            table = "archived_signatures"
     query = _INSERT.format(
+        table=table,
         cloud_join=_CLOUD_JOIN if cloud_max is not None else "",
         cloud_where=_CLOUD_WHERE if cloud_max is not None else "",
     )

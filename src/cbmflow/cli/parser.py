@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("cbmflow_sim.archive", "write a SIMULATED CARD archive for an AOI's parcels"),
     "simulate-crops": ("cbmflow_sim.crops", "SIMULATED wide per-parcel features, harder crop model"),
     "demo": ("cbmflow_dev.demo", "run the demo pipeline (simulated AT season, end to end)"),
+    "archive": ("cbmflow.extract.archive", "the Parquet season archive (write, verify against PostGIS, show)"),
 }
 
 

@@ -163,6 +163,26 @@ _DB_BANDS = {"VV": "vv", "VH": "vh", "COH_VV": "coh_vv", "COH_VH": "coh_vh", "B0
              "B11": "b11"}
 
 
+def _archive_rows(aoi: str, year: int, pids: list[int] | None) -> list[tuple[Any, ...]]:
+    """Rows shaped like :func:`read_db`'s signatures query, from the season archive (empty when none)."""
+    from cbmflow.core.bands import BAND_CODES
+    from cbmflow.extract import archive
+
+    if not archive.configured():
+        return []
+    out: list[tuple[Any, ...]] = []
+    for _obsid, band, card, when, orbit, rows in archive.read_season(aoi, year, list(_DB_BANDS), pids=pids):
+        day = dt.date.fromisoformat(when[:10])
+        if day.year != int(year):
+            continue
+        code = BAND_CODES[band]
+        means = [float(str(m)) for m in rows["mean"]]  # float4 as PostgreSQL's text output gives it
+        out += [(int(p), card, day, orbit, code, m, int(c))
+                for p, m, c in zip(rows["pid"].tolist(), means, rows["count"].tolist(), strict=True)]
+    out.sort(key=lambda r: (r[0], r[2]))
+    return out
+
+
 def read_db(conn: Any, aoi: str, year: int, *, pids: list[int] | None = None) -> list[ParcelSignals]:
     """Every parcel's signals of an AOI and season from the ``signatures`` and ``scl_histograms`` tables.
 
@@ -191,6 +211,8 @@ def read_db(conn: Any, aoi: str, year: int, *, pids: list[int] | None = None) ->
         "AND extract(year FROM c.sensing_time AT TIME ZONE 'UTC') = %s ORDER BY s.pid, c.sensing_time",
         (*args, codes, year),
     ).fetchall()
+    if not rows:  # PostGIS holds only the recent window: the season from the archive, when there is one
+        rows = _archive_rows(aoi, year, pids)
     hist = conn.execute(
         "SELECT h.pid, (c.sensing_time AT TIME ZONE 'UTC')::date, h.counts FROM scl_histograms h "
         "JOIN parcels p ON p.pid = h.pid JOIN catalogue c ON c.id = h.obsid WHERE " + where +

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
 from cbmflow.core.errors import InputError, NotFound
 from cbmflow.core.geo import utm_epsg  # noqa: F401 - part of this module's API (tests, callers)
 from cbmflow.parcels.checks import (
@@ -39,6 +37,7 @@ from cbmflow.parcels.checks import (
 
 if TYPE_CHECKING:
     import geopandas
+    import psycopg
 
 log = logging.getLogger(__name__)
 

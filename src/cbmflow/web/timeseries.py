@@ -103,4 +103,18 @@ def series(
         " ORDER BY c.sensing_time, s.band",
         params,
     ).fetchall()
+    if not rows:  # PostGIS keeps the recent window: older seasons come from the season archive
+        rows = _archived(conn, pid, bands, card_type)
     return [Observation(*r) for r in rows]
+
+
+def _archived(conn: psycopg.Connection, pid: int, bands: list[str] | None, card_type: str | None) -> list[Any]:
+    """The parcel's observations from the season archive (issue 20), when one is configured."""
+    from cbmflow.extract import archive
+
+    if not archive.configured():
+        return []
+    row = conn.execute("SELECT aoi, year FROM parcels WHERE pid = %s", (pid,)).fetchone()
+    if row is None:
+        return []
+    return archive.parcel_observations(row[0], int(row[1]), pid, bands, card_type=card_type)
