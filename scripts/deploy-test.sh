@@ -229,12 +229,10 @@ services:
     environment:
       CBMFLOW_TEST_HOOK_DIR: /opt/airflow/data/hooks
 EOF
-  set -a
-  # shellcheck source=/dev/null
-  . "$WORK/env"
-  set +a
-  docker stack deploy --resolve-image never -c docker-compose.yaml -c docker-compose.local.yaml \
-    -c docker-compose.swarm.yaml -c "$WORK/swarm-faults.yaml" "$STACK" 2>&1 | grep -v '^Creating' || true
+  # The same files, rendered by docker-compose (interpolation, merging) into what swarm accepts.
+  docker-compose --env-file "$WORK/env" "${FILES[@]}" -f docker-compose.swarm.yaml -f "$WORK/swarm-faults.yaml" config \
+    | .venv/bin/python scripts/swarm-config.py \
+    | docker stack deploy --resolve-image never -c - "$STACK" 2>&1 | grep -v '^Creating' || true
   for _ in $(seq 120); do
     n=$(docker ps -q -f "label=com.docker.stack.namespace=$STACK" -f health=healthy | wc -l)
     [ "$n" -ge 10 ] && break; sleep 5
