@@ -146,7 +146,8 @@ api_container() {  # the api-server container of the compose project or the stac
   docker ps -q -f "label=com.docker.swarm.service.name=${STACK}_airflow-apiserver" -f health=healthy | head -1
 }
 drive() {  # drive ARGS...: cbmflow_dev.deploy inside the api-server container
-  docker exec -e CBMFLOW_SHARED_DATA=/opt/airflow/data/shared "$(api_container | head -1)" python -m cbmflow_dev.deploy "$@"
+  docker exec -e CBMFLOW_SHARED_DATA=/opt/airflow/data/shared -e AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING \
+    "$(api_container | head -1)" python -m cbmflow_dev.deploy "$@"
 }
 compare() {  # compare NAME FILE_A FILE_B [AOI]: the COUNTS lines must be equal (only AOI if given)
   python3 - "$@" <<'EOF'
@@ -182,6 +183,7 @@ wait_host_counts() {
 # --- 4. compose ---------------------------------------------------------------------------------------
 if [ "$MODE" = all ] || [ "$MODE" = compose ]; then
   t=$SECONDS
+  rm -f "$WORK/clean-counts.txt"
   fresh_data
   docker-compose --env-file "$WORK/env" -p "$PROJECT" "${FILES[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
   say "docker-compose up (postgres, results, redis, s3, init, api-server, scheduler, dag-processor, triggerer, worker)"
@@ -217,7 +219,9 @@ fi
 # --- 5. swarm -----------------------------------------------------------------------------------------
 if [ "$MODE" = all ] || [ "$MODE" = swarm ]; then
   t=$SECONDS
-  fresh_data
+  # After the compose phase the data folder keeps its simulated archive (deterministic: reused).
+  [ -s "$WORK/clean-counts.txt" ] && [ -d "$DATA/hooks" ] || fresh_data
+  rm -f "$DATA"/hooks/*
   if [ "$(docker info -f '{{.Swarm.LocalNodeState}}')" != active ]; then
     docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >/dev/null
     JOINED_SWARM=1

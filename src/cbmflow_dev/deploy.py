@@ -110,6 +110,25 @@ def _import_and_catalogue(runner: Runner, aoi: str, sim: Any, id_col: str, crop_
     print(f"   catalogue {aoi}: {n}", flush=True)
 
 
+def _simulated(out: Path, name: str, make: Any) -> Any:
+    """A simulated season: the one recorded in ``out/<name>.json`` when there, else ``make()``'s (recorded).
+
+    Simulation is deterministic for a seed, so a second stack on the same data folder (the swarm after
+    compose) reuses the archive instead of spending minutes re-simulating it.
+    """
+    from dataclasses import asdict
+
+    from cbmflow_sim.archive import SimulationResult
+
+    record = out / f"{name}.json"
+    if record.exists():
+        d = json.loads(record.read_text())
+        return SimulationResult(**{**d, "transform": tuple(d["transform"]), "shape": tuple(d["shape"])})
+    res = make()
+    record.write_text(json.dumps(asdict(res)))
+    return res
+
+
 def run(out: Path, *, only_at: bool, timeout: float, seed: int = 42, ml_parcels: int = 2000) -> dict[str, Any]:
     """The demo's pipeline through the stack's REST API; returns the row counts."""
     from cbmflow import airflow_adapter
@@ -123,20 +142,25 @@ def run(out: Path, *, only_at: bool, timeout: float, seed: int = 42, ml_parcels:
     reports = out / "reports"
     reports.mkdir(exist_ok=True)
     archive = out / "archive"
-    at = simulate_season(str(shared_data_dir() / "parcels/at_schlaege_2025.gpkg.zip"), aoi="at", season=SEASON,
-                         out=str(archive), id_col=AT_ID, crop_col=AT_CROP, crop_name_col=AT_CROP_NAME, seed=seed)
+    at = _simulated(out, f"at-{seed}", lambda: simulate_season(
+        str(shared_data_dir() / "parcels/at_schlaege_2025.gpkg.zip"), aoi="at", season=SEASON, out=str(archive),
+        id_col=AT_ID, crop_col=AT_CROP, crop_name_col=AT_CROP_NAME, seed=seed))
     print(f"== AT season: {at.n_scenes} scenes, {at.n_rasters} COGs", flush=True)
     _import_and_catalogue(runner, "at", at, AT_ID, AT_CROP, AT_CROP_NAME, reports)
     runner.dag("extract_signatures", {"aoi": "at", "year": SEASON, "card_type": "all"})
     aois: tuple[str, ...] = ("at",)
     if not only_at:
         runner.dag("detect_markers", {"aoi": "at", "year": SEASON})
-        layout = synthetic_parcels(ml_parcels, seed=seed, epsg=32633, origin=(520000.0, 5320000.0))
-        path = out / "sim_parcels.gpkg"
-        layout.to_file(path, driver="GPKG")
-        ml = simulate_season(str(path), aoi="sim", season=SEASON, out=str(archive), id_col="parcel_id",
-                             crop_col="crop_code", crop_name_col="crop_name", seed=seed, mislabel=0.05,
-                             card_types=("bs", "c6"))
+
+        def make_ml() -> Any:
+            layout = synthetic_parcels(ml_parcels, seed=seed, epsg=32633, origin=(520000.0, 5320000.0))
+            path = out / "sim_parcels.gpkg"
+            layout.to_file(path, driver="GPKG")
+            return simulate_season(str(path), aoi="sim", season=SEASON, out=str(archive), id_col="parcel_id",
+                                   crop_col="crop_code", crop_name_col="crop_name", seed=seed, mislabel=0.05,
+                                   card_types=("bs", "c6"))
+
+        ml = _simulated(out, f"sim-{seed}-{ml_parcels}", make_ml)
         print(f"== synthetic AOI: {ml_parcels} parcels, {ml.n_rasters} COGs", flush=True)
         _import_and_catalogue(runner, "sim", ml, "parcel_id", "crop_code", "crop_name", reports)
         runner.dag("extract_signatures", {"aoi": "sim", "year": SEASON, "card_type": "all"})
