@@ -47,12 +47,15 @@ def counts(conn: Any, aois: tuple[str, ...] = ("at", "sim"), year: int = SEASON)
             "signatures": signature_digest(conn, aoi, year),
             "period_means": conn.execute("SELECT count(*) FROM period_means WHERE aoi = %s AND year = %s",
                                          (aoi, year)).fetchone()[0],
+            # The latest marker run only: on a running stack detect_markers also runs on its asset schedule.
             "markers": dict(conn.execute(
-                "SELECT marker, count(*) FROM markers WHERE aoi = %s AND year = %s GROUP BY marker ORDER BY marker",
+                "SELECT marker, count(*) FROM markers WHERE run_id = (SELECT run_id FROM marker_runs "
+                "WHERE aoi = %s AND year = %s ORDER BY created_at DESC LIMIT 1) GROUP BY marker ORDER BY marker",
                 (aoi, year)).fetchall()),
             "compliance": dict(conn.execute(
-                "SELECT status, count(*) FROM compliance WHERE aoi = %s AND year = %s GROUP BY status "
-                "ORDER BY status", (aoi, year)).fetchall()),
+                "SELECT status, count(*) FROM compliance WHERE run_id = (SELECT run_id FROM marker_runs "
+                "WHERE aoi = %s AND year = %s ORDER BY created_at DESC LIMIT 1) GROUP BY status ORDER BY status",
+                (aoi, year)).fetchall()),
             "flags": dict(conn.execute(
                 "SELECT f.flag, count(*) FROM parcel_flags f JOIN classification_runs r ON r.run_id = f.run_id "
                 "WHERE r.aoi = %s AND r.year = %s GROUP BY f.flag ORDER BY f.flag", (aoi, year)).fetchall()),
