@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup demo ui test test-fast lint typecheck lock bench clean cluster cluster-down
+.PHONY: help setup demo ui test test-fast lint typecheck lock bench clean cluster cluster-down images deploy-test
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -44,3 +44,9 @@ cluster: setup  ## local Celery cluster (WORKERS=2): api-server on CBMFLOW_API_P
 
 cluster-down:  ## stop the local cluster (every component's process group)
 	@bash scripts/cluster.sh down
+
+images:  ## the Docker images from Debian and Python packages (no registry needed; layer-cached)
+	@bash scripts/images.sh
+
+deploy-test: setup  ## images, compose stack and one-node swarm running the demo's DAGs, compared with make demo
+	@bash scripts/deploy-test.sh

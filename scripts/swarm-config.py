@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Turn `docker-compose config` output into a file `docker stack deploy` accepts (stdin -> stdout).
+
+    docker-compose -f docker-compose.yaml [-f docker-compose.local.yaml] -f docker-compose.swarm.yaml \\
+        --env-file .env config | python3 scripts/swarm-config.py [--keep-ports] | docker stack deploy -c - cbmflow
+
+Every `$` is escaped again (`$$`), since the input is interpolated already. Swarm's compose loader rejects `depends_on` with conditions and ignores `build`, `restart` and
+`container_name`: they are dropped (swarm restarts what exits). Published ports are dropped too unless
+--keep-ports: swarm ignores the `127.0.0.1:` of a port spec and publishes on every interface.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+DROPPED = ("build", "restart", "depends_on", "container_name")
+
+
+def _escape(value: object) -> object:
+    """`docker-compose config` output is interpolated already: every `$` left is literal, so `$$`."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, list):
+        return [_escape(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _escape(v) for k, v in value.items()}
+    return value
+
+
+def convert(doc: dict, keep_ports: bool) -> dict:
+    """The stack file for one `docker-compose config` document."""
+    for svc in doc.get("services", {}).values():
+        for key in DROPPED:
+            svc.pop(key, None)
+        if not keep_ports:
+            svc.pop("ports", None)
+    doc["version"] = "3.8"
+    doc.pop("name", None)
+    return {k: _escape(v) for k, v in doc.items()}
+
+
+def main() -> int:
+    """Read stdin, write stdout."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--keep-ports", action="store_true", help="keep published ports (all interfaces!)")
+    args = ap.parse_args()
+    yaml.safe_dump(convert(yaml.safe_load(sys.stdin), args.keep_ports), sys.stdout, sort_keys=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
