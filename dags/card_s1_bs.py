@@ -60,9 +60,10 @@ def card_s1_bs() -> None:
     def process(scene_id: int, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
         from cbmflow.airflow_adapter import label_map_index, run, task_params
         from cbmflow.card import engines as card
+        from cbmflow.card.jobs import scene_label
 
         p = task_params(params)
-        label_map_index(card.scene_label(scene_id))
+        label_map_index(scene_label(scene_id))
         return run(card.process_bs_scene, scene_id, card_root=p.get("card_root"), engine=p.get("engine", "sarsen"),
                    reprocess=bool(p.get("reprocess")), dem=p.get("dem"), epsg=p.get("epsg"),
                    resolution=float(p.get("resolution") or 10), runner=p.get("runner", "gpt"))

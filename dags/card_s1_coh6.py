@@ -58,9 +58,10 @@ def card_s1_coh6() -> None:
     def process(pair: dict, params: dict | None = None) -> dict[str, str]:  # type: ignore[no-untyped-def]
         from cbmflow.airflow_adapter import label_map_index, run, task_params
         from cbmflow.card import engines as card
+        from cbmflow.card.jobs import scene_label
 
         p = task_params(params)
-        label_map_index(card.scene_label(pair["secondary_id"]) + " x " + card.scene_label(pair["reference_id"]))
+        label_map_index(scene_label(pair["secondary_id"]) + " x " + scene_label(pair["reference_id"]))
         return run(card.process_coh6_pair, pair["secondary_id"], pair["reference_id"], card_root=p.get("card_root"),
                    reprocess=bool(p.get("reprocess")), dem=p.get("dem"), epsg=p.get("epsg"),
                    runner=p.get("runner", "gpt"))
