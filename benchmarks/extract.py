@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from exactextract import exact_extract
     from rasterstats import zonal_stats
 
-    from cbmflow.extract import run as extract
+    from cbmflow.extract import zonal as extract
     from cbmflow.extract.pixelindex import IndexCache
 
     work = C.workdir("extract")

@@ -17,7 +17,7 @@ from affine import Affine
 from shapely.geometry import MultiPolygon, Polygon, box
 
 from cbmflow.core.errors import InputError
-from cbmflow.extract import run as extract
+from cbmflow.extract import zonal
 from cbmflow.extract.pixelindex import IndexCache
 
 X0, Y0 = 500000.0, 5000000.0
@@ -80,7 +80,7 @@ def check(row: dict, count: int, mean: float, std: float, mn: float, mx: float, 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "uint16", "int32"])
 def test_hand_worked_statistics(tmp_path: Path, dtype: str) -> None:
     path = write(tmp_path / f"r_{dtype}.tif", np.arange(36).reshape(6, 6).astype(dtype), nodata=None)
-    rows = as_dict(extract.extract_stats(path, gdf(PARCELS), id_col="fid"))
+    rows = as_dict(zonal.extract_stats(path, gdf(PARCELS), id_col="fid"))
     assert set(rows) == {"A", "edge", "hole", "multi", "tiny_centre"}
     check(rows["A"], 4, 3.5, math.sqrt(9.25), 0, 7, 0.75, 3.5, 6.25)
     check(rows["edge"], 2, 27, 3, 24, 30, 25.5, 27, 28.5)
@@ -94,15 +94,15 @@ def test_nan_and_nodata_pixels_are_excluded(tmp_path: Path) -> None:
     data[0, 0] = np.nan
     data[0, 1] = -9999
     path = write(tmp_path / "nd.tif", data, nodata=-9999)
-    rows = as_dict(extract.extract_stats(path, gdf({"A": PARCELS["A"]}), id_col="fid"))
+    rows = as_dict(zonal.extract_stats(path, gdf({"A": PARCELS["A"]}), id_col="fid"))
     check(rows["A"], 2, 6.5, 0.5, 6, 7, 6.25, 6.5, 6.75)
 
 
 def test_all_nodata_and_missed_raster_give_zero_rows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = write(tmp_path / "empty.tif", np.zeros((6, 6), dtype=np.uint16), nodata=0)
-    assert len(extract.extract_stats(path, gdf(PARCELS), id_col="fid")) == 0
+    assert len(zonal.extract_stats(path, gdf(PARCELS), id_col="fid")) == 0
     ramp = write(tmp_path / "ramp.tif", np.arange(36, dtype=np.float32).reshape(6, 6), nodata=None)
-    df = extract.extract_stats(ramp, gdf({"outside": PARCELS["outside"]}), id_col="fid")
+    df = zonal.extract_stats(ramp, gdf({"outside": PARCELS["outside"]}), id_col="fid")
     assert len(df) == 0
     assert list(df.columns) == ["parcel_id", "count", "mean", "std", "min", "max", "p25", "p50", "p75"]
     assert "covers none of the 1 parcels" in caplog.text
@@ -110,7 +110,7 @@ def test_all_nodata_and_missed_raster_give_zero_rows(tmp_path: Path, caplog: pyt
 
 def test_crs_mismatch_reprojects(ramp: str) -> None:
     parcels = gdf({"A": PARCELS["A"], "hole": PARCELS["hole"]}).to_crs("EPSG:4326")
-    rows = as_dict(extract.extract_stats(ramp, parcels, id_col="fid"))
+    rows = as_dict(zonal.extract_stats(ramp, parcels, id_col="fid"))
     check(rows["A"], 4, 3.5, math.sqrt(9.25), 0, 7, 0.75, 3.5, 6.25)
     check(rows["hole"], 8, 10, math.sqrt(27.75), 3, 17, 4.75, 10, 15.25)
 
@@ -118,17 +118,17 @@ def test_crs_mismatch_reprojects(ramp: str) -> None:
 def test_overlapping_parcels_both_count_shared_pixels(ramp: str) -> None:
     over = {"A": PARCELS["A"], "B": box(X0 + 10, Y0 - 20, X0 + 30, Y0)}  # B: 1, 2, 7, 8
     cache = IndexCache()
-    rows = as_dict(extract.extract_stats(ramp, gdf(over), id_col="fid", index_cache=cache))
+    rows = as_dict(zonal.extract_stats(ramp, gdf(over), id_col="fid", index_cache=cache))
     check(rows["A"], 4, 3.5, math.sqrt(9.25), 0, 7, 0.75, 3.5, 6.25)
     check(rows["B"], 4, 4.5, math.sqrt(9.25), 1, 8, 1.75, 4.5, 7.25)
 
 
 def test_inward_buffer_and_min_area(ramp: str) -> None:
     block = {"block": box(X0 + 30, Y0 - 30, X0 + 60, Y0), "tiny_centre": PARCELS["tiny_centre"]}
-    rows = as_dict(extract.extract_stats(ramp, gdf(block), id_col="fid", buffer=6.0))
+    rows = as_dict(zonal.extract_stats(ramp, gdf(block), id_col="fid", buffer=6.0))
     assert set(rows) == {"block"}  # the 4 m tiny parcel vanishes under a 6 m inward buffer
     check(rows["block"], 1, 10, 0, 10, 10, 10, 10, 10)
-    rows = as_dict(extract.extract_stats(ramp, gdf(block), id_col="fid", min_area=50))
+    rows = as_dict(zonal.extract_stats(ramp, gdf(block), id_col="fid", min_area=50))
     assert set(rows) == {"block"}  # 16 m² < 50 m²
     assert rows["block"]["count"] == 9
 
@@ -137,11 +137,11 @@ def test_boolean_mask_and_index_reuse(tmp_path: Path, ramp: str) -> None:
     cache = IndexCache()
     mask = np.zeros((6, 6), dtype=bool)
     mask[0, :] = True  # row 0 masked (e.g. cloud)
-    rows = as_dict(extract.extract_stats(ramp, gdf(PARCELS), id_col="fid", mask=mask, index_cache=cache))
+    rows = as_dict(zonal.extract_stats(ramp, gdf(PARCELS), id_col="fid", mask=mask, index_cache=cache))
     check(rows["A"], 2, 6.5, 0.5, 6, 7, 6.25, 6.5, 6.75)
     assert cache.misses == 1
     doubled = write(tmp_path / "x2.tif", 2 * np.arange(36, dtype=np.float32).reshape(6, 6), nodata=None)
-    rows = as_dict(extract.extract_stats(doubled, gdf(PARCELS), id_col="fid", index_cache=cache))
+    rows = as_dict(zonal.extract_stats(doubled, gdf(PARCELS), id_col="fid", index_cache=cache))
     check(rows["A"], 4, 7, 2 * math.sqrt(9.25), 0, 14, 1.5, 7, 12.5)
     assert (cache.hits, cache.misses) == (1, 1)  # same grid, same parcels: the index is reused
 
@@ -153,14 +153,14 @@ def test_scl_histogram_counts_classes() -> None:
     idx = build_index(grid, np.array([PARCELS["A"], PARCELS["tiny_none"]], dtype=object), np.array([7, 8]))
     scl = np.zeros(36, dtype=np.uint8)
     scl[[0, 1, 6, 7]] = [4, 4, 9, 0]
-    pids, counts = extract.scl_histogram(idx, scl[idx.pix])
+    pids, counts = zonal.scl_histogram(idx, scl[idx.pix])
     assert pids.tolist() == [7]
     assert counts[0].tolist() == [1, 0, 0, 0, 2, 0, 0, 0, 0, 1, 0, 0]
 
 
 def test_unknown_id_column_lists_available(ramp: str) -> None:
     with pytest.raises(InputError, match="no column 'nope'; available: fid, geometry"):
-        extract.extract_stats(ramp, gdf(PARCELS), id_col="nope")
+        zonal.extract_stats(ramp, gdf(PARCELS), id_col="nope")
 
 
 def test_cli_writes_csv_and_parquet(tmp_path: Path, ramp: str) -> None:
@@ -184,18 +184,18 @@ def test_cli_writes_csv_and_parquet(tmp_path: Path, ramp: str) -> None:
 
 def test_sort_keys_order_negative_zero_and_infinities() -> None:
     v = np.array([3.5, -0.0, 0.0, -2.25, np.inf, -np.inf, 1e-30, -1e-30, 7.0], dtype=np.float32)
-    keys = extract._float32_sort_keys(v.copy())
-    back = extract._float32_from_keys(np.sort(keys))
+    keys = zonal._float32_sort_keys(v.copy())
+    back = zonal._float32_from_keys(np.sort(keys))
     assert back.tolist() == sorted(v.tolist())
-    assert extract._float32_from_keys(extract._float32_sort_keys(v.copy())).tobytes() == v.tobytes()
+    assert zonal._float32_from_keys(zonal._float32_sort_keys(v.copy())).tobytes() == v.tobytes()
 
 
 def test_index_cache_on_disk_is_shared_between_caches(tmp_path: Path, ramp: str) -> None:
     first = IndexCache(directory=tmp_path / "idx")
-    a = extract.extract_stats(ramp, gdf(PARCELS), id_col="fid", index_cache=first)
+    a = zonal.extract_stats(ramp, gdf(PARCELS), id_col="fid", index_cache=first)
     assert len(list((tmp_path / "idx").glob("*.npz"))) == 1
     second = IndexCache(directory=tmp_path / "idx")  # e.g. another task process on the same worker
-    b = extract.extract_stats(ramp, gdf(PARCELS), id_col="fid", index_cache=second)
+    b = zonal.extract_stats(ramp, gdf(PARCELS), id_col="fid", index_cache=second)
     assert (second.hits, second.misses) == (1, 0)
     assert a.equals(b)
 

@@ -16,7 +16,7 @@ from affine import Affine
 from rasterstats import zonal_stats
 from shapely import affinity
 
-from cbmflow.extract import run as extract
+from cbmflow.extract import zonal as extract
 
 RS_STATS = ["count", "mean", "std", "min", "max", "percentile_25", "percentile_50", "percentile_75"]
 pytestmark = pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")

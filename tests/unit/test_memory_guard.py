@@ -18,7 +18,7 @@ from shapely.geometry import Polygon, box
 from cbmflow import cli
 from cbmflow.core.errors import ProcessingError
 from cbmflow.extract import pixelindex
-from cbmflow.extract import run as extract
+from cbmflow.extract import zonal as extract
 from cbmflow.extract.pixelindex import WINDOW_PIXELS, Grid, build_index, build_index_gdal
 
 X0, Y0 = 300000.0, 5100000.0

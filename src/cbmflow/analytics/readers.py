@@ -16,7 +16,6 @@ dropped with a log line. CLI ``cbmflow features worldcereal IN OUT``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -258,26 +257,3 @@ def flanders(shared: str | os.PathLike[str] | None = None, *, fill: str = "inter
     base = Path(shared) if shared else Path(shared_data_dir()) / "timeseries"
     return worldcereal_monthly(base / "wc_flanders_lpis2021_s1s2_monthly.parquet",
                                classes_json=base / "wc_croptype_classes.json", fill=fill)
-
-
-def _cmd_worldcereal(args: argparse.Namespace) -> int:
-    from cbmflow.analytics.season import write_parquet
-
-    df = worldcereal_table(args.input, classes_json=args.classes, fill=args.fill)
-    write_parquet(df, args.out)
-    print(f"wide table: {len(df)} parcels, {df.shape[1]} columns, "
-          f"{df['crop'].nunique()} crops -> {args.out}")
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add `features worldcereal` to the cbmflow command."""
-    p = subparsers.add_parser("features", help="convert per-parcel features from other systems to a wide table")
-    sub = p.add_subparsers(dest="features_command", required=True)
-    w = sub.add_parser("worldcereal", help="WorldCereal point extraction (long or wide parquet, at its own time step) -> wide table")
-    w.add_argument("input")
-    w.add_argument("out")
-    w.add_argument("--classes", default=None, help="wc_croptype_classes.json for crop names")
-    w.add_argument("--fill", default="interpolate", choices=["interpolate", "none"],
-                   help="fill gaps by linear interpolation along time (default) or leave NaN")
-    w.set_defaults(func=_cmd_worldcereal)

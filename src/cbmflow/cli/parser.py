@@ -22,17 +22,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parcels": ("cbmflow.cli.parcels", "declared parcels (import, inspect)"),
     "catalogue": ("cbmflow.cli.catalogue", "the scene catalogue (STAC discovery)"),
     "card": ("cbmflow.cli.card", "CARD generation (SNAP graphs, sarsen, Sen2Cor/L2A)"),
-    "signatures": ("cbmflow.extract.run", "extract the catalogue's ready scenes of an AOI into PostGIS"),
-    "extract": ("cbmflow.extract.run", "per-parcel statistics of a raster (Parquet or CSV)"),
-    "season": ("cbmflow.analytics.season", "season analytics from the results database"),
-    "classify": ("cbmflow.analytics.season", "classify parcels from a wide features parquet and flag outliers"),
-    "features": ("cbmflow.analytics.readers", "convert per-parcel features from other systems to a wide table"),
+    "signatures": ("cbmflow.cli.extract", "extract the catalogue's ready scenes of an AOI into PostGIS"),
+    "extract": ("cbmflow.cli.extract", "per-parcel statistics of a raster (Parquet or CSV)"),
+    "season": ("cbmflow.cli.analytics", "season analytics from the results database"),
+    "classify": ("cbmflow.cli.analytics", "classify parcels from a wide features parquet and flag outliers"),
+    "features": ("cbmflow.cli.analytics", "convert per-parcel features from other systems to a wide table"),
     "markers": ("cbmflow.cli.markers", "detect mowing, bare soil/ploughing, harvest and no-evidence markers"),
     "markers-evaluate": ("cbmflow.cli.markers", "score mowing events against dated truth (precision, recall, F1)"),
     "simulate": ("cbmflow_sim.archive", "write a SIMULATED CARD archive for an AOI's parcels"),
     "simulate-crops": ("cbmflow_sim.crops", "SIMULATED wide per-parcel features, harder crop model"),
     "demo": ("cbmflow_dev.demo", "run the demo pipeline (simulated AT season, end to end)"),
-    "archive": ("cbmflow.extract.archive", "the Parquet season archive (write, verify against PostGIS, show)"),
+    "archive": ("cbmflow.cli.extract", "the Parquet season archive (write, verify against PostGIS, show)"),
 }
 
 

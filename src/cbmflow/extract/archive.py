@@ -31,7 +31,6 @@ summed modulo 2**64 per scene.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -803,70 +802,3 @@ def load_into_temp_table(conn: Any, aoi: str, year: int, bands: Sequence[str] | 
             cp.write(sink.COPY_TRAILER)
         n += k
     return n
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def _cli_archive(args: argparse.Namespace) -> int:
-    missing = [f"--{n}" for n in ("aoi", "year") if getattr(args, n) is None]
-    if missing:
-        args._archive_parser.error(f"the following arguments are required: {', '.join(missing)}")
-    if args.archive_command == "verify":
-        reports = verify_season(args.aoi, args.year, bands=args.band or None, root=args.root)
-        bad = 0
-        for r in reports:
-            state = "OK" if r["ok"] else "MISMATCH"
-            bad += not r["ok"]
-            print(f"{state:<8} {r['aoi']} {r['year']} {r['band']:<7} PostGIS {r['db_rows']:,} rows / {r['db_scenes']} "
-                  f"scene(s); archive {r['archive_rows']:,} rows ({r.get('generation', 'nothing archived')})")
-            for what in ("missing_in_archive", "mismatched", "manifest_mismatch", "archive_only"):
-                if r[what]:
-                    print(f"  {what.replace('_', ' ')}: {len(r[what])} scene(s): {', '.join(map(str, r[what][:10]))}")
-        if not reports:
-            print(f"nothing to verify for AOI {args.aoi} {args.year}: no signatures and no archive")
-        return 1 if bad else 0
-    if args.archive_command == "show":
-        rows, scenes = read_parcel(args.aoi, args.year, args.pid, args.band or "VV", root=args.root)
-        for r in rows:
-            inf = scenes[str(int(r["obsid"]))]["info"]
-            print(f"{inf['sensing_time']}  {inf['product_id']}  n={int(r['count'])}  mean={float(r['mean']):.6g}  "
-                  f"p50={float(r['p50']):.6g}")
-        print(f"{rows.size} observation(s) of parcel {args.pid}, band {args.band or 'VV'}")
-        return 0
-    results = archive_season(args.aoi, args.year, bands=args.band or None, root=args.root)
-    for res in results:
-        print(f"{res.status:<9} {res.aoi} {res.year} {res.band:<7} {res.rows:,} rows, {res.scenes} scene(s) "
-              f"({res.carried} kept from the archive), {res.files} file(s), {res.bytes / 2**20:.1f} MiB, "
-              f"{res.bytes_per_record:.1f} B/record, {res.seconds:.1f} s")
-    if not results:
-        print(f"nothing to archive: AOI {args.aoi} {args.year} has no signatures in PostGIS")
-    return 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``archive`` (write a season to the archive), ``archive verify`` and ``archive show``."""
-    p = subparsers.add_parser("archive", help="write an AOI season's signatures to the Parquet season archive "
-                              "($CBMFLOW_ARCHIVE_URI); `archive verify` checks it against PostGIS")
-    p.add_argument("--aoi", help="AOI name (required)")
-    p.add_argument("--year", type=int, help="season (required)")
-    p.add_argument("--band", action="append", help="band (repeatable); default every band of the season")
-    p.add_argument("--root", help="archive root (default $CBMFLOW_ARCHIVE_URI)")
-    p.set_defaults(func=_cli_archive, archive_command=None, _archive_parser=p)
-    sub = p.add_subparsers(dest="archive_command", metavar="{verify,show}")
-    v = sub.add_parser("verify", help="per-scene rows and checksums: PostGIS (computed by SQL) vs the archive files")
-    v.add_argument("--aoi", required=True)
-    v.add_argument("--year", type=int, required=True)
-    v.add_argument("--band", action="append")
-    v.add_argument("--root")
-    v.set_defaults(func=_cli_archive, _archive_parser=v)
-    s = sub.add_parser("show", help="one parcel's season of one band, read from the archive")
-    s.add_argument("--aoi", required=True)
-    s.add_argument("--year", type=int, required=True)
-    s.add_argument("--pid", type=int, required=True)
-    s.add_argument("--band")
-    s.add_argument("--root")
-    s.set_defaults(func=_cli_archive, _archive_parser=s)
-

@@ -1,29 +1,15 @@
-"""Per-parcel signatures: count, mean, std, min, max, p25, p50, p75 of every band of a scene.
+"""Scenes from the catalogue into PostGIS: per-scene transactions, planning units, reports, verification.
 
-The engine rasterises each parcel set once per raster grid (:mod:`cbmflow.extract.pixelindex`) and
-reuses that index for every scene on the grid: a scene's statistics are then one windowed read
-per row strip, one gather of the parcel pixels and one sort of (parcel, value) keys, from which
-counts, sums, minima, maxima and percentiles fall out as segment operations.
-
-Definitions (identical to rasterstats ``zonal_stats`` with ``all_touched=False``):
-
-* a pixel belongs to a parcel when its centre lies inside the parcel (after the inward buffer);
-* nodata and NaN pixels are excluded; a parcel with no valid pixel yields no row;
-* ``std`` is the population standard deviation (ddof=0);
-* ``p25/p50/p75`` are numpy's default (linear) percentiles of the valid pixel values.
-
-Statistics are computed in float64 and stored as float32.
+The statistics themselves are :mod:`cbmflow.extract.zonal`; the rows go to PostGIS through
+:mod:`cbmflow.extract.sink`.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,328 +19,27 @@ from cbmflow.core import bands as bands_mod
 from cbmflow.core.dates import to_utc
 from cbmflow.core.errors import CbmError, CorruptData, InputError
 from cbmflow.extract.pixelindex import (
-    BYTES_PER_INDEXED_PIXEL,
     Grid,
     IndexCache,
     PixelIndex,
-    build_index,
-    check_fits,
-    default_cache,
+)
+from cbmflow.extract.zonal import (
+    READ_ENV,
+    ZonalResult,
+    gather,
+    index_for,
+    open_raster,
+    prepare_parcels,
+    scl_histogram,
+    scl_on_grid,
+    valid_mask,
+    zonal_from_values,
 )
 from cbmflow.parcels.store import get_aoi, load_parcels
 
 log = logging.getLogger(__name__)
 
-STAT_COLUMNS: tuple[str, ...] = ("count", "mean", "std", "min", "max", "p25", "p50", "p75")
-PERCENTILES: tuple[float, ...] = (25.0, 50.0, 75.0)
-SCL_N_CLASSES = 12
 S1_TILE_M = 20_000.0  # fixed tiling of an AOI's UTM grid for S1 CARD units
-# Raster dtypes whose values are exact in float32 (the fast single-sort path applies).
-_F32_EXACT = {"uint8", "int8", "uint16", "int16", "float32"}
-# Decode compressed blocks on every core (GDAL >= 3.6 decodes a multi-block window in parallel).
-# Every block is read once per scene, so GDAL's block cache (default 5 % of RAM) only costs memory.
-READ_ENV: dict[str, Any] = {"GDAL_NUM_THREADS": "ALL_CPUS", "GDAL_CACHEMAX": 128 * 2**20}
-
-
-# --------------------------------------------------------------------------------------------
-# Statistics on an index
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ZonalResult:
-    """Statistics of the parcels with at least one valid pixel (arrays aligned by position)."""
-
-    pid: np.ndarray  # int64 parcel ids (index labels mapped to ids)
-    count: np.ndarray  # int32
-    mean: np.ndarray  # float64
-    std: np.ndarray
-    min: np.ndarray
-    max: np.ndarray
-    p25: np.ndarray
-    p50: np.ndarray
-    p75: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.pid.size)
-
-    def to_frame(self, id_name: str = "pid") -> Any:
-        """The result as a pandas DataFrame (statistics as float32, as stored)."""
-        import pandas as pd
-
-        data: dict[str, Any] = {id_name: self.pid, "count": self.count.astype(np.int32)}
-        for col in STAT_COLUMNS[1:]:
-            data[col] = getattr(self, col).astype(np.float32)
-        return pd.DataFrame(data)
-
-
-def _float32_sort_keys(v: np.ndarray) -> np.ndarray:
-    """Order-preserving uint32 keys of float32 values (no NaN), computed in place when v is float32."""
-    u = np.ascontiguousarray(v, dtype=np.float32).view(np.uint32)
-    m = u >> np.uint32(31)  # 1 for negative values
-    np.negative(m, out=m)  # 0xFFFFFFFF for negative, 0 otherwise
-    m |= np.uint32(0x80000000)
-    u ^= m  # negative: all bits flipped; positive: sign bit set
-    return u
-
-
-def _float32_from_keys(k: np.ndarray) -> np.ndarray:
-    """Invert :func:`_float32_sort_keys` in place on a uint32 array."""
-    m = k >> np.uint32(31)  # 1 where the value was positive
-    m *= np.uint32(0x7FFFFFFF)
-    np.subtract(np.uint32(0xFFFFFFFF), m, out=m)  # positive: 0x80000000, negative: 0xFFFFFFFF
-    k ^= m
-    return k.view(np.float32)
-
-
-def zonal_from_values(index: PixelIndex, values: np.ndarray, valid: np.ndarray) -> ZonalResult:
-    """Per-parcel statistics from the index-aligned pixel values and their validity."""
-    n = index.n_parcels
-    lab = index.lab[valid]
-    v = values[valid]
-    cnt = np.bincount(lab, minlength=n)
-    present = cnt > 0
-    c = cnt[present]
-    if v.size == 0:
-        empty = np.zeros(0)
-        return ZonalResult(index.pids[:0], c.astype(np.int32), empty, empty, empty, empty, empty, empty, empty)
-    if values.dtype.name in _F32_EXACT:
-        keys = lab.astype(np.uint64)
-        del lab
-        keys <<= np.uint64(32)
-        keys |= _float32_sort_keys(v.astype(np.float32, copy=False))  # v is our own copy
-        del v
-        keys.sort()
-        low = keys.astype(np.uint32)  # the low 32 bits (the cast truncates)
-        del keys
-        s = _float32_from_keys(low).astype(np.float64)
-        del low
-    else:  # float64 / 32-bit integers: exact two-key sort
-        order = np.lexsort((v, lab))
-        s = v[order].astype(np.float64)
-        del order, v, lab
-    ends = np.cumsum(c)
-    starts = ends - c
-    mean = np.add.reduceat(s, starts) / c
-    dev = np.repeat(mean, c)  # in place: one extra float64 array at most
-    np.subtract(s, dev, out=dev)
-    np.square(dev, out=dev)
-    std = np.sqrt(np.add.reduceat(dev, starts) / c)
-    del dev
-    pct = []
-    for q in PERCENTILES:
-        qq = q / 100.0
-        vi = c * qq + (1.0 - qq) - 1.0  # numpy's 'linear' method (alpha = beta = 1)
-        prev = np.floor(vi)
-        gamma = vi - prev
-        lo = np.clip(prev.astype(np.int64), 0, c - 1)
-        hi = np.clip(prev.astype(np.int64) + 1, 0, c - 1)
-        a, b = s[starts + lo], s[starts + hi]
-        diff = b - a
-        r = a + diff * gamma
-        r = np.where(gamma >= 0.5, b - diff * (1.0 - gamma), r)
-        pct.append(r)
-    return ZonalResult(
-        pid=index.pids[present], count=c.astype(np.int32), mean=mean, std=std,
-        min=s[starts], max=s[ends - 1], p25=pct[0], p50=pct[1], p75=pct[2],
-    )
-
-
-def gather(src: Any, band: int, index: PixelIndex, uri: str = "") -> np.ndarray:
-    """The values of the index's pixels in one band, read strip by strip (bounded memory)."""
-    from rasterio.errors import RasterioIOError
-    from rasterio.windows import Window
-
-    out = np.empty(index.pix.size, dtype=src.dtypes[band - 1])
-    w = index.grid.width
-    for r0, r1, c0, c1, a, b in index.default_strips:
-        try:
-            arr = src.read(band, window=Window(c0, r0, c1 - c0, r1 - r0))
-        except RasterioIOError as exc:
-            raise CorruptData(f"raster {uri or src.name} cannot be read (rows {r0}-{r1}): {exc}") from exc
-        p = index.pix[a:b]
-        if c0 == 0 and c1 == w:  # a full-width window: the offset is the flat pixel number
-            out[a:b] = arr.ravel()[p - p.dtype.type(r0 * w)]
-        else:
-            rows, cols = np.divmod(p, w)
-            out[a:b] = arr.ravel()[(rows - r0) * (c1 - c0) + (cols - c0)]
-    return out
-
-
-def valid_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
-    """True where a value is neither nodata nor NaN."""
-    ok = np.ones(values.shape, dtype=bool)
-    if values.dtype.kind == "f":
-        ok &= ~np.isnan(values)
-    if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
-        ok &= values != nodata
-    return ok
-
-
-def scl_histogram(index: PixelIndex, scl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-parcel counts of SCL classes 0..11: (pids, counts[n, 12]) of parcels with any class 1..11."""
-    cls = scl.astype(np.int64)
-    ok = (cls >= 0) & (cls < SCL_N_CLASSES)
-    flat = index.lab[ok].astype(np.int64) * SCL_N_CLASSES + cls[ok]
-    hist = np.bincount(flat, minlength=index.n_parcels * SCL_N_CLASSES).reshape(index.n_parcels, SCL_N_CLASSES)
-    keep = hist[:, 1:].sum(axis=1) > 0
-    return index.pids[keep], hist[keep].astype(np.int32)
-
-
-# --------------------------------------------------------------------------------------------
-# Parcels and indexes
-# --------------------------------------------------------------------------------------------
-
-
-def prepare_parcels(
-    gdf: Any, crs: Any, *, buffer: float = 0.0, min_area: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Geometries in the raster CRS after the minimum area filter and inward buffer, and their row positions."""
-    if gdf.crs is None:
-        raise InputError("the parcels have no CRS; set one before extracting")
-    work = gdf
-    if buffer or min_area:
-        # Area and buffer are metric: use the parcels' CRS when projected, else their UTM zone.
-        if not gdf.crs.is_projected:
-            work = gdf.to_crs(gdf.estimate_utm_crs())
-    geoms = np.asarray(work.geometry.values, dtype=object)
-    import shapely
-
-    keep = np.ones(len(geoms), dtype=bool)
-    keep &= ~shapely.is_missing(geoms)
-    if min_area:
-        keep &= shapely.area(geoms) >= float(min_area)
-    if buffer:
-        geoms = shapely.buffer(geoms, -abs(float(buffer)))
-    pos = np.flatnonzero(keep)
-    geoms = geoms[pos]
-    import geopandas as gpd
-
-    series = gpd.GeoSeries(geoms, crs=work.crs)
-    if crs is not None and not series.crs.equals(crs):
-        series = series.to_crs(crs)
-    return np.asarray(series.values, dtype=object), pos
-
-
-def _parcel_hash(gdf: Any, id_col: str, buffer: float, min_area: float) -> str:
-    import shapely
-
-    h = hashlib.sha1()
-    h.update(str(gdf.crs.to_wkt() if gdf.crs else "").encode())
-    h.update(f"{buffer}|{min_area}".encode())
-    h.update(np.asarray(gdf[id_col].astype(str)).astype("U").tobytes())
-    for wkb in shapely.to_wkb(np.asarray(gdf.geometry.values, dtype=object)):
-        h.update(wkb or b"")
-    return h.hexdigest()[:20]
-
-
-def index_for(
-    grid: Grid,
-    key: str,
-    make: Callable[[], tuple[np.ndarray, np.ndarray]],
-    cache: IndexCache | None,
-) -> PixelIndex:
-    """The cached index of a parcel set on a grid, built with ``make() -> (geoms, pids)`` on a miss."""
-    cache = cache if cache is not None else default_cache()
-    idx = cache.get(key, grid)
-    if idx is None:
-        geoms, pids = make()
-        idx = build_index(grid, geoms, pids)
-        cache.put(key, idx)
-        log.info("built pixel index %s on grid %s: %d parcels, %d pixels, %d pass(es)",
-                 key, grid.key(), idx.n_parcels, idx.pix.size, idx.passes)
-    # the statistics still need values, validity and the sort working set per pixel (memory guard)
-    check_fits(idx.pix.size, f"statistics over pixel index {key}", per_pixel=BYTES_PER_INDEXED_PIXEL - 8)
-    return idx
-
-
-# --------------------------------------------------------------------------------------------
-# Ad-hoc extraction
-# --------------------------------------------------------------------------------------------
-
-
-def _open(uri: str) -> Any:
-    from cbmflow.core import storage
-
-    return storage.open_raster(uri)
-
-
-def _band_number(src: Any, band: int | str, uri: str) -> int:
-    if isinstance(band, int) or (isinstance(band, str) and band.isdigit()):
-        b = int(band)
-        if not 1 <= b <= src.count:
-            raise InputError(f"raster {uri} has {src.count} band(s); band {b} does not exist")
-        return b
-    names = [d or "" for d in src.descriptions]
-    if band in names:
-        return names.index(band) + 1
-    if src.count == 1:
-        return 1  # a single-band CARD COG named by its band code
-    raise InputError(f"raster {uri} has no band {band!r}; bands: {', '.join(n or str(i + 1) for i, n in enumerate(names))}")
-
-
-def _cloud_valid(mask: Any, src: Any, index: PixelIndex, uri: str) -> np.ndarray:
-    """True where the pixel is not masked (mask: SCL raster URI or boolean array, True = masked)."""
-    if isinstance(mask, np.ndarray):
-        if mask.shape != (src.height, src.width):
-            raise InputError(f"mask shape {mask.shape} differs from raster {uri} shape {(src.height, src.width)}")
-        return ~mask.ravel()[index.pix]
-    scl = _scl_on_grid(str(mask), index)
-    return ~np.isin(scl, list(bands_mod.SCL_CLOUDY))
-
-
-def _scl_on_grid(scl_uri: str, index: PixelIndex) -> np.ndarray:
-    """SCL values at the index's pixels; resampled (nearest) when SCL is on another grid."""
-    from rasterio.enums import Resampling
-    from rasterio.vrt import WarpedVRT
-
-    with _open(scl_uri) as scl:
-        if Grid.of(scl) == index.grid:
-            return gather(scl, 1, index, scl_uri)
-        with WarpedVRT(scl, crs=index.grid.crs_wkt, transform=index.grid.affine, width=index.grid.width,
-                       height=index.grid.height, resampling=Resampling.nearest, nodata=0) as vrt:
-            return gather(vrt, 1, index, scl_uri)
-
-
-def extract_stats(
-    raster_uri: str,
-    parcels_gdf: Any,
-    *,
-    id_col: str = "pid",
-    band: int | str = 1,
-    buffer: float = 0.0,
-    min_area: float = 0.0,
-    mask: Any = None,
-    index_cache: IndexCache | None = None,
-) -> Any:
-    """Per-parcel statistics of one raster band: DataFrame parcel_id, count, mean, std, min, max, p25, p50, p75."""
-    from cbmflow.core import storage
-
-    if id_col not in parcels_gdf.columns:
-        raise InputError(f"parcels have no column {id_col!r}; available: {', '.join(map(str, parcels_gdf.columns))}")
-    ids = np.asarray(parcels_gdf[id_col])
-    with storage.rasterio_env(None, **READ_ENV), _open(raster_uri) as src:
-        grid = Grid.of(src)
-        if src.crs is None:
-            raise InputError(f"raster {raster_uri} has no CRS")
-        b = _band_number(src, band, raster_uri)
-        key = _parcel_hash(parcels_gdf, id_col, buffer, min_area)
-
-        def make() -> tuple[np.ndarray, np.ndarray]:
-            geoms, pos = prepare_parcels(parcels_gdf, src.crs, buffer=buffer, min_area=min_area)
-            return geoms, pos.astype(np.int64)
-
-        index = index_for(grid, key, make, index_cache)
-        if index.pix.size == 0:
-            log.warning("raster %s covers none of the %d parcels: no statistics", raster_uri, len(parcels_gdf))
-        values = gather(src, b, index, raster_uri)
-        ok = valid_mask(values, src.nodatavals[b - 1])
-        if mask is not None:
-            ok &= _cloud_valid(mask, src, index, raster_uri)
-        res = zonal_from_values(index, values, ok)
-    frame = res.to_frame("parcel_id")
-    frame["parcel_id"] = ids[res.pid] if len(res) else ids[:0]
-    return frame
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,7 +88,7 @@ def _scene_stats(
     with storage.rasterio_env(None, **READ_ENV):
         if "SCL" in wanted:
             uri = scene.assets["SCL"]
-            with _open(uri) as scl:
+            with open_raster(uri) as scl:
                 scl_index = index_of(scl)
                 scl_values = gather(scl, 1, scl_index, uri)
                 hist = scl_histogram(scl_index, scl_values)
@@ -411,7 +96,7 @@ def _scene_stats(
     def one_band(band: str, hint: PixelIndex | None) -> tuple[ZonalResult, PixelIndex]:
         uri = scene.assets[band]
         # rasterio environments are per thread: every band opens its own
-        with storage.rasterio_env(None, **READ_ENV), _open(uri) as src:
+        with storage.rasterio_env(None, **READ_ENV), open_raster(uri) as src:
             if src.crs is None:
                 raise CorruptData(f"raster {uri} of scene {scene.id} has no CRS")
             index = hint if hint is not None and hint.grid == Grid.of(src) else index_of(src)
@@ -421,7 +106,7 @@ def _scene_stats(
                 if scl_index is not None and scl_index.grid == index.grid and scl_values is not None:
                     scl_here = scl_values
                 else:
-                    scl_here = _scl_on_grid(scene.assets["SCL"], index)
+                    scl_here = scl_on_grid(scene.assets["SCL"], index)
                 ok &= ~np.isin(scl_here, list(bands_mod.SCL_CLOUDY))
             return zonal_from_values(index, values, ok), index
 
@@ -876,138 +561,3 @@ def extract_all(
     return total
 
 
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
-
-
-def _cli_extract(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from cbmflow.core import storage
-    from cbmflow.parcels.store import read_vector
-
-    parcels = read_vector(args.parcels)  # keeps the FID column, as `cbmflow parcels import` does
-    out = str(args.out)
-    if not out.endswith((".parquet", ".csv")):
-        raise InputError(f"--out {out}: use a .parquet or .csv file name")
-    with storage.rasterio_env(), _open(args.raster) as src:
-        names = [d or "" for d in src.descriptions]
-        count = src.count
-    if args.band:
-        selected = [(args.band, _band_sel(args.band, names, count, args.raster))]
-    else:
-        selected = [(names[i] or str(i + 1), i + 1) for i in range(count)]
-    cache = IndexCache()
-    frames = []
-    for label, number in selected:
-        df = extract_stats(args.raster, parcels, id_col=args.id_col, band=number, buffer=args.buffer,
-                           min_area=args.min_area, mask=args.scl, index_cache=cache)
-        df.insert(1, "band", label)
-        frames.append(df)
-    result = pd.concat(frames, ignore_index=True)
-    if out.endswith(".parquet"):
-        result.to_parquet(out, index=False)
-    else:
-        result.to_csv(out, index=False)
-    print(f"{len(result)} rows ({len(selected)} band(s), {result['parcel_id'].nunique()} parcels) -> {out}")
-    return 0
-
-
-def _band_sel(band: str, names: list[str], count: int, uri: str) -> int:
-    if band.isdigit() and 1 <= int(band) <= count:
-        return int(band)
-    if band in names:
-        return names.index(band) + 1
-    if count == 1:
-        return 1
-    raise InputError(f"raster {uri} has no band {band!r}; bands: {', '.join(n or str(i + 1) for i, n in enumerate(names))}")
-
-
-def _cli_signatures(args: argparse.Namespace) -> int:
-    out = extract_all(aoi=args.aoi, year=args.year, card_type=args.card_type, start=args.start, end=args.end,
-                      reprocess=args.reprocess, buffer=args.buffer, min_area=args.min_area, cloud_mask=args.cloud_mask)
-    print(f"signatures {args.aoi} {args.year}: {len(out['extracted'])} scene(s) extracted in {out['units']} unit(s), "
-          f"{out['rows']} rows, {len(out['no_data'])} no data, {len(out['skipped'])} skipped, "
-          f"{len(out['failed'])} failed")
-    for band, n in sorted(out["bands"].items()):
-        print(f"  {band:<7} {n} rows")
-    for sid in out["no_data"]:
-        print(f"  no data {sid}: no parcel has a valid pixel")
-    for sid, msg in sorted(out["failed"].items()):
-        print(f"  failed {sid}: {msg}")
-    return 1 if out["failed"] else 0
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add the ``extract`` (ad-hoc raster) and ``signatures`` (catalogue scenes into PostGIS) sub-commands."""
-    p = subparsers.add_parser("signatures", help="extract the catalogue's ready scenes of an AOI into PostGIS")
-    p.add_argument("--aoi", required=True)
-    p.add_argument("--year", type=int, required=True)
-    p.add_argument("--card-type", choices=["bs", "c6", "s2", "all"], default="all")
-    p.add_argument("--start", help="first sensing date (ISO)")
-    p.add_argument("--end", help="end sensing date (ISO, exclusive)")
-    p.add_argument("--reprocess", action="store_true", help="re-extract extracted and failed scenes")
-    p.add_argument("--buffer", type=float, default=0.0)
-    p.add_argument("--min-area", type=float, default=0.0)
-    p.add_argument("--cloud-mask", action="store_true", help="exclude cloudy SCL classes from S2 bands")
-    p.set_defaults(func=_cli_signatures)
-    p = subparsers.add_parser("extract", help="per-parcel statistics of a raster (Parquet or CSV); "
-                              "`extract waive` waives a failed catalogue scene extraction")
-    p.add_argument("--raster", help="raster path or s3:// URI (required)")
-    p.add_argument("--band", help="band name (description) or number; default every band")
-    p.add_argument("--parcels", help="parcel file (GeoPackage, GeoJSON, Shapefile, ...) (required)")
-    p.add_argument("--id-col", help="the parcels' id column (required)")
-    p.add_argument("--out", help="output .parquet or .csv (required)")
-    p.add_argument("--buffer", type=float, default=0.0, help="inward buffer in metres (default 0)")
-    p.add_argument("--min-area", type=float, default=0.0, help="skip parcels smaller than this (m²)")
-    p.add_argument("--scl", help="SCL raster: pixels of cloudy classes are excluded")
-    p.set_defaults(func=_cli_extract_checked, _extract_parser=p)
-    sub = p.add_subparsers(dest="extract_command", metavar="{waive}")
-    w = sub.add_parser("waive", help="let a failed (scene, AOI) stay without rows: recorded with a reason, "
-                       "shown in every run summary of its scope; runs over it stop failing")
-    w.add_argument("--scene", required=True, help="the scene's product id or catalogue id")
-    w.add_argument("--aoi", required=True)
-    w.add_argument("--year", type=int, help="parcel year (default: the scene's only failed year for the AOI)")
-    w.add_argument("--reason", help="why the rows may stay missing (required unless --undo)")
-    w.add_argument("--by", default=os.environ.get("USER") or "operator", help="who waives (default $USER)")
-    w.add_argument("--undo", action="store_true", help="delete the waiver: the failure counts again")
-    w.set_defaults(func=_cli_waive)
-
-
-def _cli_extract_checked(args: argparse.Namespace) -> int:
-    missing = [f"--{n.replace('_', '-')}" for n in ("raster", "parcels", "id_col", "out") if not getattr(args, n)]
-    if missing:
-        args._extract_parser.error(f"the following arguments are required: {', '.join(missing)}")
-    return _cli_extract(args)
-
-
-def _cli_waive(args: argparse.Namespace) -> int:
-    from cbmflow.catalogue import store as catalogue
-    from cbmflow.core import db
-
-    with db.connect() as conn:
-        scene = (catalogue.get(conn, int(args.scene)) if str(args.scene).isdigit()
-                 else catalogue.get_by_product_id(conn, str(args.scene)))
-        year = args.year
-        if year is None:
-            years = [int(r[0]) for r in conn.execute(
-                "SELECT year FROM extractions WHERE obsid = %s AND aoi = %s AND status = 'failed' ORDER BY 1",
-                (int(scene.id), args.aoi))]  # type: ignore[arg-type]
-            if len(years) != 1:
-                raise InputError(f"{scene.product_id} has {len(years)} failed extraction(s) for AOI {args.aoi} "
-                                 f"({', '.join(map(str, years)) or 'none'}): give --year")
-            year = years[0]
-        if args.undo:
-            done = catalogue.unwaive_extraction(conn, int(scene.id), args.aoi, int(year))  # type: ignore[arg-type]
-            conn.commit()
-            print(f"{'waiver deleted' if done else 'no waiver'}: {scene.product_id} (id {scene.id}, AOI {args.aoi} "
-                  f"{year}){'; every run over it fails again until it is extracted' if done else ''}")
-            return 0
-        if not args.reason or not args.reason.strip():
-            raise InputError("a waiver needs a reason: --reason '...'")
-        w = catalogue.waive_extraction(conn, int(scene.id), args.aoi, int(year), args.reason, args.by)  # type: ignore[arg-type]
-        conn.commit()
-    print(f"waived: {w.product_id} (id {w.obsid}, AOI {w.aoi} {w.year}) by {w.waived_by} at {w.waived_at:%Y-%m-%d %H:%M} "
-          f"UTC: {w.reason}\n  its error: {w.error}\n  runs over it no longer fail on it; every summary lists it")
-    return 0

@@ -115,7 +115,7 @@ def write_scene(
     """Replace a scene's signatures (and SCL histograms) within the caller's transaction; returns rows written.
 
     ``stats`` maps band name (or code) to a table with columns pid, count, mean, std, min, max,
-    p25, p50, p75 (DataFrame, dict of arrays or ``extract.ZonalResult``); ``scl_hist`` is
+    p25, p50, p75 (DataFrame, dict of arrays or ``zonal.ZonalResult``); ``scl_hist`` is
     ``(pids, counts[n, 12])``. With ``aoi`` (and ``parcel_year``, default ``year``) only the rows
     of that AOI's parcels are replaced: another AOI's rows of the same scene are never touched.
     """
