@@ -133,3 +133,19 @@ def test_no_import_from_a_lower_layer_to_a_higher_one() -> None:
             if b is not None and b != a and LAYERS.index(b) > LAYERS.index(a):
                 upward.append(f"{module} -> {dep}")
     assert upward == []
+
+
+def test_commands_live_in_cli() -> None:
+    """Only `cli/` modules define command groups (a stage module holds no argparse wiring)."""
+    import ast
+
+    offenders = []
+    for path in sorted((SRC / "cbmflow").rglob("*.py")):
+        rel = path.relative_to(SRC / "cbmflow")
+        if rel.parts[0] == "cli":
+            continue
+        tree = ast.parse(path.read_text())
+        names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+        if "register_cli" in names or any(n.startswith(("_cli_", "_cmd_")) for n in names):
+            offenders.append(str(rel))
+    assert offenders == [], offenders

@@ -6,7 +6,6 @@ every error below is raised before any processing starts.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -211,24 +210,24 @@ def test_target_grid_snapped_and_covering_the_dem(grd: Path, rome_dem: Path) -> 
 
 # --- command line ----------------------------------------------------------------------------
 
-def test_cli_hooks_parse_the_same_arguments(tmp_path: Path) -> None:
-    top = argparse.ArgumentParser()
-    sub = top.add_subparsers(dest="command")
-    sarsen_bs.register_cli(sub)
-    card = sub.add_parser("card").add_subparsers(dest="card_command")
-    sarsen_bs.add_sarsen_command(card)
+def test_card_sarsen_parses_its_arguments() -> None:
+    from cbmflow.cli import card as card_cli
+    from cbmflow.cli.parser import build_parser
+
     argv = ["SAFE", "DEM", "--out", "s3://b/bs", "--pol", "VV", "--pol", "VH", "--epsg", "32633",
             "--resolution", "20", "--radiometry", "none"]
-    for args in (top.parse_args(["sarsen-bs", *argv]), top.parse_args(["card", "sarsen", *argv])):
-        assert (args.safe, args.dem, args.out, args.pol) == ("SAFE", "DEM", "s3://b/bs", ["VV", "VH"])
-        assert (args.epsg, args.resolution, args.radiometry) == (32633, 20.0, "none")
-        assert args.func is sarsen_bs._cmd_sarsen
+    args = build_parser("card").parse_args(["card", "sarsen", *argv])
+    assert (args.safe, args.dem, args.out, args.pol) == ("SAFE", "DEM", "s3://b/bs", ["VV", "VH"])
+    assert (args.epsg, args.resolution, args.radiometry) == (32633, 20.0, "none")
+    assert args.func is card_cli._cmd_sarsen
 
 
-def test_module_main_reports_missing_safe(tmp_path: Path, rome_dem: Path,
+def test_card_sarsen_reports_missing_safe(tmp_path: Path, rome_dem: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from cbmflow.cli.parser import main
+
     missing = tmp_path / "gone.SAFE"
-    assert sarsen_bs.main([str(missing), str(rome_dem), "--out", str(tmp_path)]) == 2
+    assert main(["card", "sarsen", str(missing), str(rome_dem), "--out", str(tmp_path)]) == 2
     assert f"Sentinel-1 SAFE {missing} does not exist" in capsys.readouterr().err
 
 

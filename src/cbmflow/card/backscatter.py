@@ -19,15 +19,11 @@ How it works (see ``docs/sarsen-vs-snap.md`` for the differences to the SNAP gra
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import re
-import sys
 import tempfile
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -430,67 +426,3 @@ def sarsen_backscatter(
             log.info("sarsen %s %s -> %s", pid, band, uri)
             results[band] = uri
     return results
-
-
-# --- command line --------------------------------------------------------------------------------
-
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("safe", help="Sentinel-1 GRD .SAFE folder")
-    p.add_argument("dem", help="DEM GeoTIFF covering (part of) the scene")
-    p.add_argument("--out", required=True, help="output folder URI (local path or s3://bucket/prefix)")
-    p.add_argument("--product-id", default=None, help="product id for the keys (default: SAFE name)")
-    p.add_argument("--pol", action="append", default=None,
-                   help="polarisation, repeatable (default: VV)")
-    p.add_argument("--epsg", type=int, default=None, help="output EPSG (default: UTM zone of the scene)")
-    p.add_argument("--resolution", type=float, default=10.0, help="pixel size in metres (default 10)")
-    p.add_argument("--radiometry", default="gamma_bilinear",
-                   choices=["gamma_bilinear", "gamma_nearest", "none"],
-                   help="radiometric terrain correction (none: geocoded beta0)")
-    p.add_argument("--measurement-group", default=None, help="xarray-sentinel group, e.g. IW/VV")
-    p.add_argument("--keep-zero", action="store_true",
-                   help="keep DN 0 (GRD border no-data) as backscatter 0 instead of NaN")
-    p.set_defaults(func=_cmd_sarsen)
-
-
-def _cmd_sarsen(args: argparse.Namespace) -> int:
-    out = sarsen_backscatter(
-        args.safe, args.dem, out_uri=args.out, product_id=args.product_id,
-        polarisations=tuple(args.pol or ("VV",)), epsg=args.epsg, resolution=args.resolution,
-        correct_radiometry=None if args.radiometry == "none" else args.radiometry,
-        measurement_group=args.measurement_group, zero_is_nodata=not args.keep_zero,
-    )
-    print(json.dumps(out, indent=2))
-    return 0
-
-
-def add_sarsen_command(card_subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``sarsen`` to the ``cbmflow card`` sub-commands (called by cbmflow.cli.card)."""
-    p = card_subparsers.add_parser("sarsen", help="native CARD-BS from a GRD SAFE with sarsen")
-    _add_arguments(p)
-    return p
-
-
-def register_cli(subparsers: Any) -> None:
-    """Register the top-level ``sarsen-bs`` command."""
-    p = subparsers.add_parser("sarsen-bs", help="native CARD-BS from a GRD SAFE with sarsen")
-    _add_arguments(p)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``python -m cbmflow.card.backscatter SAFE DEM --out URI``; returns the exit code."""
-    parser = argparse.ArgumentParser(
-        prog="python -m cbmflow.card.backscatter",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-    )
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return _cmd_sarsen(args)
-    except CbmError as exc:
-        print(f"cbmflow: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

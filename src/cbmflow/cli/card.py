@@ -87,7 +87,7 @@ def _cmd_reset(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: Any) -> None:
-    """Add ``cbmflow card graph|pending|bs|coh6|s2|reset`` (and ``sarsen`` from cbmflow.card.backscatter)."""
+    """Add ``cbmflow card graph|pending|bs|coh6|s2|reset`` (``sarsen``: the native CARD-BS of one SAFE)."""
     p = subparsers.add_parser("card", help="CARD generation (SNAP graphs, sarsen, Sen2Cor/L2A)")
     sub = p.add_subparsers(dest="card_command", required=True)
 
@@ -143,10 +143,35 @@ def register_cli(subparsers: Any) -> None:
     r.add_argument("--dsn", default=None)
     r.set_defaults(func=_cmd_reset)
 
-    try:
-        from cbmflow.card import backscatter as sarsen_bs
-    except ImportError:
-        return
-    add = getattr(sarsen_bs, "add_sarsen_command", None)
-    if add is not None:
-        add(sub)
+    _add_sarsen_arguments(sub.add_parser("sarsen", help="native CARD-BS from a GRD SAFE with sarsen"))
+
+
+def _add_sarsen_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("safe", help="Sentinel-1 GRD .SAFE folder")
+    p.add_argument("dem", help="DEM GeoTIFF covering (part of) the scene")
+    p.add_argument("--out", required=True, help="output folder URI (local path or s3://bucket/prefix)")
+    p.add_argument("--product-id", default=None, help="product id for the keys (default: SAFE name)")
+    p.add_argument("--pol", action="append", default=None,
+                   help="polarisation, repeatable (default: VV)")
+    p.add_argument("--epsg", type=int, default=None, help="output EPSG (default: UTM zone of the scene)")
+    p.add_argument("--resolution", type=float, default=10.0, help="pixel size in metres (default 10)")
+    p.add_argument("--radiometry", default="gamma_bilinear",
+                   choices=["gamma_bilinear", "gamma_nearest", "none"],
+                   help="radiometric terrain correction (none: geocoded beta0)")
+    p.add_argument("--measurement-group", default=None, help="xarray-sentinel group, e.g. IW/VV")
+    p.add_argument("--keep-zero", action="store_true",
+                   help="keep DN 0 (GRD border no-data) as backscatter 0 instead of NaN")
+    p.set_defaults(func=_cmd_sarsen)
+
+
+def _cmd_sarsen(args: argparse.Namespace) -> int:
+    from cbmflow.card.backscatter import sarsen_backscatter
+
+    out = sarsen_backscatter(
+        args.safe, args.dem, out_uri=args.out, product_id=args.product_id,
+        polarisations=tuple(args.pol or ("VV",)), epsg=args.epsg, resolution=args.resolution,
+        correct_radiometry=None if args.radiometry == "none" else args.radiometry,
+        measurement_group=args.measurement_group, zero_is_nodata=not args.keep_zero,
+    )
+    print(json.dumps(out, indent=2))
+    return 0
