@@ -1,4 +1,7 @@
-"""Parcel time series read back from PostGIS: what the API, the viewer and the demo show."""
+"""Parcel time series read back from PostGIS (or the season archive): what the API, the viewer and the demo show.
+
+A parcel's attributes and its lookup by declared id are in `cbmflow.web.queries` (one copy).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from cbmflow.core.bands import BAND_CODES
-from cbmflow.core.errors import InputError, NotFound
+from cbmflow.core.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -33,29 +36,6 @@ class Observation:
     def as_dict(self) -> dict[str, Any]:
         """The observation as a JSON-ready dict."""
         return asdict(self)
-
-
-def parcel(conn: psycopg.Connection, pid: int) -> dict[str, Any]:
-    """A parcel's attributes and its geometry as GeoJSON in EPSG:4326."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            "SELECT pid, aoi, year, parcel_id, crop_code, crop_name, area_m2, source, "
-            "ST_AsGeoJSON(ST_Transform(geom, 4326), 7)::json AS geometry FROM parcels WHERE pid = %s",
-            (pid,),
-        ).fetchone()
-    if row is None:
-        raise NotFound(f"parcel pid {pid} does not exist")
-    return dict(row)
-
-
-def find_parcel(conn: psycopg.Connection, aoi: str, year: int, parcel_id: str) -> int:
-    """The internal pid of a declared parcel id."""
-    row = conn.execute(
-        "SELECT pid FROM parcels WHERE aoi = %s AND year = %s AND parcel_id = %s", (aoi, year, parcel_id)
-    ).fetchone()
-    if row is None:
-        raise NotFound(f"parcel {parcel_id!r} not found in AOI {aoi!r} {year}")
-    return int(row[0])
 
 
 def list_parcels(conn: psycopg.Connection, aoi: str, year: int, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
