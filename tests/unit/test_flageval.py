@@ -163,19 +163,24 @@ def test_worldcereal_ten_day_long_file_keeps_every_observation(tmp_path: Path, c
     assert "band B8A has no valid value" in caplog.text and "dekad" in caplog.text
 
 
-def test_worldcereal_wide_ten_day_file_keeps_every_observation(shared_data: Path) -> None:
+def test_worldcereal_wide_ten_day_file_keeps_every_observation(shared_data: Path, tmp_path: Path) -> None:
     from cbmflow.analytics.readers import worldcereal_table
 
     path = shared_data / "timeseries" / "wc_flanders_2021_s1s2_10day_50.parquet"
     raw = pd.read_parquet(path)
     df = worldcereal_table(path, fill="none")
-    assert len(df) == 50 and df.attrs["layout"] == "wide"
+    assert len(df) == 50 and df.attrs["layout"] == "wide" and df.attrs["period"] == "dekad"  # from the dates
     for band, prefix in (("VV", "SAR-VV-ts"), ("VH", "SAR-VH-ts"), ("B04", "OPTICAL-B04-ts")):
         src = raw[[c for c in raw.columns if c.startswith(prefix)]].to_numpy()
         got = df[[c for c in df.columns if c.startswith(f"{band}_p")]].to_numpy(np.float64)
         assert got.shape == src.shape == (50, 49)
         assert (np.isfinite(got) == ((src != 65535) & (src > 0))).all()
     assert not any(c.startswith("B8A_") for c in df.columns)  # all-empty in the file: dropped, no crash
+    monthly = raw.iloc[:5].copy()
+    monthly["end_date"] = pd.to_datetime(monthly["start_date"]) + pd.Timedelta(days=30 * 48)
+    m = tmp_path / "monthly_wide.parquet"
+    monthly.to_parquet(m)
+    assert worldcereal_table(m, fill="none").attrs["period"] == "month"
 
 
 def test_swap_comparison_both_schemes_and_baselines_on_the_same_swaps(tmp_path: Path, capsys: Any) -> None:
