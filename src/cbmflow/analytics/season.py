@@ -96,6 +96,8 @@ def classify_file(
     known_wrong_uri: str | None = None,
     evaluate_swaps: float | None = None,
     seeds: int = 5,
+    swap_schemes: tuple[str, ...] | None = None,
+    baselines: bool = False,
     class_col: str | None = None,
     min_class_size: int = DEFAULT_MIN_CLASS_SIZE,
     min_area: float | None = None,
@@ -108,7 +110,9 @@ def classify_file(
 
     With ``evaluate_swaps`` (a share) the check is also run ``seeds`` times on copies with that share
     of declarations swapped (``metrics["swap_evaluation"]``); with ``known_wrong_uri`` the flags are
-    scored against those parcels (``metrics["known_wrong_evaluation"]``). Both give recall and
+    scored against those parcels (``metrics["known_wrong_evaluation"]``). With ``swap_schemes`` or
+    ``baselines`` the swaps run under each scheme and the RF/HGB ranking baselines on the same swaps
+    (``metrics["swap_comparison"]``: recall at 5 % and 8 % with 95 % CIs). Both give recall and
     precision at the red rate and the recall-vs-red-rate curve (a PNG in the report).
     """
     from cbmflow.analytics.evaluation import evaluate_swaps as run_swaps
@@ -127,10 +131,19 @@ def classify_file(
         ev["at_rate"] = metrics["params"]["red_rate"]
         metrics["known_wrong_evaluation"] = ev
     if evaluate_swaps:
+        from cbmflow.analytics.evaluation import compare_on_swaps
+
         policy = classify_kwargs.get("policy")
         at_rate = policy.red_rate if policy is not None else 0.05
-        metrics["swap_evaluation"] = run_swaps(df, share=evaluate_swaps, seeds=seeds, first_seed=seed,
-                                               at_rate=at_rate, **kwargs)
+        if swap_schemes is None and not baselines:
+            metrics["swap_evaluation"] = run_swaps(df, share=evaluate_swaps, seeds=seeds, first_seed=seed,
+                                                   at_rate=at_rate, **kwargs)
+        else:
+            rows = compare_on_swaps(df, schemes=tuple(swap_schemes or ("uniform", "frequency")),
+                                    baselines=baselines, share=evaluate_swaps, seeds=seeds, first_seed=seed,
+                                    at_rate=at_rate, **kwargs)
+            metrics["swap_evaluation"] = rows[0]["evaluation"]
+            metrics["swap_comparison"] = [{k: v for k, v in r.items() if k != "evaluation"} for r in rows]
     if report_dir:
         metrics["report_uri"] = write_report(
             report_dir, flags, metrics, df, title=f"Classification of {os.path.basename(features_uri)}",
@@ -381,6 +394,10 @@ def _print_summary(metrics: dict[str, Any]) -> None:
         c = sw["curve"]
         pts = [i for i, x in enumerate(c["rate"]) if round(100 * x) in (1, 2, 5, 10, 15, 20, 30)]
         print("recall vs red rate: " + ", ".join(f"{100 * c['rate'][i]:.0f} %: {c['recall'][i]:.2f}" for i in pts))
+    for row in metrics.get("swap_comparison", []):
+        r5, r8 = row["recall_at_5"], row["recall_at_8"]
+        print(f"swaps {row['scheme']:9s} {row['method']:13s} ({row['seeds']} seeds): recall top 5 % "
+              f"{r5['mean']:.3f} +- {r5['ci95']:.3f}, top 8 % {r8['mean']:.3f} +- {r8['ci95']:.3f} (95 % CI)")
 
 
 def _policy(args: argparse.Namespace) -> Any:
@@ -399,6 +416,8 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     _, metrics = classify_file(
         args.features, args.out, report_dir=args.report, truth_uri=args.truth, class_col=args.class_col,
         known_wrong_uri=args.known_wrong, evaluate_swaps=args.evaluate_swaps, seeds=args.seeds,
+        swap_schemes=tuple(x for x in args.swap_schemes.split(",") if x) if args.swap_schemes else None,
+        baselines=args.baselines,
         min_class_size=args.min_class_size, min_area=args.min_area, estimator=args.estimator,
         seed=args.seed, n_jobs=args.n_jobs, policy=_policy(args), rare=args.rare,
         n_repeats=args.n_repeats, class_weight=None if args.class_weight == "none" else args.class_weight,
@@ -454,6 +473,11 @@ def register_cli(subparsers: Any) -> None:
     p.add_argument("--evaluate-swaps", type=float, default=None, metavar="SHARE",
                    help="also swap this share of declarations (e.g. 0.05) --seeds times and report recall/precision")
     p.add_argument("--seeds", type=int, default=5, help="repetitions of --evaluate-swaps (default 5)")
+    p.add_argument("--swap-schemes", default=None,
+                   help="with --evaluate-swaps: comma-separated swap schemes, uniform,frequency (default: frequency "
+                        "only; both when --baselines)")
+    p.add_argument("--baselines", action="store_true",
+                   help="with --evaluate-swaps: also the RF and HGB ranking baselines on the same swaps")
     p.add_argument("--known-wrong", default=None,
                    help="parquet of known wrong declarations (parcel_id[, mislabelled]) to score the flags against")
     p.add_argument("--flag-method", default="budget", choices=["budget", "threshold", "jrc"],
