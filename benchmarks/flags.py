@@ -74,7 +74,7 @@ def candidates() -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     for est in ("rf+et", "ens", "et", "rf"):
         for mcs in (5, 10):
-            for score in ("declared", "confident", "odds"):
+            for score in ("declared", "confident", "odds", "margin", "blend"):
                 out.append((f"{est} cw=none rare=hierarchy{mcs} {score}",
                             dict(estimator=est, class_weight=None, rare="hierarchy", min_class_size=mcs, n_repeats=1,
                                  policy=FlagPolicy(score=score, red_min_score=0.0))))

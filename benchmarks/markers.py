@@ -32,7 +32,8 @@ PUBLISHED = [
     ("harvest dated within 10 days (JRC, 2025)", "65.7 %"),
 ]
 VARIANTS = {"fused S2+S1 (default)": {}, "S2 NDVI only": {"mowing.use_s1": False},
-            "S1 coherence only": {"mowing.use_s2": False}}
+            "S1 coherence only": {"mowing.use_s2": False},
+            "fused, no S1 confirmation of weak S2 drops": {"mowing.s1_confirm_min_drop": 0.0}}
 GROUP_MIX = ["grassland"] * 4 + ["fallow", "winter_cereal", "spring_cereal", "maize", "sugar_beet", "potato",
                                   "rapeseed", "legumes"]
 
@@ -53,7 +54,30 @@ def jrc(folder: Path) -> dict:
         sc = evaluate.score_all(det, truth)
         out["variants"][name] = {k: v.as_dict() for k, v in sc.items()}
         out["variants"][name]["errors_m3p20"] = evaluate.date_errors(det, truth)
+        out["variants"][name]["ci95_m3p20"] = parcel_bootstrap(det, truth)
     return out
+
+
+def parcel_bootstrap(det: dict, truth: dict, n: int = 2000, seed: int = 0) -> dict[str, list[float]]:
+    """95 % intervals of -3/+20 d precision, recall and F1 over bootstrap resamples of parcels."""
+    import numpy as np
+
+    from cbmflow.markers import evaluate
+
+    per = []
+    for k, tr in truth.items():
+        d = det.get(k, [])
+        tp = len(evaluate.match(d, tr, (-3, 20)))
+        per.append((tp, len(d) - tp, len(tr) - tp))
+    c = np.array(per, dtype=float)
+    rng = np.random.default_rng(seed)
+    res: dict[str, list[float]] = {"precision": [], "recall": [], "f1": []}
+    for _ in range(n):
+        tp, fp, fn = c[rng.integers(0, len(c), len(c))].sum(axis=0)
+        res["precision"].append(tp / max(tp + fp, 1))
+        res["recall"].append(tp / max(tp + fn, 1))
+        res["f1"].append(2 * tp / max(2 * tp + fp + fn, 1))
+    return {k: [round(float(np.percentile(v, 2.5)), 3), round(float(np.percentile(v, 97.5)), 3)] for k, v in res.items()}
 
 
 def simulated(n: int, seed: int) -> dict:
@@ -132,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             r = v[key]
             print(f"  {name:<24} {label:<8} {r['tp']:>3} {r['fp']:>3} {r['fn']:>3} {r['precision']:>6.3f} "
                   f"{r['recall']:>6.3f} {r['f1']:>6.3f}")
+        ci = v["ci95_m3p20"]
+        print(f"  {'':<24} 95 % CI over parcels (-3/+20): P {ci['precision']} R {ci['recall']} F1 {ci['f1']}")
     print(f"\ncbmflow on SIMULATED signatures: {s['parcels']} parcels, detection {s['detect_s']} s "
           f"({s['parcels_per_s']} parcels/s)")
     print(f"  {'event':<10} {'true':>5} {'window':<8} {'P':>6} {'R':>6} {'F1':>6}  within 10 d")

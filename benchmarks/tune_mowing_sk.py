@@ -41,11 +41,14 @@ GRID: dict[str, list[Any]] = {
     "mowing.min_sharpness": [0.0, 0.6],
     "mowing.gap_min_drop": [0.2, 1.0],
     "mowing.expect_quantile": [0.5, 0.75],
+    "mowing.min_ndvi_before": [0.4, 0.6],
 }
 # with --s1: the S2 parameters stay at their defaults; how far a coherence rise may stand alone
 GRID_S1: dict[str, list[Any]] = {
     "mowing.s1_alone_min_conf": [0.95, 1.01],  # 1.01 = S1 alone never makes an event
     "mowing.s1_alone_s2_gap_days": [0, 25],
+    "mowing.s1_confirm_min_drop": [0.0, 0.08, 0.1, 0.12],  # 0 = a weak S2 drop is never a cut
+    "mowing.min_ndvi_before": [0.4, 0.5, 0.6],
 }
 REGIONS = ("LR", "NB", "NS")
 

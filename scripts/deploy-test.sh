@@ -237,6 +237,9 @@ if [ "$MODE" = all ] || [ "$MODE" = swarm ]; then
   # After the compose phase the data folder keeps its simulated archive (deterministic: reused).
   [ -s "$WORK/clean-counts.txt" ] && [ -d "$DATA/hooks" ] || fresh_data
   rm -f "$DATA"/hooks/*
+  # Swarm refuses a bind mount whose source is missing (compose creates it): logs/ and config/ are
+  # not in git, so a fresh clone's tasks would be rejected ("bind source path does not exist").
+  mkdir -p logs config
   if [ "$(docker info -f '{{.Swarm.LocalNodeState}}')" != active ]; then
     docker swarm init --advertise-addr 127.0.0.1 --listen-addr 127.0.0.1:2377 >/dev/null
     JOINED_SWARM=1

@@ -163,6 +163,15 @@ class Cluster:
             q += f"&event={urllib.parse.quote(event)}"
         return list(self._request("GET", q)["event_logs"])
 
+    def unfinished_runs(self, dag_id: str) -> list[str]:
+        """Run ids of the DAG's queued or running runs."""
+        out = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?state=queued&state=running&limit=100")
+        return [str(r["dag_run_id"]) for r in out["dag_runs"]]
+
+    def fail_run(self, dag_id: str, run_id: str) -> None:
+        """Mark a run failed (the UI's "Mark as failed"): its running tasks are stopped."""
+        self._request("PATCH", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}", {"state": "failed"})
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         """A DAG run's state."""
         return str(self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"])

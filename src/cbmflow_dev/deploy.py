@@ -161,12 +161,13 @@ def run(out: Path, *, only_at: bool, timeout: float, seed: int = 42, ml_parcels:
             layout.to_file(path, driver="GPKG")
             return simulate_season(str(path), aoi="sim", season=SEASON, out=str(archive), id_col="parcel_id",
                                    crop_col="crop_code", crop_name_col="crop_name", seed=seed, mislabel=0.05,
-                                   card_types=("bs", "c6"))
+                                   card_types=("bs", "c6", "s2"))  # as make demo: S2 too
 
-        ml = _simulated(out, f"sim-{seed}-{ml_parcels}", make_ml)
+        ml = _simulated(out, f"sim-{seed}-{ml_parcels}-s2", make_ml)
         print(f"== synthetic AOI: {ml_parcels} parcels, {ml.n_rasters} COGs", flush=True)
         _import_and_catalogue(runner, "sim", ml, "parcel_id", "crop_code", "crop_name", reports)
         runner.dag("extract_signatures", {"aoi": "sim", "year": SEASON, "card_type": "all"})
+        runner.dag("detect_markers", {"aoi": "sim", "year": SEASON})
         runner.dag("classify_outliers", {"aoi": "sim", "year": SEASON, "truth_uri": ml.truth_uri})
         aois = ("at", "sim")
     with db.connect() as conn:

@@ -163,16 +163,42 @@ def test_worldcereal_ten_day_long_file_keeps_every_observation(tmp_path: Path, c
     assert "band B8A has no valid value" in caplog.text and "dekad" in caplog.text
 
 
-def test_worldcereal_wide_ten_day_file_keeps_every_observation(shared_data: Path) -> None:
+def test_worldcereal_wide_ten_day_file_keeps_every_observation(shared_data: Path, tmp_path: Path) -> None:
     from cbmflow.analytics.readers import worldcereal_table
 
     path = shared_data / "timeseries" / "wc_flanders_2021_s1s2_10day_50.parquet"
     raw = pd.read_parquet(path)
     df = worldcereal_table(path, fill="none")
-    assert len(df) == 50 and df.attrs["layout"] == "wide"
+    assert len(df) == 50 and df.attrs["layout"] == "wide" and df.attrs["period"] == "dekad"  # from the dates
     for band, prefix in (("VV", "SAR-VV-ts"), ("VH", "SAR-VH-ts"), ("B04", "OPTICAL-B04-ts")):
         src = raw[[c for c in raw.columns if c.startswith(prefix)]].to_numpy()
         got = df[[c for c in df.columns if c.startswith(f"{band}_p")]].to_numpy(np.float64)
         assert got.shape == src.shape == (50, 49)
         assert (np.isfinite(got) == ((src != 65535) & (src > 0))).all()
     assert not any(c.startswith("B8A_") for c in df.columns)  # all-empty in the file: dropped, no crash
+    monthly = raw.iloc[:5].copy()
+    monthly["end_date"] = pd.to_datetime(monthly["start_date"]) + pd.Timedelta(days=30 * 48)
+    m = tmp_path / "monthly_wide.parquet"
+    monthly.to_parquet(m)
+    assert worldcereal_table(m, fill="none").attrs["period"] == "month"
+
+
+def test_swap_comparison_both_schemes_and_baselines_on_the_same_swaps(tmp_path: Path, capsys: Any) -> None:
+    from cbmflow.analytics.evaluation import compare_on_swaps
+
+    df = _table()
+    rows = compare_on_swaps(df, share=0.05, seeds=2, min_class_size=10, n_repeats=1)
+    assert [(r["scheme"], r["method"]) for r in rows] == [
+        (s, m) for s in ("frequency", "uniform") for m in ("cbmflow check", "RF ranking", "HGB ranking")]
+    for r in rows:
+        ev = r["evaluation"]
+        assert r["seeds"] == 2 and ev["scheme"] == r["scheme"] and ev["n_wrong_per_seed"]["mean"] == 8
+        assert r["recall_at_5"]["mean"] == 1.0 and r["recall_at_8"]["mean"] == 1.0  # separable crops
+        assert set(r["recall_at_5"]) >= {"mean", "ci95"}
+    f_in = tmp_path / "f.parquet"
+    df.to_parquet(f_in)
+    assert cli.main(["classify", "--features", str(f_in), "--evaluate-swaps", "0.05", "--seeds", "2",
+                     "--baselines", "--swap-schemes", "uniform", "--min-class-size", "10", "--n-repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "swaps uniform   cbmflow check (2 seeds): recall top 5 % 1.000 +- 0.000, top 8 % 1.000" in out
+    assert "swaps uniform   RF ranking" in out and "swaps uniform   HGB ranking" in out and "frequency" not in out

@@ -371,3 +371,19 @@ def test_mown_agreement_counts_parcel_seasons() -> None:
                                 {"a": ["2024-06-02"], "b": ["2024-06-10"], "c": [], "d": []})
     assert (a["mown_detected"], a["mown_missed"], a["not_mown_detected"], a["not_mown_clear"]) == (1, 1, 1, 1)
     assert a["n"] == 4 and a["accuracy"] == 0.5
+
+
+def test_a_weak_s2_drop_is_a_cut_only_when_s1_confirms_it() -> None:
+    from cbmflow.markers.mowing import fuse
+    from cbmflow.markers.params import DEFAULTS as P
+    from cbmflow.markers.signals import Candidate
+
+    p = P.mowing
+    strong = Candidate(day=737600.0, start=737595.0, end=737600.0, confidence=0.6, source="S2")
+    weak = Candidate(day=737650.0, start=737645.0, end=737650.0, confidence=0.3, source="S2")
+    near_strong = Candidate(day=737603.0, start=737600.0, end=737605.0, confidence=0.5, source="S2")
+    rise = Candidate(day=737654.0, start=737650.0, end=737656.0, confidence=0.6, source="S1")
+    assert [m.sources for m in fuse([strong], [], p, None, [weak])] == [("S2",)]  # no S1: the weak drop is nothing
+    out = fuse([strong], [rise], p, None, [weak, near_strong])
+    assert [(m.event_date, m.sources) for m in out] == [("2020-06-24", ("S2",)), ("2020-08-13", ("S2", "S1"))]
+    assert out[1].detail.get("weak") is True  # dated by S2 (08-13), not by the coherence rise (08-17)

@@ -64,7 +64,8 @@ def test_cli_markers_from_files_writes_mowing_events_and_scores_them(tsdir: Path
     assert main(["markers", "--signatures", str(tsdir), "--out", str(out), "--truth", str(truth)]) == 0
     rows = list(csv.DictReader(out.open()))
     mowing = [r for r in rows if r["marker"] == "mowing"]
-    assert {r["parcel"] for r in mowing} == {str(i) for i in range(1, 11)}
+    # parcel 6: its one cut (06-30, a 0.12 dip) is not seen; the April green-up dip is no longer a cut
+    assert {r["parcel"] for r in mowing} == {str(i) for i in range(1, 11)} - {"6"}
     assert all(r["event_date"].startswith("2020-") and 0 < float(r["confidence"]) <= 1 for r in mowing)
     assert {r["marker"] for r in rows} >= {"mowing", "no_evidence"}
     text = capsys.readouterr().out
@@ -97,7 +98,7 @@ def test_jrc_state_file_labels_follow_its_rgb_columns_not_its_band_means(shared_
 
 
 def test_mowing_on_the_17_jrc_dates_holds_its_measured_level(tsdir: Path) -> None:
-    """Real-data guard: at -3/+20 d TP 9, FP 8 of 17 (precision 0.53, recall 0.53; landed code 0.25 / 0.65)."""
+    """Real-data guard: at -3/+20 d TP 10, FP 6 of 17 (precision 0.625, recall 0.588, F1 0.606; landed code 0.25 / 0.65)."""
     from cbmflow.markers import DEFAULTS, evaluate
     from cbmflow.markers.mowing import detect_mowing
 
@@ -108,10 +109,15 @@ def test_mowing_on_the_17_jrc_dates_holds_its_measured_level(tsdir: Path) -> Non
     late = sc["m3p20"]
     print({k: v.as_dict() for k, v in sc.items()})
     assert late.n_true == 17
-    assert late.tp >= 9 and late.fp <= 8, late.as_dict()
-    assert late.precision >= 0.52 and late.recall >= 0.52 and late.f1 >= 0.52
+    assert late.tp >= 10 and late.fp <= 6, late.as_dict()
+    assert late.precision >= 0.62 and late.recall >= 0.58 and late.f1 >= 0.6
     assert sc["pm3"].tp >= 3  # 4 before the haze-dip filter (docs/markers.md)
     s2 = DEFAULTS.with_overrides({"mowing.use_s1": False})
     det2 = {s.parcel: [m.event_date for m in detect_mowing(s, s2) if m.event_date] for s in sigs}
     alone = evaluate.score(det2, truth, (-3, 20))
-    assert alone.tp >= 5 and alone.fp <= 7, alone.as_dict()  # S2 alone: 5 / 7 (before: 4 / 7)
+    assert alone.tp >= 5 and alone.fp <= 5, alone.as_dict()  # S2 alone: 5 / 5 (before: 5 / 7, 4 / 7)
+    # one sensor confirms the other: parcel 7's 0.14 drop of 07-12 is a cut only with its coherence rise
+    det7 = [m for m in detect_mowing(next(s for s in sigs if s.parcel == "7"), DEFAULTS) if m.event_date == "2020-07-12"]
+    assert len(det7) == 1 and det7[0].sources == ("S2", "S1"), det7
+    assert not [m for m in detect_mowing(next(s for s in sigs if s.parcel == "7"), s2)
+                if m.event_date == "2020-07-12"]

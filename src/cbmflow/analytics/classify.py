@@ -563,6 +563,8 @@ def classify_frame(
     groups = np.where(y >= 0, cls_labels.astype(str), "\x00rare")
     if policy.score == "confident":
         score = confident_score(p_d, groups, min_size=min_class_size)
+    elif policy.score == "blend":
+        score = 0.5 * (1.0 - p_d) + 0.5 * confident_score(p_d, groups, min_size=min_class_size)
     elif policy.score == "odds":
         score, _, _ = odds_score(mean_p, y)
     elif policy.score.startswith("cleanlab"):

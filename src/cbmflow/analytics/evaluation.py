@@ -166,6 +166,46 @@ def evaluate_swaps(
     }
 
 
+def ranking_baselines() -> dict[str, dict[str, Any]]:
+    """The issue's plain baselines as classify_frame keyword arguments: RF / HGB ranking by 1 - OOF P(declared).
+
+    No class weights, crops under 5 parcels pooled, one K-fold repetition, the top of the ranking red
+    (benchmarks/flags.py compares against the same two).
+    """
+    from cbmflow.analytics.flags import FlagPolicy
+
+    common: dict[str, Any] = dict(class_weight=None, rare="group", min_class_size=5, n_repeats=1,
+                                  policy=FlagPolicy(score="declared", red_min_score=0.0))
+    return {"RF ranking": dict(estimator="rf", **common), "HGB ranking": dict(estimator="hgb", n_trees=50, **common)}
+
+
+def compare_on_swaps(
+    df: pd.DataFrame,
+    *,
+    schemes: tuple[str, ...] = SWAP_SCHEMES,
+    baselines: bool = True,
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """:func:`evaluate_swaps` of the check under every swap scheme, and of the RF/HGB ranking baselines on the same swaps.
+
+    One row per (scheme, method): ``scheme, method, seeds, recall_at_5, recall_at_8`` (mean and
+    95 % CI over seeds), ``red_pct`` and the full evaluation under ``evaluation``.
+    """
+    rows = []
+    base = ranking_baselines() if baselines else {}
+    keep = {k: v for k, v in kwargs.items() if k in ("share", "seeds", "first_seed", "crop_col", "id_col", "n_jobs",
+                                                      "cache", "min_area", "class_col")}
+    for scheme in schemes:
+        todo: list[tuple[str, dict[str, Any]]] = [("cbmflow check", kwargs)]
+        todo += [(name, {**keep, **kw}) for name, kw in base.items()]
+        for name, kw in todo:
+            kw = {k: v for k, v in kw.items() if k != "scheme"}
+            ev = evaluate_swaps(df, scheme=scheme, **kw)
+            rows.append({"scheme": scheme, "method": name, "seeds": ev["seeds"], "recall_at_5": ev["recall_at_5"],
+                         "recall_at_8": ev["recall_at_8"], "red_pct": ev["red_pct"], "evaluation": ev})
+    return rows
+
+
 def read_known_wrong(table: pd.DataFrame) -> set[str]:
     """Parcel ids of known wrong declarations: a ``parcel_id`` column, filtered by ``mislabelled`` if present."""
     if "parcel_id" not in table.columns:

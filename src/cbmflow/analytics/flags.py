@@ -42,7 +42,7 @@ from cbmflow.core.errors import InputError
 
 METHODS: tuple[str, ...] = ("budget", "threshold", "jrc")
 SCORES: tuple[str, ...] = ("confident", "margin", "declared", "relative", "relative_declared", "odds",
-                           "cleanlab_nm", "cleanlab_sc")
+                           "cleanlab_nm", "cleanlab_sc", "blend")
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,7 @@ SCORE_MEANINGS: dict[str, str] = {
     "declared": "1 - p(declared crop): 0 = declared crop certain, 1 = declared crop impossible",
     "confident": "1 - min(1, p(declared) / the declared crop's mean p on its own declarations): 0 = at least as "
                  "sure as usual for that crop, 1 = declared crop impossible",
+    "blend": "the mean of 1 - p(declared) and the confident score: 0 = declared crop certain, 1 = impossible",
     "relative": "margin score - median margin score of the declared crop's parcels + 0.5 (not bounded to 0..1)",
     "relative_declared": "1 - p(declared) - its median over the declared crop's parcels + 0.5 (not bounded)",
     "cleanlab_nm": "1 - cleanlab's normalized-margin label quality (threshold-adjusted probabilities)",

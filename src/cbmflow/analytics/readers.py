@@ -207,7 +207,16 @@ def _read_wide(wide: pd.DataFrame, path: str | os.PathLike[str], label_col: str 
     series = {b: series[b] for b in order}
     start = str(pd.to_datetime(wide["start_date"]).min().date()) if "start_date" in wide.columns else ""
     code = wide[label].astype(str).to_numpy()
-    return samples, code, series, "dekad", start, n_obs
+    return samples, code, series, _wide_step(wide, n_periods), start, n_obs
+
+
+def _wide_step(wide: pd.DataFrame, n_periods: int) -> str:
+    """The step of the wide layout's ``ts<i>`` columns from ``start_date``/``end_date`` (month, dekad), else dekad."""
+    if n_periods < 2 or not {"start_date", "end_date"} <= set(wide.columns):
+        return "dekad"  # WorldCereal's wide training layout is dekadal unless the dates say otherwise
+    span = (pd.to_datetime(wide["end_date"]) - pd.to_datetime(wide["start_date"])).dt.days
+    step = float(np.nanmedian(span.to_numpy(np.float64))) / (n_periods - 1)
+    return "month" if step > 20 else "dekad" if step > 7 else "date"
 
 
 def worldcereal_table(

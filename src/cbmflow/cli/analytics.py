@@ -49,6 +49,10 @@ def _print_summary(metrics: dict[str, Any]) -> None:
         c = sw["curve"]
         pts = [i for i, x in enumerate(c["rate"]) if round(100 * x) in (1, 2, 5, 10, 15, 20, 30)]
         print("recall vs red rate: " + ", ".join(f"{100 * c['rate'][i]:.0f} %: {c['recall'][i]:.2f}" for i in pts))
+    for row in metrics.get("swap_comparison", []):
+        r5, r8 = row["recall_at_5"], row["recall_at_8"]
+        print(f"swaps {row['scheme']:9s} {row['method']:13s} ({row['seeds']} seeds): recall top 5 % "
+              f"{r5['mean']:.3f} +- {r5['ci95']:.3f}, top 8 % {r8['mean']:.3f} +- {r8['ci95']:.3f} (95 % CI)")
 
 
 def _policy(args: argparse.Namespace) -> Any:
@@ -67,6 +71,8 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     _, metrics = classify_file(
         args.features, args.out, report_dir=args.report, truth_uri=args.truth, class_col=args.class_col,
         known_wrong_uri=args.known_wrong, evaluate_swaps=args.evaluate_swaps, seeds=args.seeds,
+        swap_schemes=tuple(x for x in args.swap_schemes.split(",") if x) if args.swap_schemes else None,
+        baselines=args.baselines,
         min_class_size=args.min_class_size, min_area=args.min_area, estimator=args.estimator,
         seed=args.seed, n_jobs=args.n_jobs, policy=_policy(args), rare=args.rare,
         n_repeats=args.n_repeats, class_weight=None if args.class_weight == "none" else args.class_weight,
@@ -122,6 +128,11 @@ def _register_main(subparsers: Any) -> None:
     p.add_argument("--evaluate-swaps", type=float, default=None, metavar="SHARE",
                    help="also swap this share of declarations (e.g. 0.05) --seeds times and report recall/precision")
     p.add_argument("--seeds", type=int, default=5, help="repetitions of --evaluate-swaps (default 5)")
+    p.add_argument("--swap-schemes", default=None,
+                   help="with --evaluate-swaps: comma-separated swap schemes, uniform,frequency (default: frequency "
+                        "only; both when --baselines)")
+    p.add_argument("--baselines", action="store_true",
+                   help="with --evaluate-swaps: also the RF and HGB ranking baselines on the same swaps")
     p.add_argument("--known-wrong", default=None,
                    help="parquet of known wrong declarations (parcel_id[, mislabelled]) to score the flags against")
     p.add_argument("--flag-method", default="budget", choices=["budget", "threshold", "jrc"],

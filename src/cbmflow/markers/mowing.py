@@ -6,6 +6,8 @@ a parcel's signals. Parameters: :class:`cbmflow.markers.params.MowingParams`.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from cbmflow.markers.params import MarkerParams, MowingParams
@@ -238,14 +240,21 @@ def s2_blind(day: float, s2_days: np.ndarray | None, min_gap: int) -> bool:
 
 
 def fuse(s2: list[Candidate], s1: list[Candidate], p: MowingParams,
-         s2_days: np.ndarray | None = None) -> list[Marker]:
+         s2_days: np.ndarray | None = None, s2_weak: list[Candidate] | None = None) -> list[Marker]:
     """S2 and S1 candidates within ``fuse_days`` become one event; then at most ``max_events``, ``min_separation_days`` apart.
 
     A coherence rise without S2 support becomes an event only when it is confident
     (``s1_alone_min_conf``) and S2 could not have seen the cut: its clear images ``s2_days``
     around it are ``s1_alone_s2_gap_days`` or more apart (where S2 saw the sward, S2 decides).
+    ``s2_weak`` are S2 drops below the cut threshold: each becomes an event only with a coherence
+    rise within ``fuse_days`` that no S2 cut has taken (one sensor confirms the other).
     """
     used: set[int] = set()
+    s2 = list(s2)
+    for c in s2_weak or []:
+        if any(abs(c.day - o.day) < p.min_separation_days for o in s2):
+            continue  # the same drop (or one next to it) is already a cut
+        s2.append(Candidate(c.day, c.start, c.end, c.confidence, c.source, {**c.detail, "weak": True}))
     events: list[tuple[float, float, float, float, tuple[str, ...], dict[str, object]]] = []
     for c in sorted(s2, key=lambda c: c.day):
         best, best_dist = -1, float("inf")
@@ -262,7 +271,7 @@ def fuse(s2: list[Candidate], s1: list[Candidate], p: MowingParams,
                 lo, hi = c.start, c.end
             when = c.day if p.fuse_date == "s2" else (lo + hi) / 2.0
             events.append((when, lo, hi, conf, ("S2", "S1"), {**c.detail, **o.detail}))
-        else:
+        elif not c.detail.get("weak"):
             events.append((c.day, c.start, c.end, c.confidence, ("S2",), dict(c.detail)))
     for k, o in enumerate(s1):
         if k not in used and o.confidence >= p.s1_alone_min_conf and s2_blind(o.day, s2_days, p.s1_alone_s2_gap_days):
@@ -284,6 +293,7 @@ def detect_mowing(sig: ParcelSignals, params: MarkerParams) -> list[Marker]:
     p = params.mowing
     season = (float(season_day(sig.year, p.season_start)), float(season_day(sig.year, p.season_end)))
     s2c: list[Candidate] = []
+    s2w: list[Candidate] = []
     s2_days: np.ndarray | None = None
     if p.use_s2 and sig.s2 is not None:
         ok = sig.s2.usable(params.s2.cloud_classes, params.s2.cloud_max, params.s2.min_count)
@@ -294,10 +304,13 @@ def detect_mowing(sig: ParcelSignals, params: MarkerParams) -> list[Marker]:
             ndvi = sig.s2.ndvi()
             s2_days = d[order][(w[order] >= p.min_weight) & np.isfinite(ndvi[ok][order])]
             s2c = ndvi_cuts(d[order], ndvi[ok][order], w[order], p, season)
+            if p.use_s1 and sig.s1 and 0 < p.s1_confirm_min_drop < p.cut_min_drop:
+                pw = replace(p, cut_min_drop=p.s1_confirm_min_drop)
+                s2w = ndvi_cuts(d[order], ndvi[ok][order], w[order], pw, season)
         else:
             s2c = ndvi_drops(d[order], sig.s2.ndvi()[ok][order], p, season)
     s1c: list[Candidate] = []
     if p.use_s1 and sig.s1:
         d, v, _ = orbit_anomaly(sig.s1, "coh")
         s1c = coherence_rises(d, v, p, season)
-    return fuse(s2c, s1c, p, s2_days)
+    return fuse(s2c, s1c, p, s2_days, s2w)
