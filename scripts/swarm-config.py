@@ -4,7 +4,8 @@
     docker-compose -f docker-compose.yaml [-f docker-compose.local.yaml] -f docker-compose.swarm.yaml \\
         --env-file .env config | python3 scripts/swarm-config.py [--keep-ports] | docker stack deploy -c - cbmflow
 
-Every `$` is escaped again (`$$`), since the input is interpolated already. Swarm's compose loader rejects `depends_on` with conditions and ignores `build`, `restart` and
+Every literal `$` is written `$$`: docker-compose 1.29's `config` interpolates variables but leaves an
+escaped `$$` as it is, so `$$` stays `$$` and a lone `$` (from an interpolated value) becomes `$$`. Swarm's compose loader rejects `depends_on` with conditions and ignores `build`, `restart` and
 `container_name`: they are dropped (swarm restarts what exits). Published ports are dropped too unless
 --keep-ports: swarm ignores the `127.0.0.1:` of a port spec and publishes on every interface.
 """
@@ -12,6 +13,7 @@ Every `$` is escaped again (`$$`), since the input is interpolated already. Swar
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 import yaml
@@ -20,9 +22,9 @@ DROPPED = ("build", "restart", "depends_on", "container_name")
 
 
 def _escape(value: object) -> object:
-    """`docker-compose config` output is interpolated already: every `$` left is literal, so `$$`."""
+    """Every literal `$` of interpolated `docker-compose config` output as `$$` (an escaped `$$` kept)."""
     if isinstance(value, str):
-        return value.replace("$", "$$")
+        return re.sub(r"\$\$|\$", "$$", value)
     if isinstance(value, list):
         return [_escape(v) for v in value]
     if isinstance(value, dict):

@@ -1,0 +1,32 @@
+"""scripts/swarm-config.py: docker-compose config output -> a stack file swarm runs as written."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _module():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("swarm_config", ROOT / "scripts" / "swarm-config.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_escaped_dollar_stays_escaped_and_a_lone_dollar_is_escaped() -> None:
+    conv = _module().convert
+    # as docker-compose 1.29 `config` prints them: the file's "$$@" kept, an interpolated value's "$" bare
+    doc = {"services": {"api": {
+        "entrypoint": ["/bin/bash", "-c", 'exec /entrypoint "$$@"', "--"],
+        "environment": {"PASSWORD": "a$b"},
+        "build": {"context": "."}, "restart": "always", "ports": ["127.0.0.1:8080:8080"],
+    }}}
+    out = conv(doc, keep_ports=False)
+    api = out["services"]["api"]
+    assert api["entrypoint"][2] == 'exec /entrypoint "$$@"'  # swarm unescapes once: the shell gets "$@"
+    assert api["environment"]["PASSWORD"] == "a$$b"
+    assert "build" not in api and "restart" not in api and "ports" not in api
+    assert out["version"] == "3.8"
