@@ -472,10 +472,11 @@ def test_broker_lost_with_a_message_in_its_queue(reference: dict, fresh: LocalCl
     try:
         run = trigger(lc, aoi="fa")
         deadline = time.monotonic() + 120
-        while lc.broker.queue_length(queue) < 1:
-            assert time.monotonic() < deadline, lc.client.task_states(DAG, run)
+        # plan's message is in the broker and the API says it is queued (the two are written one after
+        # the other: polled together, not read once)
+        while lc.broker.queue_length(queue) < 1 or lc.client.task_states(DAG, run).get("plan[-1]") != "queued":
+            assert time.monotonic() < deadline, (lc.broker.queue_length(queue), lc.client.task_states(DAG, run))
             time.sleep(0.5)
-        assert lc.client.task_states(DAG, run).get("plan[-1]") == "queued"
         lc.broker.kill()  # the message is lost with the broker
         t_lost = time.monotonic()
         lc.broker.start()
