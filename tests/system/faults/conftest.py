@@ -231,6 +231,15 @@ class RedisBroker:
             self.proc.wait(timeout=10)
         self.proc = None
 
+    def purge(self, queue: str = "default") -> int:
+        """Drop every message waiting in a Celery queue; returns how many there were."""
+        import redis
+
+        r = redis.Redis(host="127.0.0.1", port=self.port)
+        n = int(r.llen(queue))
+        r.delete(queue)
+        return n
+
     def queue_length(self, queue: str = "default") -> int:
         """Messages waiting in a Celery queue (a Redis list)."""
         import redis
