@@ -299,16 +299,15 @@ def detect_mowing(sig: ParcelSignals, params: MarkerParams) -> list[Marker]:
         ok = sig.s2.usable(params.s2.cloud_classes, params.s2.cloud_max, params.s2.min_count)
         d = sig.s2.days[ok]
         order = np.argsort(d, kind="stable")
+        days, ndvi = d[order], sig.s2.ndvi()[ok][order]
         if p.s2_method == "expected":
-            w = 1.0 - sig.s2.cloud_fraction(params.s2.cloud_classes)[ok]
-            ndvi = sig.s2.ndvi()
-            s2_days = d[order][(w[order] >= p.min_weight) & np.isfinite(ndvi[ok][order])]
-            s2c = ndvi_cuts(d[order], ndvi[ok][order], w[order], p, season)
+            w = (1.0 - sig.s2.cloud_fraction(params.s2.cloud_classes)[ok])[order]
+            s2_days = days[(w >= p.min_weight) & np.isfinite(ndvi)]
+            s2c = ndvi_cuts(days, ndvi, w, p, season)
             if p.use_s1 and sig.s1 and 0 < p.s1_confirm_min_drop < p.cut_min_drop:
-                pw = replace(p, cut_min_drop=p.s1_confirm_min_drop)
-                s2w = ndvi_cuts(d[order], ndvi[ok][order], w[order], pw, season)
+                s2w = ndvi_cuts(days, ndvi, w, replace(p, cut_min_drop=p.s1_confirm_min_drop), season)
         else:
-            s2c = ndvi_drops(d[order], sig.s2.ndvi()[ok][order], p, season)
+            s2c = ndvi_drops(days, ndvi, p, season)
     s1c: list[Candidate] = []
     if p.use_s1 and sig.s1:
         d, v, _ = orbit_anomaly(sig.s1, "coh")
