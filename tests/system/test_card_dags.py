@@ -19,21 +19,10 @@ from card_inputs import AUSTRIA, IRELAND, s2_l2a_inputs
 from cbmflow.catalogue import store as catalogue
 from cbmflow.catalogue.store import Scene
 from cbmflow.core import storage
+from dag_loading import load_dag
 
 pytestmark = pytest.mark.system
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
-
-
-def _dag(dag_id: str):  # type: ignore[no-untyped-def]
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS / f"{dag_id}.py"))
-    assert bag.import_errors == {}, bag.import_errors
-    dag = bag.get_dag(dag_id)
-    for t in dag.tasks:  # a failing task fails at once instead of waiting out its retry delay
-        t.retries = 0
-    return dag
 
 
 def _rows(conn, ids):  # type: ignore[no-untyped-def]
@@ -80,7 +69,7 @@ def test_card_s2_l2a_backfill_redoes_only_unready_scenes(airflow_db, conn, s3_bu
     conn.commit()
     before = _rows(conn, [ready, extracted, later])
 
-    dag = _dag("card_s2_l2a")
+    dag = load_dag("card_s2_l2a")
     conf = {"card_root": f"{s3_bucket}/card", "lookback_days": 0}
     # A backfill from 2022-10-05 to 2022-10-06 makes one run per daily interval [D, D+1).
     for day in ("2022-10-05", "2022-10-06"):
@@ -126,7 +115,7 @@ def test_card_s1_bs_snap_engine_without_snap_fails_clearly(airflow_db, conn, s3_
         relative_orbit=117, orbit_direction="ascending", footprint_wkt=AUSTRIA,
         source_assets={"safe": "/data/S1A.SAFE"})])
     conn.commit()
-    dr = _dag("card_s1_bs").test(
+    dr = load_dag("card_s1_bs").test(
         run_conf={"start": "2024-06-01", "end": "2024-06-02", "engine": "snap", "card_root": s3_bucket})
     assert dr.state == "failed"
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
@@ -152,7 +141,7 @@ def test_card_s1_bs_sarsen_engine_on_real_safe(airflow_db, conn, s3_bucket, shar
         source_assets={"safe": str(safe)}, properties={"note": "real metadata, constant dummy pixels"},
         simulated=True)])
     conn.commit()
-    dr = _dag("card_s1_bs").test(run_conf={"start": "2021-12-23", "end": "2021-12-24", "engine": "sarsen",
+    dr = load_dag("card_s1_bs").test(run_conf={"start": "2021-12-23", "end": "2021-12-24", "engine": "sarsen",
                                            "dem": str(grd / "Rome-30m-DEM.tif"), "card_root": f"{s3_bucket}/card",
                                            "resolution": 20})
     assert dr.state == "success", _failed_tasks(dr)
@@ -178,7 +167,7 @@ def test_card_s1_coh6_pairs_then_fails_without_snap(airflow_db, conn, s3_bucket,
     ])
     conn.commit()
     ref, sec, lone = ids.values()
-    dr = _dag("card_s1_coh6").test(run_conf={"start": "2024-06-01", "end": "2024-06-03", "card_root": s3_bucket})
+    dr = load_dag("card_s1_coh6").test(run_conf={"start": "2024-06-01", "end": "2024-06-03", "card_root": s3_bucket})
     assert dr.state == "failed"
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
     assert states["discover"] == "success" and states["process"] == "failed" and states["verify"] == "failed"
@@ -190,7 +179,7 @@ def test_card_s1_coh6_pairs_then_fails_without_snap(airflow_db, conn, s3_bucket,
 
 
 def test_card_discover_failure_fails_the_run_without_asset(airflow_db, conn) -> None:  # type: ignore[no-untyped-def]
-    dr = _dag("card_s2_l2a").test(run_conf={"start": "not-a-date", "end": "2022-10-06"})
+    dr = load_dag("card_s2_l2a").test(run_conf={"start": "not-a-date", "end": "2022-10-06"})
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
     assert dr.state == "failed"
     assert states["discover"] == "failed" and states["verify"] == "failed"

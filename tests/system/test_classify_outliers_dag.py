@@ -8,6 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from dag_loading import load_dag
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "unit"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
@@ -17,14 +19,7 @@ pytestmark = pytest.mark.system
 
 
 def run_dag(conf: dict) -> tuple[str, dict[str, str]]:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "classify_outliers.py"))
-    assert bag.import_errors == {}
-    dag = bag.get_dag("classify_outliers")
-    for t in dag.tasks:  # a failing task fails at once instead of waiting out its retry delay
-        t.retries = 0
-    dr = dag.test(run_conf=conf)
+    dr = load_dag("classify_outliers").test(run_conf=conf)
     states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
     return str(dr.state), states
 

@@ -13,21 +13,15 @@ import pandas as pd
 import psycopg
 import pytest
 
+from dag_loading import load_dag
+
 pytestmark = pytest.mark.system
 
-ROOT = Path(__file__).resolve().parents[2]
 CROPS = [("G1", "grassland", 0.5), ("W1", "winter wheat", 0.25), ("M1", "maize", 0.25)]
 
 
 def run_dag(conf: dict) -> tuple[str, str]:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "detect_markers.py"))
-    assert bag.import_errors == {}
-    dag = bag.get_dag("detect_markers")
-    for t in dag.tasks:  # a failing task fails at once instead of waiting out its retry delay
-        t.retries = 0
-    dr = dag.test(run_conf=conf)
+    dr = load_dag("detect_markers").test(run_conf=conf)
     return str(dr.state), str(dr.run_id)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -20,10 +19,10 @@ from shapely.geometry import box
 from cbmflow.catalogue import store as catalogue
 from cbmflow.catalogue.store import Scene
 from cbmflow.core import cog, storage
+from dag_loading import load_dag
 
 pytestmark = pytest.mark.system
 
-ROOT = Path(__file__).resolve().parents[2]
 X0, Y0, CRS = 500000.0, 5000000.0, "EPSG:32633"
 R, C = np.mgrid[0:40, 0:40]
 PARCELS = {
@@ -84,17 +83,6 @@ def build_archive(conn: psycopg.Connection, base: str, *, broken: bool = True) -
     return ids
 
 
-def _dag():  # type: ignore[no-untyped-def]
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "extract_signatures.py"))
-    assert bag.import_errors == {}
-    dag = bag.get_dag("extract_signatures")
-    for t in dag.tasks:  # a failing task fails at once instead of waiting out its retry delay
-        t.retries = 0
-    return dag
-
-
 LABELS: set[str] = set()  # the UI labels of the last run's mapped extract tasks
 
 
@@ -103,7 +91,7 @@ def run(conf: dict):  # type: ignore[no-untyped-def]
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
-    dr = _dag().test(run_conf=conf)
+    dr = load_dag("extract_signatures").test(run_conf=conf)
     states: dict[str, set[str]] = {}
     LABELS.clear()
     for ti in dr.get_task_instances():
@@ -302,7 +290,7 @@ def test_waiver_turns_the_scope_green_and_is_shown(airflow_db: str, conn: psycop
     conn.commit()
     assert row[:2] == ("orbit withdrawn by ESA", "tester") and "CorruptData" in row[2]
     # the waived scene is not planned again; the run is green and says so (summary and verify results)
-    dr = _dag().test(run_conf=conf)
+    dr = load_dag("extract_signatures").test(run_conf=conf)
     assert str(dr.state) == "success"
     assert xcom(dr, "summarise") == {"planned": 0, "waived": 1}
     assert xcom(dr, "verify") == {"planned": 0, "waived": 1}
@@ -352,7 +340,7 @@ def test_backfill_redoes_exactly_the_failed_scenes_of_its_range(airflow_db: str,
     assert real is not as_backfill
     monkeypatch.setattr(airflow_adapter, "scope_from_context", as_backfill)
     # the tick of 2025-05-03 06:00 covers 2025-05-02 06:00..05-03 06:00: only the 05-03 05:00 scene
-    dr = _dag().test(logical_date=datetime(2025, 5, 3, 6, tzinfo=UTC), run_conf={"aoi": "sys"})
+    dr = load_dag("extract_signatures").test(logical_date=datetime(2025, 5, 3, 6, tzinfo=UTC), run_conf={"aoi": "sys"})
     assert str(dr.state) == "success"
     after = dict(conn.execute("SELECT obsid, attempts FROM extractions").fetchall())
     status = extraction_status(conn)
@@ -360,7 +348,7 @@ def test_backfill_redoes_exactly_the_failed_scenes_of_its_range(airflow_db: str,
     assert redone == {ids["SIM_S1A_CARD_BS_20250503_corrupt"]}, redone
     assert status[ids["SIM_S1A_CARD_BS_20250502_ok2"]][0] == "failed"  # outside this range: left alone
     # the tick of 2025-05-02 06:00: the other failed scene, and nothing else
-    dr = _dag().test(logical_date=datetime(2025, 5, 2, 6, tzinfo=UTC), run_conf={"aoi": "sys"})
+    dr = load_dag("extract_signatures").test(logical_date=datetime(2025, 5, 2, 6, tzinfo=UTC), run_conf={"aoi": "sys"})
     assert str(dr.state) == "success"
     final = dict(conn.execute("SELECT obsid, attempts FROM extractions").fetchall())
     conn.commit()
