@@ -177,8 +177,9 @@ def reference(archive: LocalCluster) -> dict[str, dict[str, tuple[int, str]]]:
 
 @pytest.fixture()
 def fresh(archive: LocalCluster) -> Any:
-    """Empty extraction state before the case; pause flags removed after it."""
+    """Empty extraction state and broker queue before the case; pause flags removed after it."""
     _reset(archive.dsn)
+    archive.broker.purge(archive.env["CBMFLOW_CLUSTER_NAME"] + ":default")  # an ended run's messages stay behind
     yield archive
     for p in archive.hooks.iterdir():
         p.unlink(missing_ok=True)
@@ -469,7 +470,6 @@ def test_broker_lost_with_a_message_in_its_queue(reference: dict, fresh: LocalCl
     for w in workers:  # nobody consumes: the first task's message waits in the broker
         lc.script("stop", w)
     queue = lc.env["CBMFLOW_CLUSTER_NAME"] + ":default"
-    lc.broker.purge(queue)  # a message an earlier case left behind would stand in for plan's
     try:
         run = trigger(lc, aoi="fa")
         deadline = time.monotonic() + 120
