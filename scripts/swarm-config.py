@@ -8,6 +8,12 @@ Every literal `$` is written `$$`: docker-compose 1.29's `config` interpolates v
 escaped `$$` as it is, so `$$` stays `$$` and a lone `$` (from an interpolated value) becomes `$$`. Swarm's compose loader rejects `depends_on` with conditions and ignores `build`, `restart` and
 `container_name`: they are dropped (swarm restarts what exits). Published ports are dropped too unless
 --keep-ports: swarm ignores the `127.0.0.1:` of a port spec and publishes on every interface.
+
+Every service is reached by DNS round robin (`endpoint_mode: dnsrr`), not through a virtual IP:
+swarm's virtual IPs and its ingress routing mesh need the kernel's IPVS, which many VM kernels
+(these machines' among them: no CONFIG_IP_VS) do not have, and without it every connection to a
+service name fails with "No route to host". DNS names then resolve to the containers themselves;
+kept ports are published in host mode (the routing mesh needs IPVS too). --vip keeps swarm's default.
 """
 
 from __future__ import annotations
@@ -32,13 +38,28 @@ def _escape(value: object) -> object:
     return value
 
 
-def convert(doc: dict, keep_ports: bool) -> dict:
+def _host_mode(port: object) -> dict:
+    """A compose port spec ("[ip:]published:target[/proto]" or long form) published in host mode."""
+    if isinstance(port, dict):
+        return {**port, "mode": "host"}
+    spec, _, proto = str(port).partition("/")
+    parts = spec.split(":")
+    published, target = (parts[-2], parts[-1]) if len(parts) > 1 else (parts[-1], parts[-1])
+    return {"target": int(target), "published": int(published), "protocol": proto or "tcp",
+            "mode": "host"}
+
+
+def convert(doc: dict, keep_ports: bool, vip: bool = False) -> dict:
     """The stack file for one `docker-compose config` document."""
     for svc in doc.get("services", {}).values():
         for key in DROPPED:
             svc.pop(key, None)
         if not keep_ports:
             svc.pop("ports", None)
+        elif not vip and "ports" in svc:
+            svc["ports"] = [_host_mode(p) for p in svc["ports"]]
+        if not vip:
+            svc.setdefault("deploy", {})["endpoint_mode"] = "dnsrr"
     doc["version"] = "3.8"
     doc.pop("name", None)
     return {k: _escape(v) for k, v in doc.items()}
@@ -48,8 +69,11 @@ def main() -> int:
     """Read stdin, write stdout."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep-ports", action="store_true", help="keep published ports (all interfaces!)")
+    ap.add_argument("--vip", action="store_true",
+                    help="swarm's virtual IPs and routing mesh (the kernel must have IPVS)")
     args = ap.parse_args()
-    yaml.safe_dump(convert(yaml.safe_load(sys.stdin), args.keep_ports), sys.stdout, sort_keys=False)
+    doc = convert(yaml.safe_load(sys.stdin), args.keep_ports, args.vip)
+    yaml.safe_dump(doc, sys.stdout, sort_keys=False)
     return 0
 
 

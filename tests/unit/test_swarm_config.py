@@ -30,3 +30,21 @@ def test_escaped_dollar_stays_escaped_and_a_lone_dollar_is_escaped() -> None:
     assert api["environment"]["PASSWORD"] == "a$$b"
     assert "build" not in api and "restart" not in api and "ports" not in api
     assert out["version"] == "3.8"
+
+
+def test_services_reached_by_dns_round_robin_and_kept_ports_in_host_mode() -> None:
+    conv = _module().convert
+    doc = {"services": {
+        "postgres": {"image": "pg"},
+        "api": {"image": "af", "ports": ["127.0.0.1:18080:8080", "9000/udp"], "deploy": {"replicas": 2}},
+    }}
+    out = conv(doc, keep_ports=True)
+    # no virtual IP: without the kernel's IPVS a VIP answers "No route to host"
+    assert out["services"]["postgres"]["deploy"] == {"endpoint_mode": "dnsrr"}
+    assert out["services"]["api"]["deploy"] == {"replicas": 2, "endpoint_mode": "dnsrr"}
+    assert out["services"]["api"]["ports"] == [
+        {"target": 8080, "published": 18080, "protocol": "tcp", "mode": "host"},
+        {"target": 9000, "published": 9000, "protocol": "udp", "mode": "host"},
+    ]
+    vip = conv({"services": {"api": {"image": "af", "ports": ["8080:8080"]}}}, keep_ports=True, vip=True)
+    assert vip["services"]["api"] == {"image": "af", "ports": ["8080:8080"]}
