@@ -143,12 +143,12 @@ fresh_data() {  # the shared data folder: the AT declarations the driver simulat
   chown -R 50000:0 "$DATA"
 }
 api_container() {  # the api-server container of the compose project or the stack
-  docker ps -q -f "label=com.docker.compose.project=$PROJECT" -f "label=com.docker.compose.service=airflow-apiserver" | head -1
-  docker ps -q -f "label=com.docker.swarm.service.name=${STACK}_airflow-apiserver" -f health=healthy | head -1
+  docker ps -q -f "label=com.docker.compose.project=$PROJECT" -f "label=com.docker.compose.service=airflow-apiserver" | sed -n 1p
+  docker ps -q -f "label=com.docker.swarm.service.name=${STACK}_airflow-apiserver" -f health=healthy | sed -n 1p
 }
 drive() {  # drive ARGS...: cbmflow_dev.deploy inside the api-server container
   docker exec -e CBMFLOW_SHARED_DATA=/opt/airflow/data/shared -e AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING \
-    "$(api_container | head -1)" python -m cbmflow_dev.deploy "$@"
+    "$(api_container | sed -n 1p)" python -m cbmflow_dev.deploy "$@"
 }
 compare() {  # compare NAME FILE_A FILE_B [AOI [KEYS]]: the COUNTS lines must be equal (only AOI / KEYS if given)
   python3 - "$@" <<'EOF'
@@ -215,7 +215,7 @@ if [ "$MODE" = all ] || [ "$MODE" = compose ]; then
   # The workbench: refused without the login, answered with it.
   wb="http://127.0.0.1:18080/cbmflow/api/aois/sim/2025/parcels?limit=5"
   anon=$(curl -s -o /dev/null -w '%{http_code}' "$wb")
-  pw=$(docker exec "$(api_container | head -1)" python -c 'import json; print(json.load(open("/opt/airflow/secrets/passwords.json"))["admin"])')
+  pw=$(docker exec "$(api_container | sed -n 1p)" python -c 'import json; print(json.load(open("/opt/airflow/secrets/passwords.json"))["admin"])')
   token=$(curl -s -X POST -H 'Content-Type: application/json' -d "{\"username\": \"admin\", \"password\": \"$pw\"}" \
     http://127.0.0.1:18080/auth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   authed=$(curl -s -o "$WORK/workbench.json" -w '%{http_code}' -H "Authorization: Bearer $token" "$wb")
@@ -269,7 +269,8 @@ EOF
   victim=""
   for _ in $(seq 180); do
     if ls "$DATA"/hooks/read.*.waiting >/dev/null 2>&1; then
-      victim=$(drive running extract_signatures 2>/dev/null | head -1)
+      # sed reads to the end (head would close the pipe early: SIGPIPE, exit 141 under pipefail)
+      victim=$(drive running extract_signatures 2>/dev/null | sed -n 1p || true)
       [ -n "$victim" ] && break
     fi
     sleep 2
