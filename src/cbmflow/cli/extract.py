@@ -8,10 +8,9 @@ import os
 from typing import Any
 
 from cbmflow.core.errors import InputError
-from cbmflow.extract.archive import archive_season, read_parcel, verify_season
-from cbmflow.extract.pixelindex import IndexCache
-from cbmflow.extract.run import extract_all
-from cbmflow.extract.zonal import extract_stats, open_raster
+
+# Domain modules are imported inside each command: `cbmflow extract` (the cold path of one raster)
+# loads neither pandas, geopandas, psycopg nor the archive's code.
 
 # --------------------------------------------------------------------------------------------
 # Command line
@@ -19,15 +18,19 @@ from cbmflow.extract.zonal import extract_stats, open_raster
 
 
 def _cli_extract(args: argparse.Namespace) -> int:
-    import pandas as pd
+    import numpy as np
 
     from cbmflow.core import storage
-    from cbmflow.parcels.store import read_vector
 
-    parcels = read_vector(args.parcels)  # keeps the FID column, as `cbmflow parcels import` does
+    storage.import_rasterio_without_boto3()
+    from cbmflow.extract.pixelindex import IndexCache
+    from cbmflow.extract.zonal import STAT_COLUMNS, extract_result, open_raster
+    from cbmflow.parcels.vector import read_shapes
+
     out = str(args.out)
     if not out.endswith((".parquet", ".csv")):
         raise InputError(f"--out {out}: use a .parquet or .csv file name")
+    parcels = read_shapes(args.parcels, args.id_col)  # a GeoPackage's FID column counts, as in `parcels import`
     with storage.rasterio_env(), open_raster(args.raster) as src:
         names = [d or "" for d in src.descriptions]
         count = src.count
@@ -36,19 +39,58 @@ def _cli_extract(args: argparse.Namespace) -> int:
     else:
         selected = [(names[i] or str(i + 1), i + 1) for i in range(count)]
     cache = IndexCache()
-    frames = []
+    columns: dict[str, list[np.ndarray]] = {c: [] for c in ("parcel_id", "band", *STAT_COLUMNS)}
     for label, number in selected:
-        df = extract_stats(args.raster, parcels, id_col=args.id_col, band=number, buffer=args.buffer,
-                           min_area=args.min_area, mask=args.scl, index_cache=cache)
-        df.insert(1, "band", label)
-        frames.append(df)
-    result = pd.concat(frames, ignore_index=True)
-    if out.endswith(".parquet"):
-        result.to_parquet(out, index=False)
-    else:
-        result.to_csv(out, index=False)
-    print(f"{len(result)} rows ({len(selected)} band(s), {result['parcel_id'].nunique()} parcels) -> {out}")
+        res, ids = extract_result(args.raster, parcels, id_col=args.id_col, band=number, buffer=args.buffer,
+                                  min_area=args.min_area, mask=args.scl, index_cache=cache)
+        columns["parcel_id"].append(ids)
+        columns["band"].append(np.full(len(res), label, dtype=object))
+        columns["count"].append(res.count.astype(np.int32))
+        for col in STAT_COLUMNS[1:]:
+            columns[col].append(getattr(res, col).astype(np.float32))
+    data = {k: np.concatenate(v) for k, v in columns.items()}
+    rows = int(data["band"].size)
+    _write_table(data, out)
+    print(f"{rows} rows ({len(selected)} band(s), {np.unique(data['parcel_id']).size} parcels) -> {out}")
     return 0
+
+
+def _write_table(data: dict[str, Any], out: str) -> None:
+    """Columns to Parquet (pyarrow, no pandas) or CSV (pandas)."""
+    if out.endswith(".parquet"):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        names = list(data)
+        pq.write_table(pa.Table.from_arrays([_arrow_column(data[k]) for k in names], names=names), out)
+        return
+    import pandas as pd
+
+    pd.DataFrame(data).to_csv(out, index=False)
+
+
+def _arrow_column(values: Any) -> Any:
+    """A numpy column as an Arrow array built from its buffers.
+
+    pyarrow's converters (``pa.array``) import pandas on first use (~0.15 s of a cold
+    ``cbmflow extract``); numbers and non-null texts are laid out directly instead.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    v = np.asarray(values)
+    if v.dtype.kind in "iuf":
+        v = np.ascontiguousarray(v)
+        return pa.Array.from_buffers(pa.from_numpy_dtype(v.dtype), v.size, [None, pa.py_buffer(v)])
+    items = v.tolist()
+    if v.dtype.kind in "OU" and all(isinstance(x, str) for x in items):
+        encoded = [x.encode() for x in items]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=offsets[1:])
+        return pa.Array.from_buffers(pa.large_string() if offsets[-1] >= 2**31 else pa.string(), len(encoded),
+                                     [None, pa.py_buffer(offsets if offsets[-1] >= 2**31 else offsets.astype(np.int32)),
+                                      pa.py_buffer(b"".join(encoded))])
+    return pa.array(items)
 
 
 def _band_sel(band: str, names: list[str], count: int, uri: str) -> int:
@@ -62,6 +104,8 @@ def _band_sel(band: str, names: list[str], count: int, uri: str) -> int:
 
 
 def _cli_signatures(args: argparse.Namespace) -> int:
+    from cbmflow.extract.run import extract_all
+
     out = extract_all(aoi=args.aoi, year=args.year, card_type=args.card_type, start=args.start, end=args.end,
                       reprocess=args.reprocess, buffer=args.buffer, min_area=args.min_area, cloud_mask=args.cloud_mask)
     print(f"signatures {args.aoi} {args.year}: {len(out['extracted'])} scene(s) extracted in {out['units']} unit(s), "
@@ -159,6 +203,8 @@ def _cli_archive(args: argparse.Namespace) -> int:
     missing = [f"--{n}" for n in ("aoi", "year") if getattr(args, n) is None]
     if missing:
         args._archive_parser.error(f"the following arguments are required: {', '.join(missing)}")
+    from cbmflow.extract.archive import archive_season, read_parcel, verify_season
+
     if args.archive_command == "verify":
         reports = verify_season(args.aoi, args.year, bands=args.band or None, root=args.root)
         bad = 0

@@ -14,6 +14,7 @@ from psycopg import sql
 
 from cbmflow.core.config import database_dsn, include_dir
 from cbmflow.core.errors import ConfigError, DatabaseUnavailable
+from cbmflow.core.redact import redact_dsn
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +56,9 @@ def transaction(dsn: str | None = None) -> Iterator[psycopg.Connection]:
         conn.close()
 
 
-# user:password@ in a URL DSN; greedy up to the last '@' of the token, so an unencoded '@', '/',
-# ':' or '?' in the password is covered too.
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s]*@", re.IGNORECASE)
-# password=... as a key=value pair ('quoted value' or a bare word) or a URL query parameter.
-_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
-
-
 def _redact(dsn: str) -> str:
     """The text with every DSN password replaced by ``***`` (URL, ``?password=`` and key=value forms)."""
-    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))
+    return redact_dsn(dsn)
 
 
 def migrations_dir() -> Path:

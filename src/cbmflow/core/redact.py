@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+
+# user:password@ in a URL DSN; greedy up to the last '@' of the token, so an unencoded '@', '/',
+# ':' or '?' in the password is covered too.
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s]*@", re.IGNORECASE)
+# password=... as a key=value pair ('quoted value' or a bare word) or a URL query parameter.
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
+def redact_dsn(dsn: str) -> str:
+    """The text with every DSN password replaced by ``***`` (URL, ``?password=`` and key=value forms)."""
+    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", dsn))
 
 
 def secrets() -> list[str]:
@@ -12,9 +24,12 @@ def secrets() -> list[str]:
 
     found: list[str] = []
     try:
-        import psycopg
+        dsn = database_dsn()
+        pw = None
+        if _URL_PASSWORD.search(dsn) or _KV_PASSWORD.search(dsn):  # else there is no password to parse
+            import psycopg
 
-        pw = psycopg.conninfo.conninfo_to_dict(database_dsn()).get("password")
+            pw = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
         if pw:
             found.append(str(pw))
     except Exception:  # noqa: BLE001 - an unparsable DSN has no password we can name
@@ -31,11 +46,9 @@ def secrets() -> list[str]:
 
 def scrub(text: str) -> str:
     """The text with every known secret and any DSN password replaced by ``***``."""
-    from cbmflow.core.db import _redact
-
     for s in secrets():
         text = text.replace(s, "***")
-    return _redact(text)
+    return redact_dsn(text)
 
 
 class ScrubSecrets(logging.Filter):

@@ -130,20 +130,62 @@ def gdal_options(settings: S3Settings | None = None) -> dict[str, Any]:
 def rasterio_env(settings: S3Settings | None = None, **extra: Any) -> Iterator[None]:
     """A rasterio environment able to read ``/vsis3/`` on the configured endpoint."""
     import rasterio
-    from rasterio.session import AWSSession
 
     s = settings or s3_settings()
-    session = None
-    if s.access_key:
-        session = AWSSession(
-            aws_access_key_id=s.access_key,
-            aws_secret_access_key=s.secret_key,
-            aws_session_token=s.session_token,
-            region_name=s.region,
-            endpoint_url=s.host,
-        )
+    session = _credentials_session(s) if s.access_key else None
     with rasterio.Env(session=session, **gdal_options(s), **extra):
         yield
+
+
+def _credentials_session(s: S3Settings) -> Any:
+    """A rasterio session that hands GDAL the configured S3 keys (what rasterio's AWSSession does, without boto3)."""
+    from rasterio.session import Session
+
+    class _Keys(Session):  # type: ignore[misc]
+        """The configured keys as GDAL's AWS_* options."""
+
+        def __init__(self) -> None:
+            opts = {"AWS_ACCESS_KEY_ID": s.access_key, "AWS_SECRET_ACCESS_KEY": s.secret_key}
+            if s.session_token:
+                opts["AWS_SESSION_TOKEN"] = s.session_token
+            if s.region:
+                opts["AWS_REGION"] = s.region
+            if s.endpoint_url:
+                opts["AWS_S3_ENDPOINT"] = s.host
+            self._opts = opts
+
+        @classmethod
+        def hascreds(cls, config: dict[str, Any]) -> bool:
+            """Whether the GDAL configuration holds keys."""
+            return "AWS_ACCESS_KEY_ID" in config and "AWS_SECRET_ACCESS_KEY" in config
+
+        @property
+        def credentials(self) -> dict[str, Any]:
+            """The keys, as rasterio names them."""
+            return {k.lower(): v for k, v in self._opts.items() if k != "AWS_S3_ENDPOINT"}
+
+        def get_credential_options(self) -> dict[str, Any]:
+            """The keys as GDAL configuration options."""
+            return dict(self._opts)
+
+    return _Keys()
+
+
+def import_rasterio_without_boto3() -> None:
+    """Import rasterio without letting it load boto3 (~0.1 s): :func:`rasterio_env` gives GDAL the keys itself.
+
+    For short processes (``cbmflow extract``). boto3 stays importable for everything else; only
+    rasterio's own boto3 sessions are off, which GDAL's own AWS_* handling replaces.
+    """
+    import sys
+
+    if "rasterio" in sys.modules or "boto3" in sys.modules:
+        return
+    sys.modules["boto3"] = None  # type: ignore[assignment]  # rasterio.session: `import boto3` -> ImportError
+    try:
+        import rasterio.session  # noqa: F401
+    finally:
+        del sys.modules["boto3"]
 
 
 def open_raster(uri: str) -> Any:

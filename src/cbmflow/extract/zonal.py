@@ -37,6 +37,7 @@ from cbmflow.extract.pixelindex import (
     check_fits,
     default_cache,
 )
+from cbmflow.parcels.vector import Shapes
 
 log = logging.getLogger(__name__)
 
@@ -202,9 +203,26 @@ def scl_histogram(index: PixelIndex, scl: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def prepare_parcels(
-    gdf: Any, crs: Any, *, buffer: float = 0.0, min_area: float = 0.0
+    parcels: Any, crs: Any, *, buffer: float = 0.0, min_area: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Geometries in the raster CRS after the minimum area filter and inward buffer, and their row positions."""
+    """Geometries in the raster CRS after the minimum area filter and inward buffer, and their row positions.
+
+    ``parcels`` is a GeoDataFrame or :class:`cbmflow.parcels.vector.Shapes`; shapes already in the
+    raster's CRS (and metric when buffered) need neither pyproj nor geopandas.
+    """
+    if isinstance(parcels, Shapes):
+        if parcels.crs is None:
+            raise InputError("the parcels have no CRS; set one before extracting")
+        from rasterio.crs import CRS
+
+        own = CRS.from_user_input(parcels.crs)
+        if ((buffer or min_area) and not own.is_projected) or (crs is not None and own != crs):
+            import geopandas as gpd
+
+            parcels = gpd.GeoDataFrame(geometry=list(parcels.geoms), crs=parcels.crs)  # reprojection below
+        else:
+            return _filter_buffer(parcels.geoms, buffer=buffer, min_area=min_area)
+    gdf = parcels
     if gdf.crs is None:
         raise InputError("the parcels have no CRS; set one before extracting")
     work = gdf
@@ -212,17 +230,7 @@ def prepare_parcels(
         # Area and buffer are metric: use the parcels' CRS when projected, else their UTM zone.
         if not gdf.crs.is_projected:
             work = gdf.to_crs(gdf.estimate_utm_crs())
-    geoms = np.asarray(work.geometry.values, dtype=object)
-    import shapely
-
-    keep = np.ones(len(geoms), dtype=bool)
-    keep &= ~shapely.is_missing(geoms)
-    if min_area:
-        keep &= shapely.area(geoms) >= float(min_area)
-    if buffer:
-        geoms = shapely.buffer(geoms, -abs(float(buffer)))
-    pos = np.flatnonzero(keep)
-    geoms = geoms[pos]
+    geoms, pos = _filter_buffer(np.asarray(work.geometry.values, dtype=object), buffer=buffer, min_area=min_area)
     import geopandas as gpd
 
     series = gpd.GeoSeries(geoms, crs=work.crs)
@@ -231,14 +239,28 @@ def prepare_parcels(
     return np.asarray(series.values, dtype=object), pos
 
 
-def _parcel_hash(gdf: Any, id_col: str, buffer: float, min_area: float) -> str:
+def _filter_buffer(geoms: np.ndarray, *, buffer: float, min_area: float) -> tuple[np.ndarray, np.ndarray]:
+    """The present geometries of at least ``min_area`` (metric CRS), buffered inward, and their positions."""
+    import shapely
+
+    geoms = np.asarray(geoms, dtype=object)
+    keep = ~shapely.is_missing(geoms)
+    if min_area:
+        keep &= shapely.area(geoms) >= float(min_area)
+    if buffer:
+        geoms = shapely.buffer(geoms, -abs(float(buffer)))
+    pos = np.flatnonzero(keep)
+    return geoms[pos], pos
+
+
+def _parcel_hash(shapes: Shapes, buffer: float, min_area: float) -> str:
     import shapely
 
     h = hashlib.sha1()
-    h.update(str(gdf.crs.to_wkt() if gdf.crs else "").encode())
+    h.update(str(shapes.crs or "").encode())
     h.update(f"{buffer}|{min_area}".encode())
-    h.update(np.asarray(gdf[id_col].astype(str)).astype("U").tobytes())
-    for wkb in shapely.to_wkb(np.asarray(gdf.geometry.values, dtype=object)):
+    h.update(np.asarray(shapes.ids).astype(str).astype("U").tobytes())
+    for wkb in shapely.to_wkb(shapes.geoms):
         h.update(wkb or b"")
     return h.hexdigest()[:20]
 
@@ -314,7 +336,7 @@ def scl_on_grid(scl_uri: str, index: PixelIndex) -> np.ndarray:
 
 def extract_stats(
     raster_uri: str,
-    parcels_gdf: Any,
+    parcels: Any,
     *,
     id_col: str = "pid",
     band: int | str = 1,
@@ -324,32 +346,46 @@ def extract_stats(
     index_cache: IndexCache | None = None,
 ) -> Any:
     """Per-parcel statistics of one raster band: DataFrame parcel_id, count, mean, std, min, max, p25, p50, p75."""
+    res, ids = extract_result(raster_uri, parcels, id_col=id_col, band=band, buffer=buffer, min_area=min_area,
+                              mask=mask, index_cache=index_cache)
+    frame = res.to_frame("parcel_id")
+    frame["parcel_id"] = ids
+    return frame
+
+
+def extract_result(
+    raster_uri: str,
+    parcels: Any,
+    *,
+    id_col: str = "pid",
+    band: int | str = 1,
+    buffer: float = 0.0,
+    min_area: float = 0.0,
+    mask: Any = None,
+    index_cache: IndexCache | None = None,
+) -> tuple[ZonalResult, np.ndarray]:
+    """Per-parcel statistics of one raster band and the parcel ids of its rows (GeoDataFrame or Shapes in)."""
     from cbmflow.core import storage
 
-    if id_col not in parcels_gdf.columns:
-        raise InputError(f"parcels have no column {id_col!r}; available: {', '.join(map(str, parcels_gdf.columns))}")
-    ids = np.asarray(parcels_gdf[id_col])
+    shapes = parcels if isinstance(parcels, Shapes) else Shapes.of_frame(parcels, id_col)
     with storage.rasterio_env(None, **READ_ENV), open_raster(raster_uri) as src:
         grid = Grid.of(src)
         if src.crs is None:
             raise InputError(f"raster {raster_uri} has no CRS")
         b = _band_number(src, band, raster_uri)
-        key = _parcel_hash(parcels_gdf, id_col, buffer, min_area)
+        key = _parcel_hash(shapes, buffer, min_area)
 
         def make() -> tuple[np.ndarray, np.ndarray]:
-            geoms, pos = prepare_parcels(parcels_gdf, src.crs, buffer=buffer, min_area=min_area)
+            geoms, pos = prepare_parcels(shapes if isinstance(parcels, Shapes) else parcels, src.crs,
+                                         buffer=buffer, min_area=min_area)
             return geoms, pos.astype(np.int64)
 
         index = index_for(grid, key, make, index_cache)
         if index.pix.size == 0:
-            log.warning("raster %s covers none of the %d parcels: no statistics", raster_uri, len(parcels_gdf))
+            log.warning("raster %s covers none of the %d parcels: no statistics", raster_uri, len(shapes))
         values = gather(src, b, index, raster_uri)
         ok = valid_mask(values, src.nodatavals[b - 1])
         if mask is not None:
             ok &= _cloud_valid(mask, src, index, raster_uri)
         res = zonal_from_values(index, values, ok)
-    frame = res.to_frame("parcel_id")
-    frame["parcel_id"] = ids[res.pid] if len(res) else ids[:0]
-    return frame
-
-
+    return res, (shapes.ids[res.pid] if len(res) else shapes.ids[:0])
