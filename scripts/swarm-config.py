@@ -38,15 +38,31 @@ def _escape(value: object) -> object:
     return value
 
 
-def _host_mode(port: object) -> dict:
-    """A compose port spec ("[ip:]published:target[/proto]" or long form) published in host mode."""
+def _host_mode(port: object) -> list[dict]:
+    """A compose port spec ("[ip:]published:target[/proto]", ranges "8000-8001:9000-9001", or long form)
+    as long-form entries published in host mode (one per port of a range)."""
     if isinstance(port, dict):
-        return {**port, "mode": "host"}
+        return [{**port, "mode": "host"}]
     spec, _, proto = str(port).partition("/")
     parts = spec.split(":")
     published, target = (parts[-2], parts[-1]) if len(parts) > 1 else (parts[-1], parts[-1])
-    return {"target": int(target), "published": int(published), "protocol": proto or "tcp",
-            "mode": "host"}
+    try:
+        pub, tgt = _port_range(published), _port_range(target)
+    except ValueError:
+        raise SystemExit(f"swarm-config: cannot read the port spec {port!r} "
+                         "(expected [ip:]published:target[/proto], ports or ranges like 8000-8001)") from None
+    if len(pub) != len(tgt):
+        raise SystemExit(f"swarm-config: port spec {port!r}: the published and target ranges differ in length")
+    return [{"target": t, "published": p, "protocol": proto or "tcp", "mode": "host"} for p, t in zip(pub, tgt)]
+
+
+def _port_range(text: str) -> list[int]:
+    """The ports of "8000" or "8000-8002"."""
+    lo, _, hi = text.strip().partition("-")
+    first, last = int(lo), int(hi or lo)
+    if not 0 < first <= last < 65536:
+        raise ValueError(text)
+    return list(range(first, last + 1))
 
 
 def convert(doc: dict, keep_ports: bool, vip: bool = False) -> dict:
@@ -57,7 +73,7 @@ def convert(doc: dict, keep_ports: bool, vip: bool = False) -> dict:
         if not keep_ports:
             svc.pop("ports", None)
         elif not vip and "ports" in svc:
-            svc["ports"] = [_host_mode(p) for p in svc["ports"]]
+            svc["ports"] = [entry for p in svc["ports"] for entry in _host_mode(p)]
         if not vip:
             svc.setdefault("deploy", {})["endpoint_mode"] = "dnsrr"
     doc["version"] = "3.8"

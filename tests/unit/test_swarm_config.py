@@ -48,3 +48,18 @@ def test_services_reached_by_dns_round_robin_and_kept_ports_in_host_mode() -> No
     ]
     vip = conv({"services": {"api": {"image": "af", "ports": ["8080:8080"]}}}, keep_ports=True, vip=True)
     assert vip["services"]["api"] == {"image": "af", "ports": ["8080:8080"]}
+
+
+def test_port_ranges_expand_and_a_bad_spec_is_named() -> None:
+    import pytest
+
+    mod = _module()
+    out = mod.convert({"services": {"api": {"image": "af", "ports": ["18080-18081:8080-8081"]}}}, keep_ports=True)
+    assert out["services"]["api"]["ports"] == [
+        {"target": 8080, "published": 18080, "protocol": "tcp", "mode": "host"},
+        {"target": 8081, "published": 18081, "protocol": "tcp", "mode": "host"},
+    ]
+    with pytest.raises(SystemExit, match=r"'80-81:90'.*differ in length"):
+        mod.convert({"services": {"api": {"ports": ["80-81:90"]}}}, keep_ports=True)
+    with pytest.raises(SystemExit, match=r"cannot read the port spec 'web:80'"):
+        mod.convert({"services": {"api": {"ports": ["web:80"]}}}, keep_ports=True)
