@@ -42,7 +42,8 @@ def _cli_extract(args: argparse.Namespace) -> int:
     columns: dict[str, list[np.ndarray]] = {c: [] for c in ("parcel_id", "band", *STAT_COLUMNS)}
     for label, number in selected:
         res, ids = extract_result(args.raster, parcels, id_col=args.id_col, band=number, buffer=args.buffer,
-                                  min_area=args.min_area, mask=args.scl, index_cache=cache)
+                                  min_area=args.min_area, mask=args.scl, index_cache=cache,
+                                  parcel_key="cli")  # one parcel set per command: no hash of its shapes
         columns["parcel_id"].append(ids)
         columns["band"].append(np.full(len(res), label, dtype=object))
         columns["count"].append(res.count.astype(np.int32))

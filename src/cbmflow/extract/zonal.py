@@ -363,8 +363,13 @@ def extract_result(
     min_area: float = 0.0,
     mask: Any = None,
     index_cache: IndexCache | None = None,
+    parcel_key: str | None = None,
 ) -> tuple[ZonalResult, np.ndarray]:
-    """Per-parcel statistics of one raster band and the parcel ids of its rows (GeoDataFrame or Shapes in)."""
+    """Per-parcel statistics of one raster band and the parcel ids of its rows (GeoDataFrame or Shapes in).
+
+    ``parcel_key`` names the parcel set in ``index_cache`` when the caller knows it is fixed (e.g. one
+    command's parcels); by default the key is a hash of the ids, shapes, CRS, buffer and minimum area.
+    """
     from cbmflow.core import storage
 
     shapes = parcels if isinstance(parcels, Shapes) else Shapes.of_frame(parcels, id_col)
@@ -373,7 +378,7 @@ def extract_result(
         if src.crs is None:
             raise InputError(f"raster {raster_uri} has no CRS")
         b = _band_number(src, band, raster_uri)
-        key = _parcel_hash(shapes, buffer, min_area)
+        key = parcel_key or _parcel_hash(shapes, buffer, min_area)
 
         def make() -> tuple[np.ndarray, np.ndarray]:
             geoms, pos = prepare_parcels(shapes if isinstance(parcels, Shapes) else parcels, src.crs,
