@@ -88,8 +88,9 @@ def _arrow_column(values: Any) -> Any:
         encoded = [x.encode() for x in items]
         offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(b) for b in encoded], out=offsets[1:])
-        return pa.Array.from_buffers(pa.large_string() if offsets[-1] >= 2**31 else pa.string(), len(encoded),
-                                     [None, pa.py_buffer(offsets if offsets[-1] >= 2**31 else offsets.astype(np.int32)),
+        large = bool(offsets[-1] >= 2**31)  # 32-bit offsets hold up to 2 GiB of text
+        return pa.Array.from_buffers(pa.large_string() if large else pa.string(), len(encoded),
+                                     [None, pa.py_buffer(offsets if large else offsets.astype(np.int32)),
                                       pa.py_buffer(b"".join(encoded))])
     return pa.array(items)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Iterator
@@ -139,20 +140,26 @@ def rasterio_env(settings: S3Settings | None = None, **extra: Any) -> Iterator[N
 
 def _credentials_session(s: S3Settings) -> Any:
     """A rasterio session that hands GDAL the configured S3 keys (what rasterio's AWSSession does, without boto3)."""
+    opts = {"AWS_ACCESS_KEY_ID": s.access_key, "AWS_SECRET_ACCESS_KEY": s.secret_key}
+    if s.session_token:
+        opts["AWS_SESSION_TOKEN"] = s.session_token
+    if s.region:
+        opts["AWS_REGION"] = s.region
+    if s.endpoint_url:
+        opts["AWS_S3_ENDPOINT"] = s.host
+    return _keys_session_class()(opts)
+
+
+@functools.cache
+def _keys_session_class() -> Any:
+    """The rasterio session class of :func:`_credentials_session` (built once: rasterio is imported lazily)."""
     from rasterio.session import Session
 
     class _Keys(Session):  # type: ignore[misc]
-        """The configured keys as GDAL's AWS_* options."""
+        """Given S3 keys as GDAL's AWS_* options."""
 
-        def __init__(self) -> None:
-            opts = {"AWS_ACCESS_KEY_ID": s.access_key, "AWS_SECRET_ACCESS_KEY": s.secret_key}
-            if s.session_token:
-                opts["AWS_SESSION_TOKEN"] = s.session_token
-            if s.region:
-                opts["AWS_REGION"] = s.region
-            if s.endpoint_url:
-                opts["AWS_S3_ENDPOINT"] = s.host
-            self._opts = opts
+        def __init__(self, opts: dict[str, Any]) -> None:
+            self._opts = dict(opts)
 
         @classmethod
         def hascreds(cls, config: dict[str, Any]) -> bool:
@@ -168,7 +175,7 @@ def _credentials_session(s: S3Settings) -> Any:
             """The keys as GDAL configuration options."""
             return dict(self._opts)
 
-    return _Keys()
+    return _Keys
 
 
 def import_rasterio_without_boto3() -> None:

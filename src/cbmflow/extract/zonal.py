@@ -210,9 +210,9 @@ def prepare_parcels(
     ``parcels`` is a GeoDataFrame or :class:`cbmflow.parcels.vector.Shapes`; shapes already in the
     raster's CRS (and metric when buffered) need neither pyproj nor geopandas.
     """
+    if parcels.crs is None:  # both a GeoDataFrame and Shapes carry .crs
+        raise InputError("the parcels have no CRS; set one before extracting")
     if isinstance(parcels, Shapes):
-        if parcels.crs is None:
-            raise InputError("the parcels have no CRS; set one before extracting")
         from rasterio.crs import CRS
 
         own = CRS.from_user_input(parcels.crs)
@@ -223,8 +223,6 @@ def prepare_parcels(
         else:
             return _filter_buffer(parcels.geoms, buffer=buffer, min_area=min_area)
     gdf = parcels
-    if gdf.crs is None:
-        raise InputError("the parcels have no CRS; set one before extracting")
     work = gdf
     if buffer or min_area:
         # Area and buffer are metric: use the parcels' CRS when projected, else their UTM zone.

@@ -40,11 +40,16 @@ class Shapes:
     @classmethod
     def of_frame(cls, gdf: Any, id_col: str) -> Shapes:
         """The shapes of a GeoDataFrame's ``id_col`` and geometry."""
-        if id_col not in gdf.columns:
-            raise InputError(f"parcels have no column {id_col!r}; available: {', '.join(map(str, gdf.columns))}")
+        _require_column(id_col, [str(c) for c in gdf.columns])
         return cls(ids=np.asarray(gdf[id_col]), geoms=np.asarray(gdf.geometry.values, dtype=object),
                    crs=gdf.crs.to_wkt() if gdf.crs is not None else None,
                    columns=tuple(str(c) for c in gdf.columns))
+
+
+def _require_column(id_col: str, columns: list[str]) -> None:
+    """Raise an InputError naming the available columns when ``id_col`` is not one of them."""
+    if id_col not in columns:
+        raise InputError(f"parcels have no column {id_col!r}; available: {', '.join(columns)}")
 
 
 def read_shapes(path: str | os.PathLike[str], id_col: str) -> Shapes:
@@ -81,8 +86,7 @@ def _read_gpkg(path: Path, id_col: str) -> Shapes | None:
         names = [str(r[1]) for r in info]
         fid = next((str(r[1]) for r in info if r[5] == 1 and str(r[2]).upper() == "INTEGER"), None)
         attrs = [n for n in names if n != geom_col]
-        if id_col not in attrs:
-            raise InputError(f"parcels have no column {id_col!r}; available: {', '.join(attrs)}")
+        _require_column(id_col, attrs)
         order = f" ORDER BY {_quote(fid)}" if fid else ""
         rows = con.execute(f"SELECT {_quote(id_col)}, {_quote(geom_col)} FROM {_quote(table)}{order}").fetchall()
         crs = _gpkg_crs(con, srs_id)
