@@ -32,7 +32,7 @@ class Shapes:
     ids: np.ndarray
     geoms: np.ndarray
     crs: str | None  # anything rasterio's and pyproj's CRS.from_user_input accept (EPSG:n or WKT)
-    columns: tuple[str, ...] = ()  # the file's attribute columns, for error messages
+    columns: tuple[str, ...] = ()  # the source's column names (informational; the readers' messages list their own)
 
     def __len__(self) -> int:
         return int(self.geoms.size)
@@ -40,10 +40,10 @@ class Shapes:
     @classmethod
     def of_frame(cls, gdf: Any, id_col: str) -> Shapes:
         """The shapes of a GeoDataFrame's ``id_col`` and geometry."""
-        _require_column(id_col, [str(c) for c in gdf.columns])
+        names = [str(c) for c in gdf.columns]
+        _require_column(id_col, names)
         return cls(ids=np.asarray(gdf[id_col]), geoms=np.asarray(gdf.geometry.values, dtype=object),
-                   crs=gdf.crs.to_wkt() if gdf.crs is not None else None,
-                   columns=tuple(str(c) for c in gdf.columns))
+                   crs=gdf.crs.to_wkt() if gdf.crs is not None else None, columns=tuple(names))
 
 
 def _require_column(id_col: str, columns: list[str]) -> None:
