@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--px-per-parcel", type=float, default=800.0,
                     help="grid pixels per parcel (Denmark: ~770 px of land per parcel)")
     a = ap.parse_args(argv)
+    # the deployment's setting (scripts/airflow-env.sh, docker-compose.yaml): one decode thread per
+    # extract task, as many tasks as cores; the spawned workers inherit it
+    os.environ.setdefault("CBMFLOW_GDAL_THREADS", "1")
     n = a.parcels or (2_800 if a.quick else 56_000)
     dates = a.dates or (10 if a.quick else 200)
     pool = a.pool or (2 if a.quick else 8)
@@ -93,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             files.append(cog.to_cog(tmp, str(work / f"SIM_pool_{i}.tif"), compress=a.compress.upper()))
             tmp.unlink()
     print(f"# {n:,} parcels (1-5 ha rectangles, {a.px_per_parcel:.0f} px of grid per parcel) on a {w}x{h} px grid, {dates} dates x {len(BANDS)} bands; "
-          f"{pool} pooled {a.compress.upper()} COGs written in {t_gen.s:.1f} s ({work})")
+          f"{pool} pooled {a.compress.upper()} COGs written in {t_gen.s:.1f} s ({work}); "
+          f"GDAL threads per worker: {os.environ['CBMFLOW_GDAL_THREADS']}")
 
     with C.bench_db() as dsn:
         with psycopg.connect(dsn) as conn:

@@ -10,5 +10,8 @@ export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
 export AIRFLOW__API__PORT=${AIRFLOW__API__PORT:-${CBMFLOW_API_PORT:-8080}}
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://localhost:$AIRFLOW__API__PORT/execution/}
 export CBMFLOW_HOME=$_root
+# Extract tasks run two at a time on this machine (one per core): each decodes on one GDAL thread,
+# ~17 % less CPU per band than ALL_CPUS (docs/performance.md, section 3).
+export CBMFLOW_GDAL_THREADS=${CBMFLOW_GDAL_THREADS:-1}
 export PATH=$_root/.venv/bin:$PATH
 mkdir -p "$AIRFLOW_HOME"

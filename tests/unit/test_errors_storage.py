@@ -47,3 +47,22 @@ def test_is_cog_rejects_a_plain_tiled_geotiff(tmp_path) -> None:
     written = cog.write_cog(str(tmp_path / "c.tif"), data, crs="EPSG:32633",
                             transform=from_origin(0, 0, 10, 10), nodata=None)
     assert cog.is_cog(written) is True
+
+
+def test_cog_predictor_is_floating_point_for_floats_and_differencing_for_integers(tmp_path) -> None:
+    """Floats keep the floating-point predictor (3: 10 % smaller real S1 files), integers predictor 2."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from cbmflow.core import cog
+
+    rng = np.random.default_rng(0)
+    for dtype, expected in (("float32", "3"), ("uint16", "2")):
+        data = (rng.random((600, 600)) * 1000).astype(dtype)
+        uri = cog.write_cog(str(tmp_path / f"{dtype}.tif"), data, crs="EPSG:32633",
+                            transform=from_origin(0, 0, 10, 10), nodata=None)
+        with rasterio.open(uri) as src:
+            assert src.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == expected, dtype
+            assert src.profile["compress"] == "zstd"
+            np.testing.assert_array_equal(src.read(1), data)

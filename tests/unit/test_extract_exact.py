@@ -211,3 +211,34 @@ def test_bands_run_in_parallel_only_within_the_memory_budget(monkeypatch) -> Non
     assert extract.parallel_bands(budget // per_px) == 1  # a full S2 tile's worth: one at a time
     monkeypatch.setenv("CBMFLOW_EXTRACT_THREADS", "1")
     assert extract.parallel_bands(1000) == 1
+
+
+@pytest.mark.parametrize("invalid_share", [0.0, 0.05, 0.5, 0.97])
+@pytest.mark.parametrize("slice_pixels", [64, 1 << 20])
+def test_statistics_equal_numpy_per_parcel(monkeypatch, invalid_share: float, slice_pixels: int) -> None:
+    """Both sort paths (invalid pixels dropped, or keyed to sort last) and any slicing give numpy's answers."""
+    from cbmflow.extract.pixelindex import Grid, PixelIndex
+
+    monkeypatch.setattr(zonal, "_SLICE", slice_pixels)
+    rng = np.random.default_rng(int(invalid_share * 100) + slice_pixels)
+    n_parcels, n_pix = 300, 20_000
+    lab = np.sort(rng.integers(0, n_parcels - 20, n_pix)).astype(np.int32)  # the last 20 parcels: no pixel
+    lab[::7] = rng.integers(0, n_parcels - 20, lab[::7].size)  # not in label order (pixel order)
+    pix = np.arange(n_pix, dtype=np.uint32)
+    grid = Grid(crs_wkt=CRS, transform=(10.0, 0.0, X0, 0.0, -10.0, Y0), height=200, width=100)
+    index = PixelIndex(grid=grid, pids=np.arange(1000, 1000 + n_parcels, dtype=np.int64), pix=pix, lab=lab)
+    values = rng.normal(-12.0, 4.0, n_pix).astype(np.float32)  # negative and positive values
+    values[rng.random(n_pix) < 0.02] = -0.0
+    valid = rng.random(n_pix) >= invalid_share
+    values[~valid & (rng.random(n_pix) < 0.5)] = np.nan
+    res = zonal.zonal_from_values(index, values, valid)
+    expect = {}
+    for p in range(n_parcels):
+        x = values[(lab == p) & valid].astype(np.float64)
+        if x.size:
+            expect[1000 + p] = (x.size, x.mean(), x.std(), x.min(), x.max(), *np.percentile(x, [25, 50, 75]))
+    assert res.pid.tolist() == sorted(expect)
+    got = np.column_stack([res.count, res.mean, res.std, res.min, res.max, res.p25, res.p50, res.p75])
+    want = np.array([expect[p] for p in res.pid.tolist()])
+    np.testing.assert_array_equal(got[:, [0, 3, 4]], want[:, [0, 3, 4]])  # counts and extremes exactly
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

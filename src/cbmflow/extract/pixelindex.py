@@ -131,6 +131,11 @@ class PixelIndex:
         return int(self.pids.nbytes + self.pix.nbytes + self.lab.nbytes)
 
     @cached_property
+    def label_counts(self) -> np.ndarray:
+        """Indexed pixels per parcel label, computed once per index."""
+        return np.bincount(self.lab, minlength=self.n_parcels)
+
+    @cached_property
     def default_strips(self) -> list[tuple[int, int, int, int, int, int]]:
         """:meth:`strips` with the default strip height, computed once per index."""
         return self.strips(STRIP_ROWS)

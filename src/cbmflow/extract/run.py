@@ -224,7 +224,8 @@ def extract_scenes(
                         log.warning("%s: AOI %s has no parcels for %s in this unit", where, aoi, year)
                     stats, hist = _scene_stats(scene, parcels, parcel_key, buffer=buffer, min_area=min_area,
                                                cloud_mask=cloud_mask, cache=index_cache)
-                    n = sink.write_scene(conn, sid, scene.year, stats, scl_hist=hist, aoi=aoi, parcel_year=year)
+                    n = sink.write_scene(conn, sid, scene.year, stats, scl_hist=hist, aoi=aoi, parcel_year=year,
+                                         fresh=claim.status == "pending")
                     status = "extracted" if n else "no_data"
                     catalogue.finish_extraction(
                         conn, sid, aoi, year, status, rows=n, run_id=run_id, parcels_version=info.parcels_version,

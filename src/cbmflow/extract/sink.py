@@ -111,6 +111,7 @@ def write_scene(
     *,
     aoi: str | None = None,
     parcel_year: int | None = None,
+    fresh: bool = False,
 ) -> int:
     """Replace a scene's signatures (and SCL histograms) within the caller's transaction; returns rows written.
 
@@ -118,6 +119,9 @@ def write_scene(
     p25, p50, p75 (DataFrame, dict of arrays or ``zonal.ZonalResult``); ``scl_hist`` is
     ``(pids, counts[n, 12])``. With ``aoi`` (and ``parcel_year``, default ``year``) only the rows
     of that AOI's parcels are replaced: another AOI's rows of the same scene are never touched.
+    ``fresh`` says the caller holds the claim of a (scene, AOI) pair still ``pending``: no rows of it
+    can exist (only the transaction that sets a done status writes them, and a pair never returns to
+    ``pending``), so there is nothing to delete.
     """
     from cbmflow.core import db
 
@@ -126,7 +130,7 @@ def write_scene(
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (SCENE_LOCK, int(obsid)))
         conn.execute("DELETE FROM signatures WHERE obsid = %s AND year = %s", (int(obsid), int(year)))
         conn.execute("DELETE FROM scl_histograms WHERE obsid = %s", (int(obsid),))
-    else:
+    elif not fresh:
         py = int(parcel_year if parcel_year is not None else year)
         mine = "pid IN (SELECT pid FROM parcels WHERE aoi = %s AND year = %s)"
         conn.execute(f"DELETE FROM signatures WHERE obsid = %s AND year = %s AND {mine}",
