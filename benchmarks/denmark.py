@@ -31,6 +31,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--read-samples", type=int, default=200, help="parcels read from the archive (p50/p95)")
     ap.add_argument("--no-dk-archive", dest="dk_archive", action="store_false",
                     help="skip writing the Denmark-size archive for the read benchmark")
+    ap.add_argument("--reference", help="another checkout's src folder: time only the extraction, this checkout and "
+                    "the reference alternated on fresh databases (same schema), and print the ratio")
+    ap.add_argument("--rounds", type=int, default=2, help="with --reference: alternated rounds (A B A B ...)")
     ap.add_argument("--px-per-parcel", type=float, default=800.0,
                     help="grid pixels per parcel (Denmark: ~770 px of land per parcel)")
     a = ap.parse_args(argv)
@@ -68,11 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import psycopg
     import rasterio
-    import shapely
     from affine import Affine
 
-    from cbmflow.catalogue import store as catalogue
-    from cbmflow.catalogue.store import Scene
     from cbmflow.core import cog
     from cbmflow.extract import archive
     from cbmflow.extract import run as extract
@@ -99,24 +100,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{pool} pooled {a.compress.upper()} COGs written in {t_gen.s:.1f} s ({work}); "
           f"GDAL threads per worker: {os.environ['CBMFLOW_GDAL_THREADS']}")
 
+    if a.reference:
+        return _alternate(a, gdf, files, dates, pool)
     with C.bench_db() as dsn:
-        with psycopg.connect(dsn) as conn:
-            conn.execute("INSERT INTO aois (name, epsg, parcels_version) VALUES ('dk_bench', 32632, 1)")
-            with conn.cursor() as cur, cur.copy(
-                "COPY parcels (pid, aoi, year, parcel_id, crop_code, area_m2, geom, source) FROM STDIN"
-            ) as cp:
-                for pid, pcode, crop, g in zip(gdf["pid"], gdf["parcel_id"], gdf["crop_code"], gdf.geometry, strict=True):
-                    cp.write_row((int(pid), "dk_bench", 2025, pcode, crop, float(g.area),
-                                  "SRID=32632;" + shapely.to_wkt(shapely.multipolygons([g])), "benchmark"))
-            start = datetime(2025, 3, 1, 5, 30, tzinfo=UTC)
-            scenes = []
-            for d in range(dates):
-                assets = {b: files[(2 * d + k) % pool] for k, b in enumerate(BANDS)}
-                scenes.append(Scene(product_id=f"SIM_S1_CARD_BS_DK_{d:03d}", mission="S1A", product_type="CARD-BS",
-                                    card_type="bs", sensing_time=start + timedelta(days=d * 6 / 5),
-                                    tile="DK", assets=assets, simulated=True, status="ready"))
-            catalogue.upsert(conn, scenes)
-            conn.commit()
+        _load(dsn, gdf, files, dates, pool)
         units = extract.plan_units(card_type="bs", aoi="dk_bench", year=2025, dsn=dsn)
         with C.Timer() as t_run:
             summary = _run_units(units, dsn, a.workers)
@@ -162,6 +149,58 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+
+def _load(dsn: str, gdf: Any, files: list[str], dates: int, pool: int) -> None:
+    """The benchmark's AOI, parcels and catalogue of CARD scenes in a fresh database."""
+    import psycopg
+    import shapely
+
+    from cbmflow.catalogue import store as catalogue
+    from cbmflow.catalogue.store import Scene
+
+    with psycopg.connect(dsn) as conn:
+        conn.execute("INSERT INTO aois (name, epsg, parcels_version) VALUES ('dk_bench', 32632, 1)")
+        with conn.cursor() as cur, cur.copy(
+            "COPY parcels (pid, aoi, year, parcel_id, crop_code, area_m2, geom, source) FROM STDIN"
+        ) as cp:
+            for pid, pcode, crop, g in zip(gdf["pid"], gdf["parcel_id"], gdf["crop_code"], gdf.geometry, strict=True):
+                cp.write_row((int(pid), "dk_bench", 2025, pcode, crop, float(g.area),
+                              "SRID=32632;" + shapely.to_wkt(shapely.multipolygons([g])), "benchmark"))
+        start = datetime(2025, 3, 1, 5, 30, tzinfo=UTC)
+        scenes = []
+        for d in range(dates):
+            assets = {b: files[(2 * d + k) % pool] for k, b in enumerate(BANDS)}
+            scenes.append(Scene(product_id=f"SIM_S1_CARD_BS_DK_{d:03d}", mission="S1A", product_type="CARD-BS",
+                                card_type="bs", sensing_time=start + timedelta(days=d * 6 / 5),
+                                tile="DK", assets=assets, simulated=True, status="ready"))
+        catalogue.upsert(conn, scenes)
+        conn.commit()
+
+
+def _alternate(a: argparse.Namespace, gdf: Any, files: list[str], dates: int, pool: int) -> int:
+    """Extraction only, this checkout and ``--reference`` alternated on fresh databases: per-scene times and ratio."""
+    from cbmflow.extract import run as extract
+
+    times: dict[str, list[float]] = {"this checkout": [], "reference": []}
+    for r in range(a.rounds):
+        for label, path in (("reference", a.reference), ("this checkout", None)):
+            with C.bench_db() as dsn:
+                _load(dsn, gdf, files, dates, pool)
+                units = extract.plan_units(card_type="bs", aoi="dk_bench", year=2025, dsn=dsn)
+                with C.Timer() as t:
+                    summary = _run_units(units, dsn, a.workers, pythonpath=path)
+            assert not summary["failed"], summary["failed"]
+            assert summary["extracted"] == dates, summary
+            times[label].append(t.s / dates)
+            print(f"round {r + 1} {label}: {t.s / dates:.3f} s per scene ({t.s:.1f} s, {summary['rows']:,} rows)", flush=True)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(C.table([(k, f"{med[k]:.3f}", ", ".join(f"{x:.3f}" for x in v)) for k, v in times.items()],
+                  ("code", "median s per scene", "rounds")))
+    print(f"this checkout / reference: {med['this checkout'] / med['reference']:.2f}x the time per scene "
+          f"({a.rounds} alternated rounds, {a.workers} worker processes, {dates} dates); load average {os.getloadavg()[0]:.1f}")
+    return 0
+
+
 def _unit_worker(args: tuple) -> dict:  # type: ignore[type-arg]
     unit, dsn, run_id = args
     from cbmflow.extract import run as extract
@@ -170,17 +209,30 @@ def _unit_worker(args: tuple) -> dict:  # type: ignore[type-arg]
                                   tile_bbox=unit["tile_bbox"], run_id=run_id)
 
 
-def _run_units(units: list, dsn: str, workers: int) -> dict:  # type: ignore[type-arg]
-    """The mapped extract task over the plan's units, ``workers`` at a time in separate processes."""
+def _run_units(units: list, dsn: str, workers: int, pythonpath: str | None = None) -> dict:  # type: ignore[type-arg]
+    """The mapped extract task over the plan's units, ``workers`` at a time in separate processes.
+
+    ``pythonpath``: the workers import cbmflow from there (another checkout's ``src``).
+    """
     import multiprocessing as mp
 
     total = {"rows": 0, "failed": {}, "extracted": 0}
     jobs = [(u, dsn, "bench-run") for u in units]
-    if workers <= 1:
+    if workers <= 1 and not pythonpath:
         results = [_unit_worker(j) for j in jobs]
     else:
-        with mp.get_context("spawn").Pool(workers) as pool:
-            results = pool.map(_unit_worker, jobs, chunksize=1)
+        saved = os.environ.get("PYTHONPATH")
+        if pythonpath:
+            os.environ["PYTHONPATH"] = pythonpath  # inherited by the spawned workers
+        try:
+            with mp.get_context("spawn").Pool(workers) as pool:
+                results = pool.map(_unit_worker, jobs, chunksize=1)
+        finally:
+            if pythonpath:
+                if saved is None:
+                    os.environ.pop("PYTHONPATH", None)
+                else:
+                    os.environ["PYTHONPATH"] = saved
     for r in results:
         total["rows"] += r["rows"]
         total["failed"].update(r["failed"])
