@@ -202,9 +202,15 @@ def _alternate(a: argparse.Namespace, gdf: Any, files: list[str], dates: int, po
 
 
 def _unit_worker(args: tuple) -> dict:  # type: ignore[type-arg]
-    unit, dsn, run_id = args
+    unit, dsn, run_id, src = args
+    if src:  # a spawned worker gets the parent's sys.path, so PYTHONPATH alone would not switch the code
+        if "cbmflow" in sys.modules and not sys.modules["cbmflow"].__file__.startswith(src):  # type: ignore[union-attr]
+            raise RuntimeError(f"cbmflow already imported from {sys.modules['cbmflow'].__file__}, not {src}")
+        sys.path.insert(0, src)
     from cbmflow.extract import run as extract
 
+    if src and not extract.__file__.startswith(src):
+        raise RuntimeError(f"the reference worker imported {extract.__file__}, not the code under {src}")
     return extract.extract_scenes(unit["scene_ids"], aoi=unit["aoi"], year=int(unit["year"]), dsn=dsn,
                                   tile_bbox=unit["tile_bbox"], run_id=run_id)
 
@@ -217,22 +223,13 @@ def _run_units(units: list, dsn: str, workers: int, pythonpath: str | None = Non
     import multiprocessing as mp
 
     total = {"rows": 0, "failed": {}, "extracted": 0}
-    jobs = [(u, dsn, "bench-run") for u in units]
-    if workers <= 1 and not pythonpath:
+    src = str(Path(pythonpath).resolve()) if pythonpath else None
+    jobs = [(u, dsn, "bench-run", src) for u in units]
+    if workers <= 1 and not src:
         results = [_unit_worker(j) for j in jobs]
     else:
-        saved = os.environ.get("PYTHONPATH")
-        if pythonpath:
-            os.environ["PYTHONPATH"] = pythonpath  # inherited by the spawned workers
-        try:
-            with mp.get_context("spawn").Pool(workers) as pool:
-                results = pool.map(_unit_worker, jobs, chunksize=1)
-        finally:
-            if pythonpath:
-                if saved is None:
-                    os.environ.pop("PYTHONPATH", None)
-                else:
-                    os.environ["PYTHONPATH"] = saved
+        with mp.get_context("spawn").Pool(workers) as pool:
+            results = pool.map(_unit_worker, jobs, chunksize=1)
     for r in results:
         total["rows"] += r["rows"]
         total["failed"].update(r["failed"])
