@@ -76,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from cbmflow.core import cog
     from cbmflow.extract import archive
-    from cbmflow.extract import run as extract
 
     work = C.workdir("denmark")
     gdf = C.packed_parcels(n, px_per_parcel=a.px_per_parcel)  # Danish parcel density on the grid
@@ -103,10 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.reference:
         return _alternate(a, gdf, files, dates, pool)
     with C.bench_db() as dsn:
-        _load(dsn, gdf, files, dates, pool)
-        units = extract.plan_units(card_type="bs", aoi="dk_bench", year=2025, dsn=dsn)
-        with C.Timer() as t_run:
-            summary = _run_units(units, dsn, a.workers)
+        units, summary, t_run = _extract(dsn, gdf, files, dates, pool, a.workers)
         with psycopg.connect(dsn) as conn:
             stored = conn.execute("SELECT count(*) FROM signatures").fetchone()[0]
             size = conn.execute("SELECT pg_total_relation_size('signatures_2025')").fetchone()[0]
@@ -149,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-
 def _load(dsn: str, gdf: Any, files: list[str], dates: int, pool: int) -> None:
     """The benchmark's AOI, parcels and catalogue of CARD scenes in a fresh database."""
     import psycopg
@@ -177,18 +172,25 @@ def _load(dsn: str, gdf: Any, files: list[str], dates: int, pool: int) -> None:
         conn.commit()
 
 
-def _alternate(a: argparse.Namespace, gdf: Any, files: list[str], dates: int, pool: int) -> int:
-    """Extraction only, this checkout and ``--reference`` alternated on fresh databases: per-scene times and ratio."""
+
+def _extract(dsn: str, gdf: Any, files: list[str], dates: int, pool: int, workers: int,
+             pythonpath: str | None = None) -> tuple[list, dict, C.Timer]:  # type: ignore[type-arg]
+    """Load the database, plan the units and time their extraction: (units, summary, timer)."""
     from cbmflow.extract import run as extract
 
+    _load(dsn, gdf, files, dates, pool)
+    units = extract.plan_units(card_type="bs", aoi="dk_bench", year=2025, dsn=dsn)
+    with C.Timer() as t:
+        summary = _run_units(units, dsn, workers, pythonpath=pythonpath)
+    return units, summary, t
+
+def _alternate(a: argparse.Namespace, gdf: Any, files: list[str], dates: int, pool: int) -> int:
+    """Extraction only, this checkout and ``--reference`` alternated on fresh databases: per-scene times and ratio."""
     times: dict[str, list[float]] = {"this checkout": [], "reference": []}
     for r in range(a.rounds):
         for label, path in (("reference", a.reference), ("this checkout", None)):
             with C.bench_db() as dsn:
-                _load(dsn, gdf, files, dates, pool)
-                units = extract.plan_units(card_type="bs", aoi="dk_bench", year=2025, dsn=dsn)
-                with C.Timer() as t:
-                    summary = _run_units(units, dsn, a.workers, pythonpath=path)
+                _, summary, t = _extract(dsn, gdf, files, dates, pool, a.workers, pythonpath=path)
             assert not summary["failed"], summary["failed"]
             assert summary["extracted"] == dates, summary
             times[label].append(t.s / dates)
@@ -203,9 +205,7 @@ def _alternate(a: argparse.Namespace, gdf: Any, files: list[str], dates: int, po
 
 def _unit_worker(args: tuple) -> dict:  # type: ignore[type-arg]
     unit, dsn, run_id, src = args
-    if src:  # a spawned worker gets the parent's sys.path, so PYTHONPATH alone would not switch the code
-        if "cbmflow" in sys.modules and not sys.modules["cbmflow"].__file__.startswith(src):  # type: ignore[union-attr]
-            raise RuntimeError(f"cbmflow already imported from {sys.modules['cbmflow'].__file__}, not {src}")
+    if src and src not in sys.path:  # a spawned worker gets the parent's sys.path: PYTHONPATH would not switch
         sys.path.insert(0, src)
     from cbmflow.extract import run as extract
 
