@@ -55,6 +55,9 @@ def methods(previous: bool) -> list[tuple[str, dict[str, Any]]]:
     alt = dict(estimator="rf+et", class_weight=None, min_class_size=5)
     out += [
         ("default, 1 repetition", dict(n_repeats=1)),
+        ("default, red budget 5 %", dict(policy=FlagPolicy(red_rate=0.05, yellow_rate=0.10))),
+        ("previous default (class-mean threshold, 5 % red)",
+         dict(policy=FlagPolicy(threshold="mean", red_rate=0.05, yellow_rate=0.10))),
         ("rf+et, rare->hierarchy, 1 - p(declared)", dict(alt, rare="hierarchy", n_repeats=1,
                                                          policy=FlagPolicy(score="declared", red_min_score=0.0))),
         ("rf+et, rare->other, confident", dict(alt, rare="group", n_repeats=1,
@@ -72,6 +75,14 @@ def candidates() -> list[tuple[str, dict[str, Any]]]:
     from cbmflow.analytics.flags import FlagPolicy
 
     out: list[tuple[str, dict[str, Any]]] = []
+    for th in ("mean", "loo", "pool_overall", "pool_loo"):
+        for m in (0, 5, 10, 20):
+            out.append((f"default, threshold {th} shrink {m}", dict(policy=FlagPolicy(threshold=th, shrink=float(m)))))
+    for share in (0.05, 0.1, 0.15):
+        out.append((f"default, prune {share:.2f}", dict(prune=share)))
+        out.append((f"default 1 rep, prune {share:.2f}", dict(prune=share, n_repeats=1)))
+        out.append((f"rf+et rare=hierarchy5 declared 1 rep, prune {share:.2f}",
+                    dict(prune=share, n_repeats=1, policy=FlagPolicy(score="declared", red_min_score=0.0))))
     for est in ("rf+et", "ens", "et", "rf"):
         for mcs in (5, 10):
             for score in ("declared", "confident", "odds", "margin", "blend"):
@@ -211,6 +222,10 @@ def run_set(name: str, df: Any, seeds: int, trees: int, previous: bool, schemes:
                     a.setdefault("g5", []).append(float(rg[0]))
                     a.setdefault("g8", []).append(float(rg[1]))
                 a.setdefault("red", []).append(float(metrics["red_pct"]))
+                # the measure: recall of the swapped declarations among the parcels flagged red
+                red = flags["flag"].to_numpy() == "red"
+                a.setdefault("rr", []).append(float((red & wrong).sum() / max(1, wrong.sum())))
+                a.setdefault("rp", []).append(float((red & wrong).sum() / max(1, red.sum())))
                 a.setdefault("n_wrong", []).append(float(wrong.sum()))
                 a.setdefault("n_cross", []).append(float(len(cross_ids)))
                 a.setdefault("sec", []).append(time.perf_counter() - t)
@@ -224,6 +239,8 @@ def run_set(name: str, df: Any, seeds: int, trees: int, previous: bool, schemes:
                 "swapped_per_seed": float(np.mean(a["n_wrong"])),
                 "cross_group_per_seed": float(np.mean(a["n_cross"])),
                 "red_pct": round(float(np.mean(a["red"])), 2),
+                "red_recall": round(_summary(a["rr"])["mean"], 3), "red_ci": round(_summary(a["rr"])["ci95"], 3),
+                "red_precision": round(float(np.mean(a["rp"])), 3),
                 "recall_5": round(r5["mean"], 3), "ci_5": round(r5["ci95"], 3),
                 "recall_8": round(r8["mean"], 3), "ci_8": round(r8["ci95"], 3),
                 "group_recall_5": round(g5["mean"], 3), "group_ci_5": round(g5["ci95"], 3),
@@ -231,6 +248,7 @@ def run_set(name: str, df: Any, seeds: int, trees: int, previous: bool, schemes:
                 "seconds_per_run": round(float(np.mean(a["sec"])), 2),
                 "per_seed_5": [round(v, 3) for v in a["r5"]],
                 "per_seed_8": [round(v, 3) for v in a["r8"]],
+                "per_seed_red": [round(v, 3) for v in a["rr"]],
             }
             rows.append(row)
             print(json.dumps(row), flush=True)

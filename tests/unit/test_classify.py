@@ -47,9 +47,10 @@ def test_recall_and_red_share_on_synthetic_mislabels(synthetic) -> None:
     assert len(flags) == len(feats) == metrics["n_classified"]
     ev = evaluate_flags(flags, truth)
     assert ev["n_mislabelled"] == 125
-    assert ev["recall"] >= 0.9, ev
-    assert ev["red_pct"] <= 6.0, ev
-    assert ev["precision"] >= 0.8, ev
+    # the 8 % budget: the gate (another crop more probable) leaves 7.1 % red here; 124 of the 125 caught
+    assert ev["recall"] >= 0.95, ev
+    assert ev["red_pct"] <= 8.0, ev
+    assert ev["precision"] >= 0.65, ev
     assert metrics["accuracy"] > 0.85
     assert sum(metrics["flag_counts"].values()) == len(flags)
     assert np.asarray(metrics["confusion"]).sum() == len(flags)
@@ -57,8 +58,8 @@ def test_recall_and_red_share_on_synthetic_mislabels(synthetic) -> None:
     red = flags[flags.flag == "red"]
     assert (red.predicted != red.declared_class).all()
     assert (red.best_other_probability > red.declared_probability).all()
-    assert red.suspicion_rank.max() <= round(0.05 * len(flags))
-    # the budget: 5 % red at most, the next 10 % yellow
+    assert red.suspicion_rank.max() <= round(0.08 * len(flags))
+    # the budget: 8 % red at most, the next 7 % yellow
     assert metrics["flag_counts"]["red"] + metrics["flag_counts"]["yellow"] == round(0.15 * len(flags))
     # the JRC rule on the same data: reds are unanimous disagreements
     jflags, jmetrics = classify_frame(feats, seed=0, policy=FlagPolicy(method="jrc"))
@@ -115,6 +116,45 @@ def test_no_parcel_is_scored_by_a_model_that_saw_it(monkeypatch: pytest.MonkeyPa
         predicted = [i for _, test in seen for i in test]
         # every parcel exactly once per repetition and member model
         assert sorted(predicted) == sorted(list(range(n)) * 3 * members)
+
+
+def test_pruned_suspects_train_no_model_of_the_second_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prune: the first pass's suspects are left out of every second-pass training set, still predicted."""
+    from cbmflow.analytics import classify as classify
+
+    seen: list[tuple[set[int], list[int]]] = []
+
+    class Recorder:
+        def fit(self, X, y):  # type: ignore[no-untyped-def]
+            self.train = {int(v) for v in X[:, 0]}
+            self.classes_ = np.unique(y)
+            return self
+
+        def predict_proba(self, X):  # type: ignore[no-untyped-def]
+            seen.append((self.train, [int(v) for v in X[:, 0]]))
+            # parcel 5 looks least like its declaration: the first suspect
+            p = np.full((len(X), len(self.classes_)), 1.0 / len(self.classes_))
+            p[X[:, 0] == 5] = [0.5, 0.5, 0.0]  # declared c, probability 0
+            return p
+
+    monkeypatch.setattr(classify, "make_estimator", lambda *a, **k: Recorder())
+    n = 60
+    df = pd.DataFrame({"parcel_id": [f"P{i}" for i in range(n)], "crop": ["a", "b", "c"] * 20,
+                       "row": np.arange(n, dtype=float)})
+    flags, metrics = classify_frame(df, min_class_size=5, n_repeats=2, n_splits=5, seed=0, estimator="et",
+                                    prune=0.1, explain=False)
+    assert metrics["n_pruned"] == 6 and metrics["params"]["prune"] == 0.1
+    first, second = seen[:10], seen[10:]
+    assert len(second) == 10
+    trained_first = set().union(*(t for t, _ in first))
+    trained_second = set().union(*(t for t, _ in second))
+    assert trained_first == set(range(n))
+    left_out = trained_first - trained_second
+    assert len(left_out) == 6 and 5 in left_out
+    for train, test in second:
+        assert not train & set(test)
+    assert sorted(i for _, test in second for i in test) == sorted(list(range(n)) * 2)  # all still predicted
+    assert len(flags) == n
 
 
 def test_a_label_leaking_feature_cannot_clear_its_own_parcel() -> None:

@@ -96,7 +96,12 @@ def test_threshold_flags_and_temperature() -> None:
 
 
 def test_policy_validation() -> None:
-    assert FlagPolicy().method == "budget" and FlagPolicy().red_rate == 0.05
+    assert FlagPolicy().method == "budget" and FlagPolicy().red_rate == 0.08 and FlagPolicy().yellow_rate == 0.07
+    assert FlagPolicy().threshold == "pool_loo"
+    with pytest.raises(InputError, match="unknown threshold 'median'"):
+        FlagPolicy(threshold="median")
+    with pytest.raises(InputError, match="shrink must be >= 0"):
+        FlagPolicy(shrink=-1)
     with pytest.raises(InputError, match="unknown flag method 'vote'"):
         FlagPolicy(method="vote")
     with pytest.raises(InputError, match="red_rate must be within 0..1"):
@@ -124,9 +129,49 @@ def test_flags_table_columns_from_classify(tmp_path) -> None:  # type: ignore[no
     df.loc[0, "crop"] = "rare"
     flags, metrics = classify_frame(df, min_class_size=10, n_repeats=1, seed=0)
     assert set(FLAG_COLUMNS) <= set(flags.columns)
-    assert metrics["n_rare_scored"] == 1 and metrics["flag_counts"]["red"] <= 6
+    assert metrics["n_rare_scored"] == 1 and metrics["flag_counts"]["red"] <= round(0.08 * n)
     rare = flags[flags.parcel_id == "P0"].iloc[0]
     assert rare.declared == "rare" and "rare (1 parcels < 10): no model" in rare.reason
     red = flags[flags.flag == "red"]
     assert (red.best_other_probability > red.declared_probability).all()
     assert (flags.loc[flags.flag == "green", "reason"] == "").all()
+
+
+def test_confident_score_thresholds_hand_worked() -> None:
+    """A crop is judged against its class mean; a pool of rare crops against its other members, shrunk."""
+    from cbmflow.analytics.flags import confident_score
+
+    # crop "a": 4 parcels; pool "other 11": 3 parcels; min_size 2 -> every group is big enough
+    p_d = np.array([0.8, 0.6, 0.6, 0.4, 0.5, 0.3, 0.1])
+    groups = np.array(["a", "a", "a", "a", "other 11", "other 11", "other 11"])
+    overall = p_d.mean()  # 3.3 / 7
+    mean = confident_score(p_d, groups, 2, pooled={"other 11"}, threshold="mean")
+    # class means: a 0.6, pool 0.3
+    assert mean == pytest.approx([0.0, 0.0, 0.0, 1 - 0.4 / 0.6, 0.0, 0.0, 1 - 0.1 / 0.3])
+    loo = confident_score(p_d, groups, 2, pooled={"other 11"})  # default pool_loo
+    # crops keep their class mean; each pooled parcel: (sum of the others + 2 * overall) / (2 + 2)
+    t = (np.array([0.4, 0.6, 0.8]) + 2 * overall) / 4
+    assert loo[:4] == pytest.approx(mean[:4])
+    assert loo[4:] == pytest.approx(1 - np.minimum(1, np.array([0.5, 0.3, 0.1]) / t))
+    # the pool's weakest parcel is more suspicious than under the class mean (it no longer lowers its own yardstick)
+    assert loo[6] > mean[6]
+    assert confident_score(p_d, groups, 2, pooled={"other 11"}, threshold="pool_overall")[4:] == pytest.approx(
+        1 - np.minimum(1, np.array([0.5, 0.3, 0.1]) / overall))
+    # not named as a pool -> a crop like any other
+    assert confident_score(p_d, groups, 2)[4:] == pytest.approx(mean[4:])
+    # shrink pulls a crop's yardstick towards the overall mean: a's (2.4 + 4 * overall) / 8
+    t_a = (2.4 + 4 * overall) / 8
+    assert confident_score(p_d, groups, 2, threshold="mean", shrink=4)[3] == pytest.approx(1 - 0.4 / t_a)
+    with pytest.raises(InputError, match="unknown threshold"):
+        confident_score(p_d, groups, 2, threshold="q0.5")
+
+
+def test_prune_suspects_caps_each_class_at_half() -> None:
+    from cbmflow.analytics.classify import prune_suspects
+
+    score = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.95, 0.1])
+    y = np.array([0, 0, 0, 0, 1, 1, -1, 1])
+    # 50 % of 8 = 4 suspects, but class 0 (4 parcels) gives at most 2 and the rare parcel (-1) none
+    got = prune_suspects(score, y, 0.5)
+    assert got.tolist() == [True, True, False, False, True, False, False, False]
+    assert not prune_suspects(score, y, 0.0).any()

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import MutableMapping
+from collections.abc import Collection, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,8 +223,12 @@ def oof_probabilities(
     n_jobs: int = 1,
     n_trees: int | None = None,
     cache: MutableMapping[str, np.ndarray] | None = None,
+    train_mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """Out-of-fold class probabilities (n_repeats x n x k), fit and predict seconds.
+
+    ``train_mask`` (boolean, n): only these parcels train models (every parcel is still predicted
+    out of fold); used to leave the first pass's suspects out of the second pass's training.
 
     ``estimator="ens"``: every fold fits RF, ExtraTrees and HGB on the same training parcels and the
     parcel's probabilities are the mean of the three (each row sums to 1).
@@ -250,6 +254,8 @@ def oof_probabilities(
 
         h = hashlib.sha1(np.ascontiguousarray(X, dtype=np.float32).tobytes())
         h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+        if train_mask is not None:
+            h.update(b"train_mask" + np.packbits(np.asarray(train_mask, dtype=bool)).tobytes())
         data_key = h.hexdigest()[:20]
     for r in range(n_repeats):
         skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed + 1000 * r)
@@ -257,7 +263,8 @@ def oof_probabilities(
         deal = rng.permutation(len(unlabelled)) % n_splits
         folds = []
         for f, (tr, te) in enumerate(skf.split(np.zeros(len(labelled)), y[labelled])):
-            folds.append((_subsample(labelled[tr], y, max_train, rng),
+            train_idx = labelled[tr] if train_mask is None else labelled[tr][train_mask[labelled[tr]]]
+            folds.append((_subsample(train_idx, y, max_train, rng),
                           np.concatenate([labelled[te], unlabelled[deal == f]])))
         for name in members:
             # in the ensemble, n_trees sizes the forests; HGB keeps its own 50 iterations
@@ -395,6 +402,49 @@ def _reasons(
     return out
 
 
+def _suspicion(mean_p: np.ndarray, y: np.ndarray, groups: np.ndarray, policy: FlagPolicy, min_class_size: int,
+               pooled: Collection[str] = ()) -> np.ndarray:
+    """The suspicion score ``policy.score`` of every parcel from its mean out-of-fold probabilities."""
+    name = policy.score
+    p_d, _, p_o = declared_and_best_other(mean_p, y)
+    if name in ("confident", "blend"):
+        conf = confident_score(p_d, groups, min_size=min_class_size, pooled=pooled, threshold=policy.threshold,
+                               shrink=policy.shrink)
+        return conf if name == "confident" else 0.5 * (1.0 - p_d) + 0.5 * conf
+    if name == "odds":
+        return odds_score(mean_p, y)[0]
+    if name.startswith("cleanlab"):
+        from cleanlab.rank import get_label_quality_scores
+
+        yy = np.where(y >= 0, y, 0)
+        method = "normalized_margin" if name == "cleanlab_nm" else "self_confidence"
+        pp = np.clip(mean_p, 1e-6, None)
+        pp = pp / pp.sum(axis=1, keepdims=True)
+        return np.asarray(1.0 - get_label_quality_scores(yy, pp, method=method, adjust_pred_probs=True))
+    if name.startswith("relative"):
+        base = suspicion_score(p_d, p_o, "margin" if name == "relative" else "declared")
+        return class_relative(base, groups, min_size=min_class_size)
+    return suspicion_score(p_d, p_o, name)
+
+
+def prune_suspects(score: np.ndarray, y: np.ndarray, share: float) -> np.ndarray:
+    """The ``share`` most suspicious parcels with a class, at most half of any class (boolean mask)."""
+    n = len(score)
+    out = np.zeros(n, dtype=bool)
+    budget = int(round(share * n))
+    left = {int(c): int(m) // 2 for c, m in zip(*np.unique(y[y >= 0], return_counts=True), strict=True)}
+    for i in np.argsort(-np.asarray(score, dtype=np.float64), kind="stable"):
+        if budget <= 0:
+            break
+        c = int(y[i])
+        if c < 0 or left.get(c, 0) <= 0:
+            continue
+        out[i] = True
+        left[c] -= 1
+        budget -= 1
+    return out
+
+
 def classify_frame(
     df: pd.DataFrame,
     *,
@@ -420,6 +470,7 @@ def classify_frame(
     cache: MutableMapping[str, np.ndarray] | None = None,
     explain: bool = True,
     phenology: bool = False,
+    prune: float = 0.0,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Out-of-fold crop predictions, suspicion scores and green/yellow/red flags for every usable parcel.
 
@@ -554,32 +605,30 @@ def classify_frame(
         X, y, k, estimator=estimator, class_weight=class_weight, n_splits=n_splits, n_repeats=n_repeats,
         max_train=max_train, seed=seed, n_jobs=n_jobs, n_trees=n_trees, cache=cache,
     )
+    groups = np.where(y >= 0, cls_labels.astype(str), "\x00rare")
+    # the classes that pool rare crops (a mixture, not a crop: judged by flags.confident_score's pool rule)
+    pooled = {str(classes_of[c]) for c in grouped}
     mean_p = probs.mean(axis=0).astype(np.float64)
+    score = _suspicion(mean_p, y, groups, policy, min_class_size, pooled)
+    n_pruned = 0
+    if prune > 0:
+        # second pass: the first pass's most suspicious declarations train no model (each still
+        # predicted out of fold), so the wrong declarations do not teach the models their crop
+        suspects = prune_suspects(score, y, prune)
+        n_pruned = int(suspects.sum())
+        probs, fit2, predict2 = oof_probabilities(
+            X, y, k, estimator=estimator, class_weight=class_weight, n_splits=n_splits, n_repeats=n_repeats,
+            max_train=max_train, seed=seed, n_jobs=n_jobs, n_trees=n_trees, cache=cache, train_mask=~suspects,
+        )
+        fit_seconds += fit2
+        predict_seconds += predict2
+        mean_p = probs.mean(axis=0).astype(np.float64)
+        score = _suspicion(mean_p, y, groups, policy, min_class_size, pooled)
     predicted = mean_p.argmax(axis=1)
     probability = mean_p[np.arange(n), predicted]
     agree = (probs.argmax(axis=2) == predicted[None, :]).sum(axis=0)
     p_d, best_other, p_o = declared_and_best_other(mean_p, y)
     margin = suspicion_score(p_d, p_o, "margin")
-    groups = np.where(y >= 0, cls_labels.astype(str), "\x00rare")
-    if policy.score == "confident":
-        score = confident_score(p_d, groups, min_size=min_class_size)
-    elif policy.score == "blend":
-        score = 0.5 * (1.0 - p_d) + 0.5 * confident_score(p_d, groups, min_size=min_class_size)
-    elif policy.score == "odds":
-        score, _, _ = odds_score(mean_p, y)
-    elif policy.score.startswith("cleanlab"):
-        from cleanlab.rank import get_label_quality_scores
-
-        yy = np.where(y >= 0, y, 0)
-        method = "normalized_margin" if policy.score == "cleanlab_nm" else "self_confidence"
-        pp = np.clip(mean_p, 1e-6, None)
-        pp = pp / pp.sum(axis=1, keepdims=True)
-        score = 1.0 - get_label_quality_scores(yy, pp, method=method, adjust_pred_probs=True)
-    elif policy.score.startswith("relative"):
-        base = margin if policy.score == "relative" else suspicion_score(p_d, p_o, "declared")
-        score = class_relative(base, groups, min_size=min_class_size)
-    else:
-        score = suspicion_score(p_d, p_o, policy.score)
     temperature: float | None = None
     if policy.method == "budget":
         flag = budget_flags(score, policy.red_rate, policy.yellow_rate, policy.red_min_score, floor_score=margin)
@@ -661,12 +710,14 @@ def classify_frame(
             "n_repeats": n_repeats, "max_train": max_train, "min_class_size": min_class_size,
             "min_area": min_area, "rare": rare, "seed": seed, "class_col": class_col,
             "flag_method": policy.method, "score": policy.score, "red_rate": policy.red_rate,
-            "yellow_rate": policy.yellow_rate, "red_min_score": policy.red_min_score,
+            "yellow_rate": policy.yellow_rate, "threshold": policy.threshold, "shrink": policy.shrink,
+            "red_min_score": policy.red_min_score,
             "red_max_prob": policy.red_max_prob, "yellow_max_prob": policy.yellow_max_prob,
             "red_min_agree": rule.red_min_agree, "red_min_prob": rule.red_min_prob,
             "red_max_declared_prob": rule.red_max_declared_prob,
-            "yellow_min_declared_prob": rule.yellow_min_declared_prob,
+            "yellow_min_declared_prob": rule.yellow_min_declared_prob, "prune": prune,
         },
+        "n_pruned": n_pruned,
         "seconds": {
             "fit": round(fit_seconds, 3), "predict": round(predict_seconds, 3),
             "total": round(time.perf_counter() - t0, 3),

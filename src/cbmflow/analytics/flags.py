@@ -12,18 +12,19 @@ A parcel whose declared crop has no model (a rare crop, too few parcels to learn
 It is never safe merely because it is rare: a parcel declared as spinach that looks like maize
 with ``p_o = 0.9`` scores 0.9.
 
+The ranking score (``FlagPolicy.score``) is ``confident`` (default: confident learning's
+self-confidence against a per-class threshold, :func:`confident_score`; pools of rare crops are
+judged leave-one-out against their other members, shrunk towards the overall mean), ``margin``
+(above), ``declared`` (``1 - p_d``), ``odds``, ``relative``/``relative_declared`` (class-relative),
+``blend``, or cleanlab's rankings; docs/analytics.md section 7 measures them.
+
 Flags (``FlagPolicy.method``):
 
-The ranking score (``FlagPolicy.score``) is ``relative`` (default: the margin score minus the
-median margin score of the parcels declaring the same crop, plus 0.5, :func:`class_relative`; it
-measured best on the real Flanders set, docs/analytics.md §7), ``margin`` (above), ``declared``
-(``1 - p_d``) or ``relative_declared`` (``1 - p_d`` made class-relative).
-
-* ``budget`` (default): the ``red_rate`` (5 %) highest scores are red, the next ``yellow_rate``
-  (10 %) yellow, the rest green; red additionally needs ``score > red_min_score`` (0.5: another
-  crop is more probable than the declared one), so a season with fewer contradicted
-  declarations than the budget gets fewer reds (those parcels fall to yellow). Ties at the
-  boundary are broken by order in the table (stable), so the counts are exact.
+* ``budget`` (default): at most the ``red_rate`` (8 %) highest scores are red, the next
+  ``yellow_rate`` (7 %) yellow, the rest green; red additionally needs the margin score above
+  ``red_min_score`` (0.5: another crop is more probable than the declared one), so a season with
+  fewer contradicted declarations than the budget gets fewer reds (those parcels fall to yellow).
+  Ties at the boundary are broken by order in the table (stable), so the counts are exact.
 * ``threshold``: probabilities are first calibrated on the out-of-fold data (temperature scaling,
   one parameter fitted by maximum likelihood of the declarations, :func:`fit_temperature`); red
   when the calibrated declared probability is at most ``red_max_prob`` and another crop is more
@@ -34,6 +35,7 @@ measured best on the real Flanders set, docs/analytics.md §7), ``margin`` (abov
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +45,7 @@ from cbmflow.core.errors import InputError
 METHODS: tuple[str, ...] = ("budget", "threshold", "jrc")
 SCORES: tuple[str, ...] = ("confident", "margin", "declared", "relative", "relative_declared", "odds",
                            "cleanlab_nm", "cleanlab_sc", "blend")
+THRESHOLDS: tuple[str, ...] = ("pool_loo", "mean", "loo", "pool_overall")
 
 
 @dataclass(frozen=True)
@@ -50,16 +53,22 @@ class FlagPolicy:
     """How suspicion scores become red/yellow/green (see the module docstring)."""
 
     method: str = "budget"
-    red_rate: float = 0.05
-    yellow_rate: float = 0.10
+    red_rate: float = 0.08
+    yellow_rate: float = 0.07
     red_min_score: float = 0.5
     red_max_prob: float = 0.05
     yellow_max_prob: float = 0.25
     score: str = "confident"
+    threshold: str = "pool_loo"
+    shrink: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise InputError(f"unknown flag method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.threshold not in THRESHOLDS:
+            raise InputError(f"unknown threshold {self.threshold!r}; choose one of {', '.join(THRESHOLDS)}")
+        if self.shrink < 0:
+            raise InputError(f"shrink must be >= 0, got {self.shrink}")
         if self.score not in SCORES:
             raise InputError(f"unknown score {self.score!r}; choose one of {', '.join(SCORES)}")
         for name in ("red_rate", "yellow_rate", "red_max_prob", "yellow_max_prob"):
@@ -124,25 +133,50 @@ def class_relative(score: np.ndarray, groups: np.ndarray, min_size: int = 1) -> 
     return out
 
 
-def confident_score(p_d: np.ndarray, groups: np.ndarray, min_size: int = 1) -> np.ndarray:
-    """Confident-learning score ``1 - min(1, p_d / t_d)`` on 0..1, ``t_d`` the mean ``p_d`` of the class's parcels.
+def confident_score(
+    p_d: np.ndarray, groups: np.ndarray, min_size: int = 1, *, pooled: Collection[str] = (),
+    threshold: str = "pool_loo", shrink: float = 0.0,
+) -> np.ndarray:
+    """Confident-learning score ``1 - min(1, p_d / t_d)`` on 0..1, ``t_d`` the declared class's typical ``p_d``.
 
     ``t_d`` is confident learning's per-class threshold (the model's average self-confidence on the
-    parcels declaring that class): a class the model confirms only weakly (two grass variants, a
-    catch-all "other") is judged against its own typical confidence, so its correct declarations do
-    not fill the red budget. 0: at least as confident as the class's average parcel; 1: the
-    declared crop has probability 0. Parcels of rare crops form one group (``groups``). A group
-    smaller than ``min_size`` (one parcel of a rare crop would be its own yardstick) is judged
-    against the mean ``p_d`` of all parcels instead.
+    parcels declaring that class): a class the model confirms only weakly (two grass variants) is
+    judged against its own typical confidence, so its correct declarations do not fill the red
+    budget. 0: at least as confident as the class's average parcel; 1: the declared crop has
+    probability 0. A group smaller than ``min_size`` (one parcel of a rare crop would be its own
+    yardstick) is judged against the mean ``p_d`` of all parcels.
+
+    ``pooled`` names the classes that are pools of rare crops (``other <group>``): a mixture, not a
+    crop, whose few members' wrong declarations would lower its own yardstick. With ``threshold``
+    ``pool_loo`` (default) a pooled parcel is judged against the mean of the *other* members of its
+    pool shrunk towards the overall mean by ``min_size`` pseudo-parcels; ``pool_overall`` judges
+    pools against the overall mean; ``loo`` applies leave-one-out to every class; ``mean`` is the
+    plain class mean. ``shrink`` > 0 pulls the crops' (not the pools') thresholds towards the
+    overall mean as ``shrink`` extra parcels at it would.
     """
+    if threshold not in THRESHOLDS:
+        raise InputError(f"unknown threshold {threshold!r}; choose one of {', '.join(THRESHOLDS)}")
     d = np.asarray(p_d, dtype=np.float64)
     g = np.asarray(groups)
     out = np.zeros_like(d)
     overall = float(d.mean()) if len(d) else 0.0
+    pools = {str(p) for p in pooled}
     for key in np.unique(g):
         m = g == key
-        t = float(d[m].mean()) if m.sum() >= min_size else overall
-        out[m] = 1.0 - np.minimum(1.0, d[m] / t) if t > 0 else 0.0
+        n_m = int(m.sum())
+        total = float(d[m].sum())
+        is_pool = str(key) in pools
+        t: np.ndarray | float
+        if n_m < min_size or (is_pool and threshold == "pool_overall"):
+            t = overall
+        elif is_pool and threshold == "pool_loo":
+            t = (total - d[m] + min_size * overall) / (n_m - 1 + min_size)
+        elif threshold == "loo":
+            t = (total - d[m] + shrink * overall) / (n_m - 1 + shrink)
+        else:
+            t = (total + shrink * overall) / (n_m + shrink)
+        t = np.asarray(t, dtype=np.float64)
+        out[m] = np.where(t > 0, 1.0 - np.minimum(1.0, d[m] / np.where(t > 0, t, 1.0)), 0.0)
     return out
 
 

@@ -27,6 +27,7 @@ from cbmflow.analytics.classify import (
     evaluate_flags,
 )
 from cbmflow.analytics.features import build_features
+from cbmflow.analytics.flags import FlagPolicy
 from cbmflow.analytics.periods import compute_period_means
 from cbmflow.analytics.report import write_report
 from cbmflow.core import db, storage
@@ -130,7 +131,7 @@ def classify_file(
         from cbmflow.analytics.evaluation import compare_on_swaps
 
         policy = classify_kwargs.get("policy")
-        at_rate = policy.red_rate if policy is not None else 0.05
+        at_rate = (policy or FlagPolicy()).red_rate
         if swap_schemes is None and not baselines:
             metrics["swap_evaluation"] = run_swaps(df, share=evaluate_swaps, seeds=seeds, first_seed=seed,
                                                    at_rate=at_rate, **kwargs)

@@ -12,7 +12,7 @@ from cbmflow.analytics.classify import (
     DEFAULT_MIN_CLASS_SIZE,
     DEFAULT_RARE,
 )
-from cbmflow.analytics.flags import SCORES, FlagPolicy
+from cbmflow.analytics.flags import SCORES, THRESHOLDS, FlagPolicy
 from cbmflow.analytics.readers import worldcereal_table
 from cbmflow.analytics.season import classify_file, run_season, season_periods
 from cbmflow.core.errors import InputError
@@ -59,7 +59,8 @@ def _policy(args: argparse.Namespace) -> Any:
     from cbmflow.analytics.flags import FlagPolicy
 
     return FlagPolicy(method=args.flag_method, red_rate=args.red_rate, yellow_rate=args.yellow_rate,
-                      red_max_prob=args.red_max_prob, yellow_max_prob=args.yellow_max_prob, score=args.score)
+                      red_max_prob=args.red_max_prob, yellow_max_prob=args.yellow_max_prob, score=args.score,
+                      threshold=args.threshold)
 
 
 DEFAULT_POLICY = FlagPolicy()
@@ -140,8 +141,13 @@ def _register_main(subparsers: Any) -> None:
                         "jrc: unanimous-disagreement rule")
     p.add_argument("--score", default=DEFAULT_POLICY.score, choices=list(SCORES),
                    help=f"suspicion score ranking the parcels (default {DEFAULT_POLICY.score}; docs/analytics.md section 4)")
-    p.add_argument("--red-rate", type=float, default=0.05, help="budget: share of parcels red (default 0.05)")
-    p.add_argument("--yellow-rate", type=float, default=0.10, help="budget: share yellow after red (default 0.10)")
+    p.add_argument("--red-rate", type=float, default=DEFAULT_POLICY.red_rate,
+                   help=f"budget: at most this share of parcels red (default {DEFAULT_POLICY.red_rate})")
+    p.add_argument("--yellow-rate", type=float, default=DEFAULT_POLICY.yellow_rate,
+                   help=f"budget: share yellow after red (default {DEFAULT_POLICY.yellow_rate})")
+    p.add_argument("--threshold", default=DEFAULT_POLICY.threshold, choices=list(THRESHOLDS),
+                   help=f"confident score: each class's yardstick (default {DEFAULT_POLICY.threshold}; "
+                        "docs/analytics.md section 4)")
     p.add_argument("--red-max-prob", type=float, default=0.05,
                    help="threshold: red at or below this calibrated declared-crop probability")
     p.add_argument("--yellow-max-prob", type=float, default=0.25,
