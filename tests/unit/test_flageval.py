@@ -202,3 +202,17 @@ def test_swap_comparison_both_schemes_and_baselines_on_the_same_swaps(tmp_path: 
     out = capsys.readouterr().out
     assert "swaps uniform   cbmflow check (2 seeds): recall top 5 % 1.000 +- 0.000, top 8 % 1.000" in out
     assert "swaps uniform   RF ranking" in out and "swaps uniform   HGB ranking" in out and "frequency" not in out
+
+
+def test_classify_command_options_reach_the_policy() -> None:
+    """``--rare hierarchy`` (the default) can be named, and the flag options build the policy the run uses."""
+    from cbmflow.analytics.flags import FlagPolicy
+    from cbmflow.cli.analytics import _policy
+    from cbmflow.cli.parser import build_parser
+
+    args = build_parser("classify").parse_args(["classify", "--features", "f.parquet", "--rare", "hierarchy",
+                                                "--threshold", "mean", "--red-rate", "0.05", "--yellow-rate", "0.1"])
+    assert args.rare == "hierarchy"
+    assert _policy(args) == FlagPolicy(threshold="mean", red_rate=0.05, yellow_rate=0.1)
+    defaults = build_parser("classify").parse_args(["classify", "--features", "f.parquet"])
+    assert _policy(defaults) == FlagPolicy()

@@ -152,9 +152,9 @@ def _register_main(subparsers: Any) -> None:
                    help="threshold: red at or below this calibrated declared-crop probability")
     p.add_argument("--yellow-max-prob", type=float, default=0.25,
                    help="threshold: yellow at or below this calibrated declared-crop probability")
-    p.add_argument("--rare", default=DEFAULT_RARE, choices=["score", "group", "exclude"],
-                   help=f"crops under --min-class-size: checked against known crops (score), pooled into one class "
-                        f"'other' (group) or excluded; default {DEFAULT_RARE}")
+    p.add_argument("--rare", default=DEFAULT_RARE, choices=["hierarchy", "score", "group", "exclude"],
+                   help=f"crops under --min-class-size: pooled by crop group (hierarchy), checked against known "
+                        f"crops (score), pooled into one class 'other' (group) or excluded; default {DEFAULT_RARE}")
     p.add_argument("--n-repeats", type=int, default=3, help="repetitions of the K-fold (default 3)")
     p.add_argument("--class-weight", default=DEFAULT_CLASS_WEIGHT or "none", choices=["balanced", "none"])
     _common(p)
