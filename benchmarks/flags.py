@@ -187,7 +187,7 @@ def run_set(name: str, df: Any, seeds: int, trees: int, previous: bool, schemes:
     per swap and reused by every method that has it (``cache``).
     """
     from cbmflow.analytics.classify import classify_frame
-    from cbmflow.analytics.evaluation import _summary, swap_declarations
+    from cbmflow.analytics.evaluation import _summary, score_against, swap_declarations
     from cbmflow.analytics.flags import recall_curve
 
     group_of = crop_groups_of(df)
@@ -199,6 +199,7 @@ def run_set(name: str, df: Any, seeds: int, trees: int, previous: bool, schemes:
         for s in range(seeds):
             swapped, truth = swap_declarations(df, 0.05, 10_000 + s, scheme=scheme)
             wrong_ids = truth.loc[truth["mislabelled"], "parcel_id"].astype(str)
+            wrong_set = set(wrong_ids)
             cross = truth.loc[truth["mislabelled"]]
             cross_ids = set(cross.loc[[group_of[str(a)] != group_of[str(b)] for a, b in
                                        zip(cross["true_crop"], cross["declared"], strict=True)], "parcel_id"].astype(str))
@@ -223,15 +224,15 @@ def run_set(name: str, df: Any, seeds: int, trees: int, previous: bool, schemes:
                     a.setdefault("g8", []).append(float(rg[1]))
                 a.setdefault("red", []).append(float(metrics["red_pct"]))
                 # the issue's measure: recall of the swapped declarations among the parcels flagged red
-                red = flags["flag"].to_numpy() == "red"
-                a.setdefault("rr", []).append(float((red & wrong).sum() / max(1, wrong.sum())))
-                a.setdefault("rp", []).append(float((red & wrong).sum() / max(1, red.sum())))
+                ev = score_against(flags, wrong_set)
+                a.setdefault("rr", []).append(ev["recall"])
+                a.setdefault("rp", []).append(ev["precision"])
                 a.setdefault("n_wrong", []).append(float(wrong.sum()))
                 a.setdefault("n_cross", []).append(float(len(cross_ids)))
                 a.setdefault("sec", []).append(time.perf_counter() - t)
         for label, _ in todo:
             a = acc[label]
-            r5, r8 = _summary(a["r5"]), _summary(a["r8"])
+            r5, r8, rr = _summary(a["r5"]), _summary(a["r8"]), _summary(a["rr"])
             g5 = _summary(a["g5"]) if a.get("g5") else {"mean": float("nan"), "ci95": float("nan")}
             g8 = _summary(a["g8"]) if a.get("g8") else {"mean": float("nan"), "ci95": float("nan")}
             row = {
@@ -239,7 +240,7 @@ def run_set(name: str, df: Any, seeds: int, trees: int, previous: bool, schemes:
                 "swapped_per_seed": float(np.mean(a["n_wrong"])),
                 "cross_group_per_seed": float(np.mean(a["n_cross"])),
                 "red_pct": round(float(np.mean(a["red"])), 2),
-                "red_recall": round(_summary(a["rr"])["mean"], 3), "red_ci": round(_summary(a["rr"])["ci95"], 3),
+                "red_recall": round(rr["mean"], 3), "red_ci": round(rr["ci95"], 3),
                 "red_precision": round(float(np.mean(a["rp"])), 3),
                 "recall_5": round(r5["mean"], 3), "ci_5": round(r5["ci95"], 3),
                 "recall_8": round(r8["mean"], 3), "ci_8": round(r8["ci95"], 3),

@@ -84,8 +84,12 @@ def test_out_of_fold_predictions_do_not_memorise() -> None:
     assert metrics["flag_counts"]["red"] == 0
 
 
-def test_no_parcel_is_scored_by_a_model_that_saw_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every prediction comes from a model whose training set excludes the parcel (recorded)."""
+def _record_fits(monkeypatch: pytest.MonkeyPatch,
+                 rows: dict[int, list[float]] | None = None) -> list[tuple[set[int], list[int]]]:
+    """Replace the estimators by recorders of (training rows, predicted rows); column 0 holds the row number.
+
+    Predictions are uniform over the fold's classes, except the rows given in ``rows``.
+    """
     from cbmflow.analytics import classify as classify
 
     seen: list[tuple[set[int], list[int]]] = []
@@ -98,9 +102,18 @@ def test_no_parcel_is_scored_by_a_model_that_saw_it(monkeypatch: pytest.MonkeyPa
 
         def predict_proba(self, X):  # type: ignore[no-untyped-def]
             seen.append((self.train, [int(v) for v in X[:, 0]]))
-            return np.full((len(X), len(self.classes_)), 1.0 / len(self.classes_))
+            p = np.full((len(X), len(self.classes_)), 1.0 / len(self.classes_))
+            for row, probs in (rows or {}).items():
+                p[X[:, 0] == row] = probs
+            return p
 
     monkeypatch.setattr(classify, "make_estimator", lambda *a, **k: Recorder())
+    return seen
+
+
+def test_no_parcel_is_scored_by_a_model_that_saw_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every prediction comes from a model whose training set excludes the parcel (recorded)."""
+    seen = _record_fits(monkeypatch)
     n = 103
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"parcel_id": [f"P{i}" for i in range(n)], "crop": rng.choice(["a", "b", "c"], n),
@@ -120,24 +133,8 @@ def test_no_parcel_is_scored_by_a_model_that_saw_it(monkeypatch: pytest.MonkeyPa
 
 def test_pruned_suspects_train_no_model_of_the_second_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     """prune: the first pass's suspects are left out of every second-pass training set, still predicted."""
-    from cbmflow.analytics import classify as classify
-
-    seen: list[tuple[set[int], list[int]]] = []
-
-    class Recorder:
-        def fit(self, X, y):  # type: ignore[no-untyped-def]
-            self.train = {int(v) for v in X[:, 0]}
-            self.classes_ = np.unique(y)
-            return self
-
-        def predict_proba(self, X):  # type: ignore[no-untyped-def]
-            seen.append((self.train, [int(v) for v in X[:, 0]]))
-            # parcel 5 looks least like its declaration: the first suspect
-            p = np.full((len(X), len(self.classes_)), 1.0 / len(self.classes_))
-            p[X[:, 0] == 5] = [0.5, 0.5, 0.0]  # declared c, probability 0
-            return p
-
-    monkeypatch.setattr(classify, "make_estimator", lambda *a, **k: Recorder())
+    # parcel 5 looks least like its declaration (declared c, probability 0): the first suspect
+    seen = _record_fits(monkeypatch, {5: [0.5, 0.5, 0.0]})
     n = 60
     df = pd.DataFrame({"parcel_id": [f"P{i}" for i in range(n)], "crop": ["a", "b", "c"] * 20,
                        "row": np.arange(n, dtype=float)})

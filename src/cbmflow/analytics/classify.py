@@ -402,11 +402,10 @@ def _reasons(
     return out
 
 
-def _suspicion(mean_p: np.ndarray, y: np.ndarray, groups: np.ndarray, policy: FlagPolicy, min_class_size: int,
-               pooled: Collection[str] = ()) -> np.ndarray:
+def _suspicion(mean_p: np.ndarray, y: np.ndarray, p_d: np.ndarray, p_o: np.ndarray, groups: np.ndarray,
+               policy: FlagPolicy, min_class_size: int, pooled: Collection[str] = ()) -> np.ndarray:
     """The suspicion score ``policy.score`` of every parcel from its mean out-of-fold probabilities."""
     name = policy.score
-    p_d, _, p_o = declared_and_best_other(mean_p, y)
     if name in ("confident", "blend"):
         conf = confident_score(p_d, groups, min_size=min_class_size, pooled=pooled, threshold=policy.threshold,
                                shrink=policy.shrink)
@@ -609,7 +608,8 @@ def classify_frame(
     # the classes that pool rare crops (a mixture, not a crop: judged by flags.confident_score's pool rule)
     pooled = {str(classes_of[c]) for c in grouped}
     mean_p = probs.mean(axis=0).astype(np.float64)
-    score = _suspicion(mean_p, y, groups, policy, min_class_size, pooled)
+    p_d, best_other, p_o = declared_and_best_other(mean_p, y)
+    score = _suspicion(mean_p, y, p_d, p_o, groups, policy, min_class_size, pooled)
     n_pruned = 0
     if prune > 0:
         # second pass: the first pass's most suspicious declarations train no model (each still
@@ -623,11 +623,11 @@ def classify_frame(
         fit_seconds += fit2
         predict_seconds += predict2
         mean_p = probs.mean(axis=0).astype(np.float64)
-        score = _suspicion(mean_p, y, groups, policy, min_class_size, pooled)
+        p_d, best_other, p_o = declared_and_best_other(mean_p, y)
+        score = _suspicion(mean_p, y, p_d, p_o, groups, policy, min_class_size, pooled)
     predicted = mean_p.argmax(axis=1)
     probability = mean_p[np.arange(n), predicted]
     agree = (probs.argmax(axis=2) == predicted[None, :]).sum(axis=0)
-    p_d, best_other, p_o = declared_and_best_other(mean_p, y)
     margin = suspicion_score(p_d, p_o, "margin")
     temperature: float | None = None
     if policy.method == "budget":
